@@ -1,0 +1,244 @@
+//! How OS handles travel inside serialized values.
+//!
+//! Queues, Connections and Locks own file descriptors. When one of them is
+//! serialized by `multiprocess` (as a process argument, or inside a message on
+//! a [`Connection`](crate::Connection)), its descriptor is duplicated into a
+//! *side table* and only the table index is written into the bytes. The
+//! transport then carries the table out of band: `SCM_RIGHTS` over a Unix
+//! socket, or plain inheritance for forked children. On the receiving side the
+//! index is looked up in the received table; an index that is out of range or
+//! already taken is a decode error, never a panic.
+//!
+//! The tables live in thread-locals that are only set while
+//! [`encode`]/[`decode`] run, so serializing a handle with any other serde
+//! serializer (JSON, say) gives a clear error instead of a meaningless number.
+
+use std::cell::RefCell;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The name under which handle indices are serialized (a newtype struct).
+const HANDLE_TOKEN: &str = "$multiprocess::Handle";
+
+thread_local! {
+    static ENCODE_TABLE: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static DECODE_TABLE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// postcard drops the text of custom serde errors, so the handle code
+    /// leaves its message here for `encode`/`decode` to report.
+    static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records `msg` for [`take_handle_error`] and returns it as a serde error.
+fn handle_error<E: serde::ser::Error>(msg: String) -> E {
+    let e = E::custom(&msg);
+    HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
+    e
+}
+
+/// Same as [`handle_error`] for deserialization.
+fn handle_de_error<E: serde::de::Error>(msg: String) -> E {
+    let e = E::custom(&msg);
+    HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
+    e
+}
+
+/// The message of the last handle error on this thread, if any, else `fallback`.
+fn take_handle_error(fallback: String) -> String {
+    HANDLE_ERROR.with(|h| h.borrow_mut().take()).unwrap_or(fallback)
+}
+
+/// Error while turning a value into bytes plus handles.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The serializer rejected the value (for example a map with non-string
+    /// keys in a format that needs them), or a handle could not be duplicated.
+    #[error("cannot serialize value: {0}")]
+    Serialize(String),
+}
+
+/// Error while turning bytes plus handles back into a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes are not a valid encoding of the expected type.
+    #[error("message does not decode as {expected}: {reason}")]
+    Malformed {
+        /// The Rust type the receiver asked for.
+        expected: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+}
+
+/// Serializes `value` into `buf` (appending), duplicating every handle inside
+/// it into `fds`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<(), EncodeError> {
+    HANDLE_ERROR.with(|h| h.borrow_mut().take());
+    let previous = ENCODE_TABLE.with(|t| t.borrow_mut().replace(std::mem::take(fds)));
+    let result = postcard::to_extend(value, std::mem::take(buf));
+    let table = ENCODE_TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
+    *fds = table.unwrap_or_default();
+    match result {
+        Ok(out) => {
+            *buf = out;
+            Ok(())
+        }
+        Err(e) => Err(EncodeError::Serialize(take_handle_error(e.to_string()))),
+    }
+}
+
+/// Serializes `value` into fresh bytes plus a handle table.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    encode_into(value, &mut buf, &mut fds)?;
+    Ok((buf, fds))
+}
+
+/// Deserializes a `T` from `bytes`, taking handles out of `fds`.
+///
+/// Handles that the value does not claim are closed. Trailing bytes are an
+/// error: a message is exactly one value.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, DecodeError> {
+    HANDLE_ERROR.with(|h| h.borrow_mut().take());
+    let table: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
+    let previous = DECODE_TABLE.with(|t| t.borrow_mut().replace(table));
+    let result = postcard::take_from_bytes::<T>(bytes);
+    DECODE_TABLE.with(|t| *t.borrow_mut() = previous);
+    let malformed = |reason: String| DecodeError::Malformed {
+        expected: std::any::type_name::<T>(),
+        reason,
+    };
+    match result {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(malformed(format!("{} trailing bytes", rest.len()))),
+        Err(e) => Err(malformed(take_handle_error(e.to_string()))),
+    }
+}
+
+/// Serializes a handle: duplicates `fd` into the current side table and writes
+/// its index. `what` names the handle type for the error message.
+pub(crate) fn serialize_fd<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    what: &'static str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let index = ENCODE_TABLE.with(|t| {
+        let mut t = t.borrow_mut();
+        let Some(table) = t.as_mut() else {
+            return Err(handle_error(format!(
+                "a {what} can only be serialized by multiprocess itself \
+                 (as a process argument or in a Connection message)"
+            )));
+        };
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| handle_error(format!("cannot duplicate the {what} descriptor: {e}")))?;
+        table.push(dup);
+        u32::try_from(table.len() - 1).map_err(|_| handle_error("too many handles".into()))
+    })?;
+    serializer.serialize_newtype_struct(HANDLE_TOKEN, &index)
+}
+
+/// Deserializes a handle written by [`serialize_fd`]: takes the descriptor at
+/// the written index out of the current side table.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
+    what: &'static str,
+    deserializer: D,
+) -> Result<OwnedFd, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename = "$multiprocess::Handle")]
+    struct Index(u32);
+    let Index(index) = Index::deserialize(deserializer)?;
+    DECODE_TABLE.with(|t| {
+        let mut t = t.borrow_mut();
+        let Some(table) = t.as_mut() else {
+            return Err(handle_de_error(format!(
+                "a {what} can only be deserialized by multiprocess itself"
+            )));
+        };
+        let len = table.len();
+        match table.get_mut(index as usize) {
+            None => Err(handle_de_error(format!(
+                "bad handle index {index} for a {what}: the message carries {len} handle(s)"
+            ))),
+            Some(slot) => slot.take().ok_or_else(|| {
+                handle_de_error(format!("handle index {index} for a {what} was already used"))
+            }),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    struct Fd(OwnedFd);
+    impl Serialize for Fd {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize_fd(self.0.as_fd(), "test handle", s)
+        }
+    }
+    impl<'de> Deserialize<'de> for Fd {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            deserialize_fd("test handle", d).map(Fd)
+        }
+    }
+
+    fn devnull() -> OwnedFd {
+        std::fs::File::open("/dev/null").unwrap().into()
+    }
+
+    #[test]
+    fn handles_round_trip_nested() {
+        let value = (7u32, vec![Some(Fd(devnull())), None, Some(Fd(devnull()))]);
+        let (bytes, fds) = encode(&value).unwrap();
+        assert_eq!(fds.len(), 2);
+        let back: (u32, Vec<Option<Fd>>) = decode(&bytes, fds).unwrap();
+        assert_eq!(back.0, 7);
+        assert!(back.1[0].is_some() && back.1[1].is_none() && back.1[2].is_some());
+    }
+
+    #[test]
+    fn missing_handle_is_an_error() {
+        let (bytes, _fds) = encode(&Fd(devnull())).unwrap();
+        let err = decode::<Fd>(&bytes, Vec::new()).err().unwrap();
+        assert!(err.to_string().contains("bad handle index 0"), "{err}");
+    }
+
+    #[test]
+    fn reused_index_is_an_error() {
+        // Two values that both claim index 0.
+        let (bytes, fds) = encode(&Fd(devnull())).unwrap();
+        let mut twice = bytes.clone();
+        twice.extend_from_slice(&bytes);
+        let err = decode::<(Fd, Fd)>(&twice, fds).err().unwrap();
+        assert!(err.to_string().contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn foreign_serializer_is_refused() {
+        assert!(postcard::to_stdvec(&Fd(devnull())).is_err());
+        assert!(encode(&Fd(devnull())).is_ok());
+    }
+
+    #[test]
+    fn wrong_type_names_expected() {
+        let (bytes, fds) = encode(&"hello".to_string()).unwrap();
+        let err = decode::<u64>(&bytes, fds).err().unwrap();
+        assert!(err.to_string().contains("u64"), "{err}");
+    }
+}

@@ -1,0 +1,75 @@
+//! Descriptor utilities shared by the other `sys` modules: close-on-exec
+//! control and waiting for readiness with a deadline.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+/// Readiness that [`wait_readable`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// Data (or EOF, or an error to read) is waiting.
+    Readable,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Converts an optional deadline into a poll timeout (`None` blocks).
+pub(crate) fn timespec_until(deadline: Option<Instant>) -> Option<Timespec> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        }
+    })
+}
+
+/// Waits until one of `fds` is readable (or hung up), or `deadline` passes.
+/// Returns the index of a ready descriptor. EINTR is retried with the
+/// remaining time.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn wait_any_readable(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    loop {
+        let mut polls: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        let timeout = timespec_until(deadline);
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+            }
+            Ok(_) => {
+                return Ok(polls.iter().position(|p| !p.revents().is_empty()));
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `fd` is readable (or hung up), or `deadline` passes.
+pub(crate) fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<Ready> {
+    Ok(match wait_any_readable(&[fd.as_fd()], deadline)? {
+        Some(_) => Ready::Readable,
+        None => Ready::TimedOut,
+    })
+}
+
+/// Sets or clears close-on-exec on `fd`.
+pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let mut flags = rustix::io::fcntl_getfd(&fd)?;
+    flags.set(rustix::io::FdFlags::CLOEXEC, on);
+    rustix::io::fcntl_setfd(&fd, flags)?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The operating-system boundary: the only module where `unsafe` is allowed.
+//!
+//! Everything above `sys` speaks in `OwnedFd`/`BorrowedFd`, `Duration` and safe
+//! types; every syscall is wrapped here once, on top of `rustix` where it has
+//! the call and `libc` where it does not (fork, sigaction, `_exit`).
+//! Linux is the first target; a macOS port provides the same names.
+#![allow(unsafe_code)]
+
+pub(crate) mod code;
+pub(crate) mod fd;
+pub(crate) mod futex;
+pub(crate) mod process;
+pub(crate) mod shm;
+pub(crate) mod socket;

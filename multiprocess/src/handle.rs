@@ -181,6 +181,29 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
     })
 }
 
+/// A 64-bit tag for the type `T`, equal in every process running the same
+/// binary (it hashes `TypeId`). Connections send it with each message and
+/// shared-memory handles store it, so a value is never decoded as a type other
+/// than the one it was encoded from.
+pub(crate) fn type_tag<T: ?Sized + 'static>() -> u64 {
+    use std::hash::{Hash, Hasher};
+    /// FNV-1a over whatever `TypeId::hash` writes: a few bytes, a few ns.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    std::any::TypeId::of::<T>().hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +256,13 @@ mod tests {
     fn foreign_serializer_is_refused() {
         assert!(postcard::to_stdvec(&Fd(devnull())).is_err());
         assert!(encode(&Fd(devnull())).is_ok());
+    }
+
+    #[test]
+    fn type_tags_differ() {
+        assert_eq!(type_tag::<u64>(), type_tag::<u64>());
+        assert_ne!(type_tag::<u64>(), type_tag::<i64>());
+        assert_ne!(type_tag::<String>(), type_tag::<Vec<u8>>());
     }
 
     #[test]

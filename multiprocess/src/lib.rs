@@ -12,3 +12,8 @@ mod sync;
 mod sys;
 
 pub use handle::{DecodeError, EncodeError};
+pub use process::{
+    Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,
+    Target, TargetResult, active_children, cpu_count, current_process, get_context,
+    get_start_method, init, parent_process, set_start_method,
+};

@@ -1,1 +1,882 @@
-//! (to be written)
+//! Processes: [`Process`], start methods, and who-am-I functions.
+//!
+//! A [`Process`] runs a target function in a new OS process with its own
+//! memory. How the process comes to be is its [`StartMethod`]:
+//!
+//! | method | how | cost | threads in the parent |
+//! |---|---|---|---|
+//! | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
+//! | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`] dispatches the child | exec | safe |
+//! | [`Fork`](StartMethod::Fork) | forks the caller | fork | **unsafe**: see [`StartMethod::Fork`] |
+//!
+//! Spawn and ForkServer children run a *fresh* copy of the binary (the fork
+//! server itself is started by re-execution), so targets are plain `fn`s and
+//! their arguments travel serialized; handles inside the arguments (queues,
+//! connections, locks) travel as descriptors beside them.
+
+mod child;
+mod forkserver;
+mod target;
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+pub use target::{Target, TargetResult};
+
+use crate::handle::{self, EncodeError};
+use crate::sys;
+use crate::sys::code::Entry;
+use child::{ChildSpec, Identity};
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// Prepares this binary to start processes: call it first in `main`.
+///
+/// In the parent it returns at once. In a child started by the
+/// [`Spawn`](StartMethod::Spawn) method, or in the fork server, it never
+/// returns: it runs the child's target (or serves fork requests) and exits,
+/// so a child never runs the rest of the parent's `main` (no fork bomb).
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() {
+///     multiprocess::init();
+///     // ... start processes
+/// }
+/// ```
+///
+/// In a crate's tests, where `main` belongs to the test harness, use
+/// [`init_before_main!`](crate::init_before_main) once instead.
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
+    if let Some(fd) = sys::process::take_inherited_fd(child::BOOTSTRAP_ENV) {
+        match fd {
+            Ok(fd) => child::run_spawned(fd),
+            Err(e) => {
+                eprintln!("multiprocess: bad bootstrap descriptor: {e}");
+                sys::process::exit_now(1)
+            }
+        }
+    }
+    if let Some(fd) = sys::process::take_inherited_fd(forkserver::FORKSERVER_ENV) {
+        match fd {
+            Ok(fd) => forkserver::serve(fd),
+            Err(e) => {
+                eprintln!("multiprocess: bad fork server descriptor: {e}");
+                sys::process::exit_now(1)
+            }
+        }
+    }
+}
+
+/// Runs [`init`] before `main`, from an ELF constructor: the one-line opt-in
+/// for test binaries (whose `main` is the test harness's) and for programs
+/// that prefer not to touch `main`.
+///
+/// Put it once at the top level of the crate root, of each integration test
+/// file that starts processes, or of a `#[cfg(test)]` module.
+///
+/// # Examples
+///
+/// ```
+/// multiprocess::init_before_main!();
+///
+/// #[test]
+/// fn starts_a_process() {
+///     fn child() {}
+///     let p = multiprocess::Process::new(child, ());
+///     p.start().unwrap();
+///     assert_eq!(p.join().unwrap(), 0);
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! init_before_main {
+    () => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROCESS_INIT_BEFORE_MAIN: extern "C" fn() = {
+            extern "C" fn __multiprocess_init() {
+                $crate::init();
+            }
+            __multiprocess_init
+        };
+    };
+}
+
+/// How a child process is created. See the [module table](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// Fork the calling process: the child is a copy of the parent at the
+    /// moment of `start`, and runs the target directly.
+    ///
+    /// This is the only method that accepts a capturing closure
+    /// ([`Context::process_closure`]) and the cheapest, but it is **unsafe in
+    /// a multi-threaded parent**: the child has only the thread that called
+    /// `start`, and a lock held by any other thread at that moment (inside
+    /// the allocator's arenas guarded by glibc, but also a logger, stdout, or
+    /// your own mutexes) stays locked forever in the child. Python moved its
+    /// default away from fork for this reason. Use it in single-threaded
+    /// programs only.
+    Fork,
+    /// Re-execute the running binary; [`init`] in the child's `main` runs the
+    /// target. Safe with threads; costs an exec.
+    Spawn,
+    /// Ask a single-threaded fork server (started on first use by
+    /// re-execution) to fork the child. Safe with threads, and nearly as fast
+    /// as `Fork`. The default, as in Python 3.14 on Linux.
+    ForkServer,
+}
+
+impl StartMethod {
+    fn from_u8(v: u8) -> StartMethod {
+        match v {
+            0 => StartMethod::Fork,
+            1 => StartMethod::Spawn,
+            _ => StartMethod::ForkServer,
+        }
+    }
+}
+
+static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(StartMethod::ForkServer as u8);
+
+/// Sets the start method used by [`Process::new`] from now on (Python's
+/// `multiprocessing.set_start_method`).
+pub fn set_start_method(method: StartMethod) {
+    DEFAULT_METHOD.store(method as u8, Ordering::SeqCst);
+}
+
+/// The start method [`Process::new`] uses.
+pub fn get_start_method() -> StartMethod {
+    StartMethod::from_u8(DEFAULT_METHOD.load(Ordering::SeqCst))
+}
+
+/// A start method to create processes with, without changing the global
+/// default (Python's `multiprocessing.get_context(method)`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiprocess::{get_context, StartMethod};
+///
+/// fn work(n: u32) {
+///     println!("{n}");
+/// }
+///
+/// multiprocess::init();
+/// let ctx = get_context(StartMethod::Spawn);
+/// let p = ctx.process(work, (7,));
+/// p.start()?;
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+/// See [`get_context`].
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    method: StartMethod,
+}
+
+impl Context {
+    /// This context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process that runs `target(args…)` with this context's start method.
+    pub fn process<F, A>(&self, target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        A: serde::Serialize + Send + 'static,
+    {
+        Process::builder().start_method(self.method).target(target, args)
+    }
+
+    /// A process that runs a closure, which may capture anything `Send`.
+    ///
+    /// Only the [`Fork`](StartMethod::Fork) method can run a closure (the
+    /// child is a copy of this process, so the captures are already there);
+    /// with another method, [`Process::start`] returns
+    /// [`StartError::ClosureNeedsFork`].
+    pub fn process_closure<C>(&self, closure: C) -> Process
+    where
+        C: FnOnce() + Send + 'static,
+    {
+        Process::builder()
+            .start_method(self.method)
+            .build(Box::new(ClosureLaunch(closure)))
+    }
+}
+
+/// The work a process will do, before `start`.
+trait Launch: Send {
+    /// The entry point a re-executed child runs.
+    fn entry(&self) -> Option<Entry>;
+    /// The arguments as bytes plus descriptors.
+    fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError>;
+    /// Runs the target in a forked child; returns the exit code.
+    fn run(self: Box<Self>) -> i32;
+}
+
+struct FnLaunch<F, A> {
+    target: F,
+    args: A,
+}
+
+impl<F, A> Launch for FnLaunch<F, A>
+where
+    F: Target<A>,
+    A: serde::Serialize + Send + 'static,
+{
+    fn entry(&self) -> Option<Entry> {
+        Some(self.target.entry())
+    }
+    fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
+        handle::encode(&self.args)
+    }
+    fn run(self: Box<Self>) -> i32 {
+        let this = *self;
+        this.target.call(this.args)
+    }
+}
+
+struct ClosureLaunch<C>(C);
+
+impl<C: FnOnce() + Send + 'static> Launch for ClosureLaunch<C> {
+    fn entry(&self) -> Option<Entry> {
+        None
+    }
+    fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
+        Err(EncodeError::Serialize("a closure cannot be serialized".into()))
+    }
+    fn run(self: Box<Self>) -> i32 {
+        (self.0)();
+        0
+    }
+}
+
+/// Why [`Process::start`] failed. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `start` was called before on this process.
+    #[error("a process can only be started once")]
+    AlreadyStarted,
+    /// [`init`] was not called first in `main` (or this process is itself a
+    /// child that skipped it), so a re-executed child could not find its
+    /// target. Refusing prevents a fork bomb.
+    #[error(
+        "multiprocess::init() must be called first in main (or use init_before_main!) \
+         before starting processes with the Spawn or ForkServer method"
+    )]
+    InitNotCalled,
+    /// A closure target needs the Fork start method.
+    #[error("a closure target can only be started with the Fork start method")]
+    ClosureNeedsFork,
+    /// The arguments could not be serialized.
+    #[error("cannot send the process arguments: {0}")]
+    Encode(#[from] EncodeError),
+    /// The operating system refused (fork, exec, sockets).
+    #[error("cannot start the process: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why waiting for or signalling a process failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The process was never started.
+    #[error("the process has not been started")]
+    NotStarted,
+    /// The fork server that started this child died, and the child's exit
+    /// status died with it. The child itself has exited.
+    #[error("the exit status was lost with the fork server")]
+    StatusLost,
+    /// The operating system reported an error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A process: Python's `multiprocessing.Process`.
+///
+/// Create it with [`Process::new`] (or [`Process::builder`] to set a name,
+/// the daemon flag or the start method), then [`start`](Self::start) it and
+/// [`join`](Self::join) it. Its exit code follows Python: `None` while
+/// running, `0` on success, `1` if the target panicked or returned `Err`, `n`
+/// after `std::process::exit(n)`, and `-N` after death by signal N.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiprocess::Process;
+///
+/// fn print_square(num: f64) {
+///     println!("Square: {}", num * num);
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     multiprocess::init();
+///     let p = Process::new(print_square, (10.0,));
+///     p.start()?;
+///     assert_eq!(p.join()?, 0);
+///     Ok(())
+/// }
+/// ```
+///
+/// # Caveats
+///
+/// Dropping a running `Process` does not stop it: the child runs on and is
+/// reaped in the background when it exits (no zombie is left while this
+/// process runs). A daemon child is killed when this process exits.
+pub struct Process {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: String,
+    daemon: bool,
+    method: StartMethod,
+    /// This child's place in the process tree.
+    path: Vec<u32>,
+    /// The pid once started, 0 before.
+    pid: AtomicU32,
+    state: Mutex<State>,
+}
+
+enum State {
+    NotStarted(Box<dyn Launch>),
+    Starting,
+    Running(Running),
+    Exited(i32),
+}
+
+struct Running {
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+    /// For fork-server children: where the server writes the exit code.
+    status: Option<Arc<OwnedFd>>,
+}
+
+/// Builder for a [`Process`] with a name, the daemon flag or a start method.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiprocess::{Process, StartMethod};
+///
+/// fn worker() {}
+///
+/// multiprocess::init();
+/// let p = Process::builder()
+///     .name("worker-1")
+///     .daemon(true)
+///     .start_method(StartMethod::Spawn)
+///     .target(worker, ());
+/// assert_eq!(p.name(), "worker-1");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: Option<bool>,
+    method: Option<StartMethod>,
+}
+
+impl Builder {
+    /// The process name (default `Process-N`, with `:`-joined numbers for
+    /// grandchildren, as in Python).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon process is killed when its parent exits (default: the
+    /// parent's own daemon flag, false in the main process).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// The start method (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// A process that runs `target` with `args` (a tuple).
+    pub fn target<F, A>(self, target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        A: serde::Serialize + Send + 'static,
+    {
+        self.build(Box::new(FnLaunch { target, args }))
+    }
+
+    fn build(self, launch: Box<dyn Launch>) -> Process {
+        let (path, default_name) = child::with_identity(|me| {
+            me.started += 1;
+            let mut path = me.path.clone();
+            path.push(me.started);
+            let digits: Vec<String> = path.iter().map(u32::to_string).collect();
+            (path, format!("Process-{}", digits.join(":")))
+        });
+        Process {
+            shared: Arc::new(Shared {
+                name: self.name.unwrap_or(default_name),
+                daemon: self.daemon.unwrap_or(false),
+                method: self.method.unwrap_or_else(get_start_method),
+                path,
+                pid: AtomicU32::new(0),
+                state: Mutex::new(State::NotStarted(launch)),
+            }),
+        }
+    }
+}
+
+/// Every started process of ours that may still run, for [`active_children`].
+static CHILDREN: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// Pidfds of dropped, still running direct children, reaped later.
+static ORPHANS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn reap_orphans() {
+    lock(&ORPHANS).retain(|fd| matches!(sys::process::try_reap(fd), Ok(None)));
+}
+
+impl Process {
+    /// A process that will run `target(args…)`, with default name, daemon
+    /// flag and start method. `args` is a tuple matching the target's
+    /// parameters: `()`, `(x,)`, `(x, y)`…
+    pub fn new<F, A>(target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        A: serde::Serialize + Send + 'static,
+    {
+        Builder::default().target(target, args)
+    }
+
+    /// A builder to set the name, daemon flag or start method.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Starts the process. The arguments are sent to it (and dropped here,
+    /// which closes this process's copy of any Connection among them).
+    ///
+    /// # Errors
+    ///
+    /// See [`StartError`]. On error nothing is left running.
+    pub fn start(&self) -> Result<(), StartError> {
+        let mut state = lock(&self.shared.state);
+        let launch = match std::mem::replace(&mut *state, State::Starting) {
+            State::NotStarted(launch) => launch,
+            other => {
+                *state = other;
+                return Err(StartError::AlreadyStarted);
+            }
+        };
+        reap_orphans();
+        let result = match self.shared.method {
+            StartMethod::Fork => self.start_fork(launch),
+            method => self.start_exec(method, launch),
+        };
+        match result {
+            Ok(running) => {
+                self.shared.pid.store(running.pid, Ordering::Relaxed);
+                *state = State::Running(running);
+                drop(state);
+                let mut children = lock(&CHILDREN);
+                children.retain(|c| c.strong_count() > 0);
+                children.push(Arc::downgrade(&self.shared));
+                Ok(())
+            }
+            Err((e, launch)) => {
+                *state = match launch {
+                    Some(launch) => State::NotStarted(launch),
+                    None => State::Exited(1),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    fn start_exec(
+        &self,
+        method: StartMethod,
+        launch: Box<dyn Launch>,
+    ) -> Result<Running, (StartError, Option<Box<dyn Launch>>)> {
+        let fail = |e: StartError, launch| Err((e, Some(launch)));
+        if !INIT_CALLED.load(Ordering::SeqCst)
+            || std::env::var_os(child::BOOTSTRAP_ENV).is_some()
+        {
+            return fail(StartError::InitNotCalled, launch);
+        }
+        let Some(entry) = launch.entry() else {
+            return fail(StartError::ClosureNeedsFork, launch);
+        };
+        let (args, fds) = match launch.encode() {
+            Ok(encoded) => encoded,
+            Err(e) => return fail(e.into(), launch),
+        };
+        let exe = match sys::code::exe_identity() {
+            Ok(exe) => exe,
+            Err(e) => return fail(e.into(), launch),
+        };
+        let spec = ChildSpec {
+            entry: sys::code::entry_offset(entry),
+            exe,
+            me: Identity {
+                name: self.shared.name.clone(),
+                path: self.shared.path.clone(),
+                started: 0,
+                parent: Some((std::process::id(), current_process().name)),
+            },
+            daemon: self.shared.daemon,
+            args,
+        };
+        let started = match method {
+            StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
+                pid: s.pid,
+                pidfd: Arc::new(s.pidfd),
+                status: Some(Arc::new(s.status)),
+            }),
+            _ => spawn(&spec, fds, self.shared.daemon),
+        };
+        match started {
+            // The launch (and with it the arguments) is dropped here: the
+            // child has its own copies of every handle.
+            Ok(running) => Ok(running),
+            Err(e) => fail(e.into(), launch),
+        }
+    }
+
+    fn start_fork(
+        &self,
+        launch: Box<dyn Launch>,
+    ) -> Result<Running, (StartError, Option<Box<dyn Launch>>)> {
+        let me = Identity {
+            name: self.shared.name.clone(),
+            path: self.shared.path.clone(),
+            started: 0,
+            parent: Some((std::process::id(), current_process().name)),
+        };
+        let parent_pid = std::process::id();
+        let daemon = self.shared.daemon;
+        // Hold our own locks across the fork so that no other thread of ours
+        // holds them at that moment; the child then resets them.
+        let server = lock(&forkserver::SERVER);
+        let children = lock(&CHILDREN);
+        let orphans = lock(&ORPHANS);
+        let identity = lock(&child::IDENTITY);
+        // `fork` refuses in a multi-threaded process.
+        match sys::process::fork() {
+            Ok(sys::process::Forked::Child) => {
+                let mut server = server;
+                let mut children = children;
+                let mut orphans = orphans;
+                let mut identity = identity;
+                // The parent's children and fork server are not ours.
+                server.take();
+                children.clear();
+                // Forget (do not close) nothing: the pidfds are copies.
+                orphans.clear();
+                *identity = Some(me);
+                drop((server, children, orphans, identity));
+                if daemon && !sys::process::die_with_parent(parent_pid).unwrap_or(false) {
+                    sys::process::exit_now(1);
+                }
+                let code = child::run_guarded(move || launch.run());
+                sys::process::exit_now(code)
+            }
+            Ok(sys::process::Forked::Parent(started)) => {
+                drop((server, children, orphans, identity));
+                Ok(Running {
+                    pid: started.pid,
+                    pidfd: Arc::new(started.pidfd),
+                    status: None,
+                })
+            }
+            Err(e) => Err((e.into(), Some(launch))),
+        }
+    }
+
+    /// Waits until the process exits and returns its exit code.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NotStarted`] before [`start`](Self::start).
+    pub fn join(&self) -> Result<i32, ProcessError> {
+        match self.wait(None)? {
+            Some(code) => Ok(code),
+            None => unreachable!("an unbounded wait returns only on exit"),
+        }
+    }
+
+    /// Waits at most `timeout` for the process to exit: `Some(exit code)` if
+    /// it did, `None` if it is still running. A zero timeout just checks.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        self.wait(crate::deadline::after(timeout))
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Result<Option<i32>, ProcessError> {
+        loop {
+            // Check under the lock, wait without it (so `is_alive`, `kill`
+            // and other joiners are never blocked by a waiting joiner).
+            let (pidfd, status) = {
+                let mut state = lock(&self.shared.state);
+                if let Some(code) = poll_state(&mut state)? {
+                    return Ok(Some(code));
+                }
+                match &*state {
+                    State::Running(r) => (r.pidfd.clone(), r.status.clone()),
+                    _ => return Err(ProcessError::NotStarted),
+                }
+            };
+            let fd = match &status {
+                Some(status) => status.as_ref(),
+                None => pidfd.as_ref(),
+            };
+            if sys::fd::wait_readable(fd, deadline)? == sys::fd::Ready::TimedOut {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The exit code, or `None` while the process runs (or before start).
+    pub fn exitcode(&self) -> Option<i32> {
+        poll_state(&mut lock(&self.shared.state)).ok().flatten()
+    }
+
+    /// Whether the process has started and not yet exited.
+    pub fn is_alive(&self) -> bool {
+        let mut state = lock(&self.shared.state);
+        matches!(poll_state(&mut state), Ok(None)) && matches!(&*state, State::Running(_))
+    }
+
+    /// The process id, once started (kept after it exits).
+    pub fn pid(&self) -> Option<u32> {
+        match self.shared.pid.load(Ordering::Relaxed) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Whether this is a daemon process.
+    pub fn daemon(&self) -> bool {
+        self.shared.daemon
+    }
+
+    /// The start method this process uses.
+    pub fn start_method(&self) -> StartMethod {
+        self.shared.method
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`); the exit code becomes `-15`
+    /// unless the child handles the signal. Does nothing once exited.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`); the exit code becomes `-9`.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.signal(libc::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        match &*lock(&self.shared.state) {
+            State::Running(r) => Ok(sys::process::send_signal(r.pidfd.as_ref(), sig)?),
+            State::Exited(_) => Ok(()),
+            _ => Err(ProcessError::NotStarted),
+        }
+    }
+}
+
+/// Updates `state` if the child has exited; returns its exit code if known.
+fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
+    let code = match state {
+        State::Exited(code) => return Ok(Some(*code)),
+        State::Running(r) => match &r.status {
+            None => sys::process::try_reap(r.pidfd.as_ref())?,
+            Some(status) => {
+                let now = Some(Instant::now());
+                if sys::fd::wait_readable(status.as_ref(), now)? == sys::fd::Ready::TimedOut {
+                    return Ok(None);
+                }
+                let mut buf = [0u8; 4];
+                let mut fds = Vec::new();
+                match sys::socket::recv_exact_with_fds(status.as_ref(), &mut buf, &mut fds) {
+                    Ok(()) => Some(i32::from_le_bytes(buf)),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        // The server died. Report once the child is gone too.
+                        if sys::fd::wait_readable(r.pidfd.as_ref(), now)? == sys::fd::Ready::TimedOut
+                        {
+                            return Ok(None);
+                        }
+                        return Err(ProcessError::StatusLost);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        },
+        _ => return Ok(None),
+    };
+    if let Some(code) = code {
+        *state = State::Exited(code);
+    }
+    Ok(code)
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = std::mem::replace(
+            self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
+            State::Starting,
+        );
+        if let State::Running(r) = state
+            && r.status.is_none()
+            && let Ok(pidfd) = Arc::try_unwrap(r.pidfd)
+            && matches!(sys::process::try_reap(&pidfd), Ok(None))
+        {
+            lock(&ORPHANS).push(pidfd);
+        }
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*lock(&self.shared.state) {
+            State::NotStarted(_) | State::Starting => "initial".to_string(),
+            State::Running(r) => format!("started pid={}", r.pid),
+            State::Exited(code) => format!("stopped exitcode={code}"),
+        };
+        write!(f, "<Process name='{}' {state}", self.shared.name)?;
+        if self.shared.daemon {
+            write!(f, " daemon")?;
+        }
+        write!(f, ">")
+    }
+}
+
+/// Starts a child by re-executing the binary and sends it its spec.
+fn spawn(spec: &ChildSpec, fds: Vec<OwnedFd>, daemon: bool) -> io::Result<Running> {
+    let (ours, theirs) = sys::socket::socketpair()?;
+    let started = sys::process::spawn_self(&sys::process::SpawnRequest {
+        fd_env: child::BOOTSTRAP_ENV,
+        keep_fd: std::os::fd::AsFd::as_fd(&theirs),
+        die_with_parent: daemon,
+        null_stdin: true,
+    })?;
+    drop(theirs);
+    // If the child died before reading, its exit code will tell; a failed
+    // send is not a failed start.
+    let _ = child::send_spec(&ours, spec, &fds);
+    Ok(Running {
+        pid: started.pid,
+        pidfd: Arc::new(started.pidfd),
+        status: None,
+    })
+}
+
+/// The running process's name and pid (Python's `current_process()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The name: `MainProcess`, `Process-1`, or the one given to the builder.
+    pub name: String,
+    /// The process id.
+    pub pid: u32,
+}
+
+/// This process's name and pid.
+///
+/// # Examples
+///
+/// ```
+/// let me = multiprocess::current_process();
+/// assert_eq!(me.pid, std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    ProcessInfo {
+        name: child::with_identity(|me| me.name.clone()),
+        pid: std::process::id(),
+    }
+}
+
+/// The process that started this one, if multiprocess started it (Python's
+/// `parent_process()`).
+pub fn parent_process() -> Option<ParentProcess> {
+    let (pid, name) = child::with_identity(|me| me.parent.clone())?;
+    Some(ParentProcess {
+        info: ProcessInfo { name, pid },
+        pidfd: sys::process::pidfd_open(pid).ok(),
+    })
+}
+
+/// The parent of this process; see [`parent_process`].
+#[derive(Debug)]
+pub struct ParentProcess {
+    info: ProcessInfo,
+    pidfd: Option<OwnedFd>,
+}
+
+impl ParentProcess {
+    /// The parent's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The parent's pid.
+    pub fn pid(&self) -> u32 {
+        self.info.pid
+    }
+
+    /// Whether the parent still runs.
+    pub fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                sys::fd::wait_readable(fd, Some(Instant::now())).ok() == Some(sys::fd::Ready::TimedOut)
+            }
+            None => false,
+        }
+    }
+
+    /// Waits at most `timeout` for the parent to exit; true if it did.
+    pub fn wait_timeout(&self, timeout: Duration) -> io::Result<bool> {
+        match &self.pidfd {
+            Some(fd) => Ok(sys::fd::wait_readable(fd, crate::deadline::after(timeout))?
+                == sys::fd::Ready::Readable),
+            None => Ok(true),
+        }
+    }
+}
+
+/// The children of this process that are still running (Python's
+/// `active_children()`); finished ones are reaped as a side effect.
+pub fn active_children() -> Vec<Process> {
+    reap_orphans();
+    let live: Vec<Arc<Shared>> = lock(&CHILDREN).iter().filter_map(Weak::upgrade).collect();
+    live.into_iter()
+        .map(|shared| Process { shared })
+        .filter(Process::is_alive)
+        .collect()
+}
+
+/// The number of CPUs in the system (Python's `cpu_count()`).
+pub fn cpu_count() -> usize {
+    sys::process::cpu_count()
+}

@@ -1,1 +1,80 @@
-//! (to be written)
+//! Naming code across an `exec` of the same binary.
+//!
+//! A spawned child re-executes `/proc/self/exe`, so every function sits at the
+//! same offset from any other function of the image, whatever the address
+//! space layout. The parent sends the offset of a monomorphised entry point
+//! relative to [`anchor`]; the child adds it back. The exe's device and inode
+//! travel too, so a child that is somehow another binary refuses to jump.
+
+use std::io;
+
+/// A child entry point: decodes the arguments from bytes plus descriptors,
+/// runs the target, and returns the process exit code.
+pub(crate) type Entry = fn(&[u8], Vec<std::os::fd::OwnedFd>) -> i32;
+
+/// The reference point for offsets; never called.
+#[inline(never)]
+fn anchor() {}
+
+/// The offset of `entry` from the anchor, as sent to a child.
+pub(crate) fn entry_offset(entry: Entry) -> i64 {
+    (entry as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+}
+
+/// Turns an offset made by [`entry_offset`] in a parent whose executable had
+/// identity `exe` back into the entry point, after checking that this process
+/// runs the very same executable.
+pub(crate) fn resolve_entry(offset: i64, exe: (u64, u64)) -> io::Result<Entry> {
+    let here = exe_identity()?;
+    if here != exe {
+        return Err(io::Error::other(format!(
+            "this child runs another executable (dev, inode) {here:?} than its parent {exe:?}"
+        )));
+    }
+    let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: the parent computed `offset` with `entry_offset` from a value of
+    // type `Entry` in the same executable image (checked just above), and
+    // relative distances between functions of one image do not change with
+    // its load address; function pointers are `usize`-sized on our targets.
+    Ok(unsafe { std::mem::transmute::<usize, Entry>(addr) })
+}
+
+/// The entry point that decodes `Args` and calls the target `F` in a child.
+///
+/// Only obtainable through `Target::entry(self)`, i.e. from a value of `F`:
+/// that is what makes recreating `F` in the child sound.
+pub(crate) fn entry_for<F, Args>(_target: F) -> Entry
+where
+    F: crate::process::Target<Args>,
+    Args: serde::de::DeserializeOwned,
+{
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    fn trampoline<F, Args>(bytes: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32
+    where
+        F: crate::process::Target<Args>,
+        Args: serde::de::DeserializeOwned,
+    {
+        let args: Args = match crate::handle::decode(bytes, fds) {
+            Ok(args) => args,
+            Err(e) => {
+                eprintln!("multiprocess: cannot decode the process arguments: {e}");
+                return 1;
+            }
+        };
+        // SAFETY: `F` is zero-sized (asserted at compile time in `entry_for`)
+        // and `Copy`, and this trampoline is only reachable through
+        // `entry_for`, which takes a value of `F`: the parent held one, and
+        // the child holds a copy of it, which `Copy` allows. A zero-sized
+        // value has no bytes to initialise.
+        let target: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+        target.call(args)
+    }
+    trampoline::<F, Args>
+}
+
+/// Device and inode of the running executable, to check that parent and child
+/// run the same image.
+pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok((st.st_dev, st.st_ino))
+}

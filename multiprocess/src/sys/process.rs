@@ -1,1 +1,260 @@
-//! (to be written)
+//! Starting, signalling and reaping processes.
+//!
+//! Children are tracked by pidfd (`pidfd_open(2)`) from the moment they start,
+//! so signals never hit a recycled pid and `waitid(P_PIDFD)` reaps exactly our
+//! child, never another test's.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+/// What [`spawn_self`] needs to re-execute the running binary.
+pub(crate) struct SpawnRequest<'a> {
+    /// The environment variable that tells the child which descriptor is its
+    /// bootstrap socket; its value is set to that descriptor's number.
+    pub fd_env: &'a str,
+    /// The one descriptor the child inherits besides stdio.
+    pub keep_fd: BorrowedFd<'a>,
+    /// Kill the child with SIGKILL when this (spawning) thread's process dies.
+    pub die_with_parent: bool,
+    /// Replace stdin with /dev/null, as Python does for children.
+    pub null_stdin: bool,
+}
+
+/// A started child process.
+pub(crate) struct Started {
+    /// Its process id.
+    pub pid: u32,
+    /// A pidfd referring to it, for signals, polling and reaping.
+    pub pidfd: OwnedFd,
+}
+
+/// Re-executes `/proc/self/exe` (the same image, even if the file on disk was
+/// replaced since) with a clean signal state, no inherited descriptors but
+/// stdio and `keep_fd`, and optionally a parent-death signal.
+///
+/// # References
+/// - [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
+///   [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html),
+///   [`PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+pub(crate) fn spawn_self(req: &SpawnRequest<'_>) -> io::Result<Started> {
+    let keep: RawFd = req.keep_fd.as_raw_fd();
+    let parent = rustix::process::getpid();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(std::env::args_os().next().unwrap_or_else(|| OsString::from("multiprocess-child")));
+    cmd.env(req.fd_env, keep.to_string());
+    if req.null_stdin {
+        cmd.stdin(Stdio::null());
+    }
+    let die_with_parent = req.die_with_parent;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (close_range, fcntl, sigaction, prctl,
+    // getppid); it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            prepare_exec_child(keep, die_with_parent, parent)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let pidfd = pidfd_open(pid)?;
+    Ok(Started { pid, pidfd })
+}
+
+/// Runs in the child between fork and exec: see [`spawn_self`].
+fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Result<()> {
+    // Mark every descriptor above stdio close-on-exec, then let `keep` through.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags; it
+    // closes nothing that Rust code could still be using.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r != 0 {
+        // Older kernels: descriptors opened by Rust are close-on-exec anyway.
+    }
+    // SAFETY: `keep` is a descriptor the parent keeps open across this spawn
+    // (it is borrowed for the duration of `spawn_self`), and the child is a
+    // copy of the parent's descriptor table.
+    let keep = unsafe { BorrowedFd::borrow_raw(keep) };
+    rustix::io::fcntl_setfd(keep, rustix::io::FdFlags::empty())?;
+    reset_signal_dispositions();
+    if die_with_parent {
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        // The parent may have died before the call above took effect.
+        if rustix::process::getppid() != Some(parent) {
+            return Err(io::Error::other("parent exited during spawn"));
+        }
+    }
+    Ok(())
+}
+
+/// Resets every signal to its default disposition, so a child never inherits
+/// an ignored SIGTERM or SIGINT from an embedding parent. (std resets the
+/// signal mask and SIGPIPE; handlers are reset by exec; this covers SIG_IGN.)
+fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL with an empty mask is async-signal-safe
+        // and affects only this (about to exec) process; failures for
+        // signals that cannot be changed are ignored.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Takes ownership of the descriptor whose number is in environment variable
+/// `name` (set by [`spawn_self`]), removes the variable so grandchildren do not
+/// see it, and marks the descriptor close-on-exec again. `None` when the
+/// variable is absent: this process was not started by us in that role.
+pub(crate) fn take_inherited_fd(name: &str) -> Option<io::Result<OwnedFd>> {
+    let value = std::env::var_os(name)?;
+    // SAFETY: `init()` runs first in `main` (or before it, from a
+    // constructor), before the program starts other threads that could read
+    // the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    let raw: RawFd = match value.to_str().and_then(|s| s.parse().ok()) {
+        Some(fd) if fd >= 3 => fd,
+        _ => return Some(Err(io::Error::other(format!("{name} is not a descriptor number")))),
+    };
+    // Check that the descriptor is open before claiming it.
+    // SAFETY: fcntl(F_GETFD) on any integer is harmless; it only reports.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return Some(Err(io::Error::other(format!("{name}={raw} is not an open descriptor"))));
+    }
+    // SAFETY: the parent put exactly this descriptor here for us and nothing
+    // else in this process owns it (it was inherited across exec, and `init`
+    // takes it once because the variable is removed above).
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Some(super::fd::set_cloexec(&fd, true).map(|()| fd))
+}
+
+/// The number of threads in this process.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name start at field 3 (state);
+    // num_threads is field 20.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("cannot parse /proc/self/stat"))
+}
+
+/// Error kind-message for a fork refused because of threads.
+pub(crate) const FORK_WITH_THREADS: &str =
+    "refusing to fork a multi-threaded process (use the ForkServer or Spawn start method)";
+
+/// The outcome of [`fork`].
+pub(crate) enum Forked {
+    /// In the new child process.
+    Child,
+    /// In the parent: the child that was made.
+    Parent(Started),
+}
+
+/// Forks the calling process.
+///
+/// Refuses (with an error whose message is [`FORK_WITH_THREADS`]) when the
+/// process has more than one thread: the child of a threaded parent has only
+/// the calling thread, and whatever another thread was in the middle of
+/// (a lock held, a lock-free structure half updated) stays that way forever
+/// in the child. A single-threaded process forks into a complete copy, which
+/// is safe. Children should leave through [`exit_now`] so they do not run
+/// the parent's exit handlers.
+pub(crate) fn fork() -> io::Result<Forked> {
+    if thread_count()? > 1 {
+        return Err(io::Error::other(FORK_WITH_THREADS));
+    }
+    // SAFETY: the process is single-threaded (checked just above; no other
+    // thread can appear in between, since this is the only thread), so the
+    // child is a complete and consistent copy of the parent.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => {
+            let pid = pid as u32;
+            Ok(Forked::Parent(Started {
+                pid,
+                pidfd: pidfd_open(pid)?,
+            }))
+        }
+    }
+}
+
+/// Flushes stdout and stderr and ends the process at once with `code`,
+/// running no destructors and no `atexit` handlers of the parent's.
+pub(crate) fn exit_now(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: `_exit` is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Opens a pidfd for `pid`.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends `signal` (a signal number) through a pidfd.
+pub(crate) fn send_signal(pidfd: impl AsFd, signal: i32) -> io::Result<()> {
+    let sig = Signal::from_named_raw(signal).ok_or_else(|| io::Error::other("bad signal"))?;
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        // Already exited (but not yet reaped): nothing to signal.
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Reaps our child behind `pidfd` if it has exited, giving its exit code in
+/// Python's convention: the exit status, or `-N` for death by signal N.
+pub(crate) fn try_reap(pidfd: impl AsFd) -> io::Result<Option<i32>> {
+    loop {
+        match rustix::process::waitid(
+            WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(None) => return Ok(None),
+            Ok(Some(status)) => return Ok(Some(python_exit_code(&status))),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn python_exit_code(status: &rustix::process::WaitIdStatus) -> i32 {
+    if let Some(code) = status.exit_status() {
+        code
+    } else if let Some(sig) = status.terminating_signal() {
+        -sig
+    } else {
+        -1
+    }
+}
+
+/// Makes the calling process receive SIGKILL when its parent dies; returns
+/// false if the parent (expected to be `parent_pid`) is already gone.
+pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<bool> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) == Some(parent_pid))
+}
+
+/// The process id of the parent, if any.
+pub(crate) fn parent_pid() -> Option<u32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+}
+
+/// The number of CPUs in the system (Python's `os.cpu_count()`).
+pub(crate) fn cpu_count() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 { n as usize } else { 1 }
+}

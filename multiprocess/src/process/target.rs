@@ -1,0 +1,87 @@
+//! What a process runs: plain functions over serde values.
+
+use std::fmt::Debug;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::sys::code::{self, Entry};
+
+/// What a target function may return: `()` (exit code 0), or a `Result` whose
+/// `Err` is printed to the child's stderr and gives exit code 1, as an
+/// uncaught exception does in Python.
+pub trait TargetResult {
+    /// The process exit code for this result.
+    fn exit_code(self) -> i32;
+}
+
+impl TargetResult for () {
+    fn exit_code(self) -> i32 {
+        0
+    }
+}
+
+impl<E: Debug> TargetResult for Result<(), E> {
+    fn exit_code(self) -> i32 {
+        match self {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                1
+            }
+        }
+    }
+}
+
+/// A function that a [`Process`](crate::Process) can run with arguments of
+/// type `Args` (a tuple).
+///
+/// Implemented for every `fn` item and non-capturing closure of arity 0 to 6
+/// whose parameters are serde values and whose return type is a
+/// [`TargetResult`]. Because a spawned child is a fresh execution of the same
+/// binary, the target must not capture anything: a capturing closure is a
+/// compile-time error (use [`Context::process_closure`](crate::Context::process_closure)
+/// with the `Fork` start method for those).
+pub trait Target<Args>: Copy + Send + Sync + 'static {
+    /// Runs the target and returns its exit code.
+    #[doc(hidden)]
+    fn call(self, args: Args) -> i32;
+
+    /// The child entry point for this target and argument type.
+    #[doc(hidden)]
+    fn entry(self) -> Entry;
+}
+
+macro_rules! impl_target {
+    ($($a:ident),*) => {
+        impl<Func, Ret, $($a),*> Target<($($a,)*)> for Func
+        where
+            Func: Fn($($a),*) -> Ret + Copy + Send + Sync + 'static,
+            Ret: TargetResult,
+            $($a: Serialize + DeserializeOwned + Send + 'static,)*
+        {
+            #[allow(non_snake_case)]
+            fn call(self, args: ($($a,)*)) -> i32 {
+                let ($($a,)*) = args;
+                (self)($($a),*).exit_code()
+            }
+
+            fn entry(self) -> Entry {
+                const {
+                    assert!(
+                        std::mem::size_of::<Func>() == 0,
+                        "a process target must be a fn item or a closure that captures nothing"
+                    )
+                };
+                code::entry_for::<Func, ($($a,)*)>(self)
+            }
+        }
+    };
+}
+
+impl_target!();
+impl_target!(A1);
+impl_target!(A1, A2);
+impl_target!(A1, A2, A3);
+impl_target!(A1, A2, A3, A4);
+impl_target!(A1, A2, A3, A4, A5);
+impl_target!(A1, A2, A3, A4, A5, A6);

@@ -110,7 +110,7 @@ macro_rules! init_before_main {
 }
 
 /// How a child process is created. See the [module table](self).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartMethod {
     /// Fork the calling process: the child is a copy of the parent at the

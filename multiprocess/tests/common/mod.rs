@@ -1,0 +1,70 @@
+//! Shared test helpers: every test body runs under a watchdog, so a bug fails
+//! a test instead of hanging CI, and children left behind are killed.
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Runs `body` on a thread; if it has not finished within `limit`, kills every
+/// child process this test binary started and fails the test.
+pub fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            let _ = worker.join();
+            value
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: re-raise its panic here.
+            match worker.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("sent nothing but finished"),
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            for child in multiprocess::active_children() {
+                let _ = child.kill();
+            }
+            panic!("test did not finish within {limit:?}; its children were killed");
+        }
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// Whether process `pid` is gone (no /proc entry, or a zombie).
+pub fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "multiprocess-test-{tag}-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub const LIMIT: Duration = Duration::from_secs(60);

@@ -332,3 +332,27 @@ fn write_file_target_runs() {
         std::fs::remove_dir_all(dir).unwrap();
     });
 }
+
+#[test]
+fn daemon_outlives_the_thread_that_started_it() {
+    // PR_SET_PDEATHSIG is per thread; a daemon must die with the process,
+    // not with a short-lived thread that happened to start it.
+    bounded(LIMIT, || {
+        for m in METHODS {
+            let p = std::thread::spawn(move || {
+                let p = Process::builder()
+                    .daemon(true)
+                    .start_method(m)
+                    .target(sleeps, (60_000,));
+                p.start().unwrap();
+                p
+            })
+            .join()
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(p.is_alive(), "{m:?}: daemon died with its starting thread");
+            p.kill().unwrap();
+            assert_eq!(p.join().unwrap(), -9);
+        }
+    });
+}

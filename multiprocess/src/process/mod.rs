@@ -776,13 +776,11 @@ impl fmt::Debug for Process {
 /// Starts a child by re-executing the binary and sends it its spec.
 fn spawn(spec: &ChildSpec, fds: Vec<OwnedFd>, daemon: bool) -> io::Result<Running> {
     let (ours, theirs) = sys::socket::socketpair()?;
-    let started = sys::process::spawn_self(&sys::process::SpawnRequest {
-        fd_env: child::BOOTSTRAP_ENV,
-        keep_fd: std::os::fd::AsFd::as_fd(&theirs),
-        die_with_parent: daemon,
-        null_stdin: true,
-    })?;
-    drop(theirs);
+    let started = if daemon {
+        spawn_from_keeper(theirs)?
+    } else {
+        spawn_self_with(&theirs, false)?
+    };
     // If the child died before reading, its exit code will tell; a failed
     // send is not a failed start.
     let _ = child::send_spec(&ours, spec, &fds);
@@ -791,6 +789,47 @@ fn spawn(spec: &ChildSpec, fds: Vec<OwnedFd>, daemon: bool) -> io::Result<Runnin
         pidfd: Arc::new(started.pidfd),
         status: None,
     })
+}
+
+fn spawn_self_with(bootstrap: &OwnedFd, daemon: bool) -> io::Result<sys::process::Started> {
+    sys::process::spawn_self(&sys::process::SpawnRequest {
+        fd_env: child::BOOTSTRAP_ENV,
+        keep_fd: std::os::fd::AsFd::as_fd(bootstrap),
+        die_with_parent: daemon,
+        null_stdin: true,
+    })
+}
+
+/// Spawns a daemon child from a thread that lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+/// not the process: a daemon spawned from a short-lived thread would die
+/// with that thread. Spawning every daemon from one keeper thread ties it to
+/// the process instead.
+fn spawn_from_keeper(bootstrap: OwnedFd) -> io::Result<sys::process::Started> {
+    type Request = (OwnedFd, std::sync::mpsc::Sender<io::Result<sys::process::Started>>);
+    static KEEPER: Mutex<Option<(u32, std::sync::mpsc::Sender<Request>)>> = Mutex::new(None);
+    let mut keeper = lock(&KEEPER);
+    // A forked child inherits the sender but not the thread: start its own.
+    if keeper.as_ref().is_none_or(|(pid, _)| *pid != std::process::id()) {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("multiprocess-daemon-spawner".into())
+            .spawn(move || {
+                for (bootstrap, reply) in rx {
+                    let _ = reply.send(spawn_self_with(&bootstrap, true));
+                }
+            })?;
+        *keeper = Some((std::process::id(), tx));
+    }
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    let (_, tx) = keeper.as_ref().expect("just set");
+    tx.send((bootstrap, reply_tx))
+        .map_err(|_| io::Error::other("the daemon spawner thread is gone"))?;
+    drop(keeper);
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the daemon spawner thread is gone"))?
 }
 
 /// The running process's name and pid (Python's `current_process()`).

@@ -356,3 +356,49 @@ fn daemon_outlives_the_thread_that_started_it() {
         }
     });
 }
+
+#[test]
+fn children_start_with_default_signal_dispositions() {
+    // A parent that ignores SIGTERM (an embedding runtime, `nohup`, a shell
+    // trap) must not produce children that ignore terminate().
+    // Re-run this test binary under `trap '' TERM` and check from inside.
+    bounded(LIMIT, || {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("trap '' TERM; exec \"$0\" \"$@\"")
+            .arg(exe)
+            .args(["--exact", "signal_dispositions_inner", "--nocapture"])
+            .env("MULTIPROCESS_SIGNAL_TEST", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        assert!(stdout.contains("parent ignores SIGTERM: true"), "{stdout}");
+    });
+}
+
+#[test]
+fn signal_dispositions_inner() {
+    if std::env::var_os("MULTIPROCESS_SIGNAL_TEST").is_none() {
+        return; // only meaningful when started by the test above
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    println!("parent ignores SIGTERM: {}", ignored & (1 << (15 - 1)) != 0);
+    for m in METHODS {
+        let p = get_context(m).process(sleeps, (60_000,));
+        p.start().unwrap();
+        p.terminate().unwrap();
+        let code = p.join_timeout(Duration::from_secs(10)).unwrap();
+        if code.is_none() {
+            p.kill().unwrap(); // do not leave it holding our stdout open
+        }
+        assert_eq!(code, Some(-15), "{m:?}: child ignored SIGTERM");
+    }
+}

@@ -1,0 +1,48 @@
+//! The tour: every tutorial example, in the tutorial's order, each under a
+//! heading. `cargo run --release --example tour`; set `SLEEP_SCALE=0.01` to
+//! skip the simulated waiting.
+
+#[allow(dead_code)]
+#[path = "cube_and_square.rs"]
+mod cube_and_square;
+#[allow(dead_code)]
+#[path = "four_parts.rs"]
+mod four_parts;
+#[allow(dead_code)]
+#[path = "pipe_ping_pong.rs"]
+mod pipe_ping_pong;
+#[allow(dead_code)]
+#[path = "process_ids.rs"]
+mod process_ids;
+#[allow(dead_code)]
+#[path = "queue_square_list.rs"]
+mod queue_square_list;
+#[allow(dead_code)]
+#[path = "queue_workers_with_lock.rs"]
+mod queue_workers_with_lock;
+#[allow(dead_code)]
+#[path = "scrape_and_aggregate.rs"]
+mod scrape_and_aggregate;
+
+type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiprocess::init();
+    let examples: [(&str, Example); 7] = [
+        ("Example 01: cube and square (cube_and_square)", cube_and_square::run),
+        ("Example 02: process ids (process_ids)", process_ids::run),
+        ("Example 03: the 4 essential parts (four_parts)", four_parts::run),
+        ("Example 04: scrape and aggregate (scrape_and_aggregate)", scrape_and_aggregate::run),
+        ("Queue Example 01: without Lock (queue_square_list)", queue_square_list::run),
+        ("Queue Example 02: with Lock (queue_workers_with_lock)", queue_workers_with_lock::run),
+        ("Pipe: ping-pong over one duplex pipe (pipe_ping_pong)", pipe_ping_pong::run),
+    ];
+    for (i, (title, run)) in examples.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("=== {title} ===");
+        run()?;
+    }
+    Ok(())
+}

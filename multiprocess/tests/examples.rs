@@ -1,0 +1,218 @@
+//! Runs every tutorial example (and the tour) at `SLEEP_SCALE=0.01` and checks
+//! the lines it prints against the Python original's, order-independent where
+//! processes race. The example binaries are built by `cargo test` beside the
+//! test binaries (target/<profile>/examples).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example_path(name: &str) -> PathBuf {
+    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    dir.join(name)
+}
+
+/// Runs an example with a time limit; returns its stdout lines.
+fn run_example(name: &str) -> Vec<String> {
+    let path = example_path(name);
+    assert!(path.exists(), "{} not built (run through cargo test)", path.display());
+    let mut child = Command::new(&path)
+        .env("SLEEP_SCALE", "0.01")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let limit = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > limit {
+            let _ = child.kill();
+            panic!("example {name} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let out = reader.join().unwrap();
+    assert!(status.success(), "example {name} failed: {status}\n{out}\n{stderr}");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn sorted(lines: &[String]) -> Vec<String> {
+    let mut v = lines.to_vec();
+    v.sort();
+    v
+}
+
+fn owned(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|s| s.to_string()).collect()
+}
+
+fn check_cube_and_square(out: &[String]) {
+    assert_eq!(
+        sorted(out),
+        sorted(&owned(&[
+            "Simulate some work for cube",
+            "Simulate some work for square",
+            "Cube: 2197",
+            "Square: 100",
+            "Done",
+        ]))
+    );
+    assert_eq!(out.last().unwrap(), "Done");
+    assert!(out[..2].iter().all(|l| l.starts_with("Simulate")), "{out:?}");
+}
+
+fn check_process_ids(out: &[String]) {
+    assert_eq!(out.len(), 12, "{out:?}");
+    let main_pid: u32 = out[0].strip_prefix("ID of main process: ").unwrap().parse().unwrap();
+    let p1: u32 = out[1].strip_prefix("ID of process p1: ").unwrap().parse().unwrap();
+    let p2: u32 = out[2].strip_prefix("ID of process p2: ").unwrap().parse().unwrap();
+    assert!(main_pid != p1 && p1 != p2 && main_pid != p2);
+    assert_eq!(&out[3..5], owned(&["Process p1 alive: True", "Process p2 alive: True"]));
+    assert_eq!(
+        sorted(&out[5..9]),
+        sorted(&[
+            format!("Simulate some work for worker01. {p1}"),
+            format!("Simulate some work for worker02. {p2}"),
+            "Done worker01".to_string(),
+            "Done worker02".to_string(),
+        ])
+    );
+    assert_eq!(
+        &out[9..],
+        owned(&["Done", "Process p1 alive: False", "Process p2 alive: False"])
+    );
+}
+
+fn check_four_parts(out: &[String]) {
+    assert_eq!(
+        out,
+        owned(&[
+            "Task executed",
+            "Consumer received from queue: Done",
+            "Consumer received from pipe: Data from pipe worker",
+            "Done",
+        ])
+    );
+}
+
+fn check_scrape_and_aggregate(out: &[String]) {
+    let sites = ["google.com", "facebook.com", "x.com", "github.com"];
+    assert_eq!(out.len(), 4 + 4 + 1 + 4 + 4 + 1, "{out:?}");
+    assert_eq!(
+        sorted(&out[..4]),
+        sorted(&sites.iter().map(|s| format!("Scraping {s}")).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        sorted(&out[4..8]),
+        sorted(&sites.iter().map(|s| format!("Scraped {s}")).collect::<Vec<_>>())
+    );
+    assert_eq!(out[8], "---Aggregated result---");
+    for i in 0..4 {
+        let result = &out[9 + i];
+        let time = &out[13 + i];
+        let (url, data) = result.split_once(": ").unwrap();
+        assert!(sites.contains(&url), "{result}");
+        let secs: u32 = data
+            .strip_prefix("Scraped data in ")
+            .and_then(|d| d.strip_suffix(" seconds"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=10).contains(&secs));
+        // The pipe report of the same site, in the same order, with the
+        // original's doubled "seconds".
+        assert_eq!(time, &format!("{url}: {data} seconds"));
+    }
+    assert_eq!(out.last().unwrap(), "Done");
+}
+
+fn check_queue_square_list(out: &[String]) {
+    assert_eq!(
+        out,
+        owned(&["1", "16", "25", "36", "49", "16", "Queue is now empty", "All Done"])
+    );
+}
+
+fn check_queue_workers_with_lock(out: &[String]) {
+    assert_eq!(out.len(), 7, "{out:?}");
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    for line in &out[..6] {
+        if let Some(n) = line.strip_prefix("Worker ").and_then(|r| r.strip_suffix(" sent data to the queue.")) {
+            sent.push(n.parse::<u32>().unwrap());
+        } else if let Some(n) = line
+            .strip_prefix("Aggregator received ")
+            .and_then(|r| r.strip_suffix(" from the queue."))
+        {
+            received.push(n.parse::<u32>().unwrap());
+        } else {
+            panic!("unexpected line {line:?}");
+        }
+    }
+    let final_line = out[6].strip_prefix("Final aggregated results from Queue: ").unwrap();
+    assert_eq!(final_line, format!("{received:?}"));
+    sent.sort();
+    received.sort();
+    assert_eq!(sent, received);
+    assert!(sent.iter().all(|n| (1..=100).contains(n)));
+}
+
+fn check_pipe_ping_pong(out: &[String]) {
+    let mut want = Vec::new();
+    for i in 1..=3 {
+        want.push(format!("Pinger sends: ping {i}"));
+        want.push(format!("Ponger received: ping {i}"));
+        want.push(format!("Ponger sends: pong {i}"));
+        want.push(format!("Pinger received: pong {i}"));
+    }
+    want.push("Ponger says goodbye".into());
+    want.push("Done".into());
+    assert_eq!(out, want);
+}
+
+type Check = fn(&[String]);
+
+const EXAMPLES: [(&str, Check); 7] = [
+    ("cube_and_square", check_cube_and_square),
+    ("process_ids", check_process_ids),
+    ("four_parts", check_four_parts),
+    ("scrape_and_aggregate", check_scrape_and_aggregate),
+    ("queue_square_list", check_queue_square_list),
+    ("queue_workers_with_lock", check_queue_workers_with_lock),
+    ("pipe_ping_pong", check_pipe_ping_pong),
+];
+
+#[test]
+fn each_example_prints_the_tutorial_lines() {
+    for (name, check) in EXAMPLES {
+        let out = run_example(name);
+        check(&out);
+    }
+}
+
+#[test]
+fn the_tour_runs_every_example_under_a_heading() {
+    let out = run_example("tour");
+    let sections: Vec<Vec<String>> = out
+        .split(|l| l.starts_with("=== "))
+        .skip(1)
+        .map(|s| s.iter().filter(|l| !l.is_empty()).cloned().collect())
+        .collect();
+    assert_eq!(sections.len(), EXAMPLES.len(), "{out:?}");
+    for ((_, check), section) in EXAMPLES.iter().zip(&sections) {
+        check(section);
+    }
+}

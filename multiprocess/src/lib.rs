@@ -12,3 +12,4 @@ mod sync;
 mod sys;
 
 pub use handle::{DecodeError, EncodeError};
+pub use sync::{Lock, LockGuard};

@@ -12,4 +12,8 @@ mod sync;
 mod sys;
 
 pub use handle::{DecodeError, EncodeError};
+pub use queue::{
+    DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
+    TryGetError, TryPutError,
+};
 pub use sync::{Lock, LockGuard};

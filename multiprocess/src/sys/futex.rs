@@ -30,18 +30,13 @@ use rustix::thread::futex::{self, Flags};
 /// Only errors the kernel should never give for a valid, mapped, aligned word
 /// (`EFAULT`, `EINVAL`, `ENOSYS`).
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> io::Result<()> {
-    let timeout = match deadline {
+    let timeout = match crate::deadline::remaining(deadline) {
         None => None,
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            Some(futex::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            })
-        }
+        Some(left) if left.is_zero() => return Ok(()),
+        Some(left) => Some(futex::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        }),
     };
     // Flags::empty(): a shared futex (see the module docs). FUTEX_WAIT takes
     // a relative CLOCK_MONOTONIC timeout.

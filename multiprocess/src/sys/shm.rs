@@ -201,6 +201,29 @@ impl SharedRegion {
             );
         }
     }
+
+    /// Appends `len` bytes at `offset` to `dst` (no zero-filling first).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[inline]
+    pub(crate) fn append_to(&self, offset: usize, len: usize, dst: &mut Vec<u8>) {
+        self.check(offset, len, 1);
+        dst.reserve(len);
+        let old = dst.len();
+        // SAFETY: as for `read_bytes` for the source range; the destination is
+        // the spare capacity of `dst`, reserved above, so `old + len` bytes
+        // are allocated and the first `old + len` are initialised after the
+        // copy, which makes `set_len` sound.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr().add(old),
+                len,
+            );
+            dst.set_len(old + len);
+        }
+    }
 }
 
 impl Drop for SharedRegion {
@@ -227,6 +250,9 @@ mod tests {
         let mut out = [0u8; 5];
         b.read_bytes(100, &mut out);
         assert_eq!(&out, b"hello");
+        let mut v = b"<".to_vec();
+        b.append_to(100, 5, &mut v);
+        assert_eq!(v, b"<hello");
     }
 
     #[test]

@@ -17,3 +17,8 @@ pub use process::{
     Target, TargetResult, active_children, cpu_count, current_process, get_context,
     get_start_method, init, parent_process, set_start_method,
 };
+pub use queue::{
+    DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
+    TryGetError, TryPutError,
+};
+pub use sync::{Lock, LockGuard};

@@ -1,1 +1,14 @@
-//! (to be written)
+//! Synchronisation primitives shared between processes.
+//!
+//! Every primitive is a word (or a few) in a small shared-memory region,
+//! driven by the raw lock in [`raw_lock`]: one CAS to take it uncontended, one
+//! swap to release it, a brief spin and then a shared futex when contended,
+//! and a liveness probe of the owner's pid so a holder that dies never wedges
+//! the others (see the state table in `raw_lock.rs`). [`Lock`] is the public
+//! guard-returning API on top; `RLock`, `Semaphore`, `Event`, `Condition` and
+//! `Barrier` will follow the same pattern.
+
+mod lock;
+pub(crate) mod raw_lock;
+
+pub use lock::{Lock, LockGuard};

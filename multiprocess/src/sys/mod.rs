@@ -9,6 +9,7 @@
 pub(crate) mod code;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod pid;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod socket;

@@ -1,1 +1,290 @@
-//! (to be written)
+//! Anonymous shared memory: a sealed memfd mapped `MAP_SHARED`.
+//!
+//! A [`SharedRegion`] is created by one process and reaches others as a
+//! descriptor (a process argument, or `SCM_RIGHTS`); each process maps it with
+//! [`SharedRegion::from_fd`]. Nothing is named in the file system, so nothing
+//! leaks when processes die: the memory goes away with the last descriptor
+//! and mapping.
+//!
+//! The size is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`) right
+//! after creation, and `from_fd` refuses descriptors without those seals: a
+//! peer cannot shrink the file under our mapping, which would turn every later
+//! access into `SIGBUS`.
+//!
+//! The rest of the crate touches the memory only through the bounds-checked
+//! accessors here ([`atomic_u32`](SharedRegion::atomic_u32),
+//! [`atomic_u64`](SharedRegion::atomic_u64),
+//! [`write_bytes`](SharedRegion::write_bytes),
+//! [`read_bytes`](SharedRegion::read_bytes)), so no `unsafe` leaves `sys`.
+//!
+//! # References
+//! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+//! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
+//! - [`fcntl(2)`, file seals](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// The seals every region carries.
+fn size_seals() -> SealFlags {
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
+/// A memfd and its `MAP_SHARED`, read-write mapping in this process.
+#[derive(Debug)]
+pub(crate) struct SharedRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the region is plain shared memory: the pointer stays valid for the
+// life of the value (unmapped only in Drop), and all access goes through
+// atomics or through the copy accessors whose callers follow a protocol that
+// already has to cope with other *processes* touching the bytes concurrently;
+// other threads of this process are no different.
+unsafe impl Send for SharedRegion {}
+// SAFETY: as for Send; every accessor takes `&self` and is race-tolerant by
+// the same protocol argument.
+unsafe impl Sync for SharedRegion {}
+
+impl SharedRegion {
+    /// Creates a zero-filled region of `len` bytes (`len > 0`). `name` only
+    /// shows up in `/proc/<pid>/fd` and `/proc/<pid>/maps`, for debugging.
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a shared region cannot be empty",
+            ));
+        }
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, size_seals())?;
+        Self::map(fd, len)
+    }
+
+    /// Maps a region received from another process. Fails with
+    /// `InvalidData` if the descriptor is not a size-sealed memfd or is
+    /// shorter than `min_len` (the caller's header), before any byte is read.
+    pub(crate) fn from_fd(fd: OwnedFd, min_len: usize) -> io::Result<Self> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|e| {
+            invalid(format!(
+                "descriptor is not a multiprocess shared region (no seals: {e})"
+            ))
+        })?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+            return Err(invalid(
+                "descriptor is not a multiprocess shared region (size not sealed)".into(),
+            ));
+        }
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        let len = usize::try_from(size).map_err(|_| invalid(format!("bad region size {size}")))?;
+        if len < min_len.max(1) {
+            return Err(invalid(format!(
+                "shared region is {len} bytes, smaller than its {min_len}-byte header"
+            )));
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh mapping (null hint, no MAP_FIXED) replaces nothing;
+        // `fd` is a memfd of at least `len` bytes whose size is sealed, so
+        // every byte of the mapping stays backed for its lifetime.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Self { ptr, len, fd })
+    }
+
+    /// The memfd, to be duplicated into another process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, offset: usize, size: usize, align: usize) {
+        assert!(
+            offset.checked_add(size).is_some_and(|end| end <= self.len),
+            "shared region access {offset}+{size} out of bounds (len {})",
+            self.len
+        );
+        assert!(
+            offset % align == 0,
+            "misaligned shared region access at {offset}"
+        );
+    }
+
+    /// The 32-bit atomic at `offset`.
+    ///
+    /// # Panics
+    /// If `offset` is out of bounds or not 4-aligned (a layout bug).
+    #[inline]
+    pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4, 4);
+        // SAFETY: in bounds and aligned (checked; the mapping is page
+        // aligned); the memory lives as long as `&self`; AtomicU32 has the
+        // layout of u32 and every bit pattern is valid; all accesses to a word
+        // used as an atomic are atomic, in every process, by protocol.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The 64-bit atomic at `offset`.
+    ///
+    /// # Panics
+    /// If `offset` is out of bounds or not 8-aligned (a layout bug).
+    #[inline]
+    pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8, 8);
+        // SAFETY: as for `atomic_u32`, with 8-byte bounds and alignment.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    /// Copies `src` into the region at `offset`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[inline]
+    pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len(), 1);
+        // SAFETY: the destination range is in bounds (checked) and cannot
+        // overlap `src`, which is process-private memory. Protocol obligation
+        // of the callers: the range is owned exclusively by the writer (for
+        // the ring: free space past `tail`, under the put lock) until it is
+        // published with a Release store, so no one reads or writes it
+        // concurrently. A hostile peer violating that can only make us
+        // write bytes it also scribbles on; we never form references to them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
+        }
+    }
+
+    /// Copies bytes at `offset` out of the region into `dst`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[inline]
+    pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len(), 1);
+        // SAFETY: the source range is in bounds (checked) and cannot overlap
+        // `dst`, which is process-private. Protocol obligation of the callers:
+        // the range was published with a Release store that they read with
+        // Acquire, and nobody writes it until the reader releases it (for the
+        // ring: advances `head`). The bytes are copied, never referenced, and
+        // every reader validates them after the copy, so a peer that breaks
+        // the protocol yields garbage values, not dangling references.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
+    /// Appends `len` bytes at `offset` to `dst` (no zero-filling first).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[inline]
+    pub(crate) fn append_to(&self, offset: usize, len: usize, dst: &mut Vec<u8>) {
+        self.check(offset, len, 1);
+        dst.reserve(len);
+        let old = dst.len();
+        // SAFETY: as for `read_bytes` for the source range; the destination is
+        // the spare capacity of `dst`, reserved above, so `old + len` bytes
+        // are allocated and the first `old + len` are initialised after the
+        // copy, which makes `set_len` sound.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr().add(old),
+                len,
+            );
+            dst.set_len(old + len);
+        }
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, and no
+        // reference into it outlives `&self` (accessors borrow `self`).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn two_mappings_share_memory() {
+        let a = SharedRegion::create("test", 4096).unwrap();
+        let b = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 64).unwrap();
+        assert_eq!(b.len(), 4096);
+        a.atomic_u64(8).store(42, Ordering::SeqCst);
+        assert_eq!(b.atomic_u64(8).load(Ordering::SeqCst), 42);
+        a.write_bytes(100, b"hello");
+        let mut out = [0u8; 5];
+        b.read_bytes(100, &mut out);
+        assert_eq!(&out, b"hello");
+        let mut v = b"<".to_vec();
+        b.append_to(100, 5, &mut v);
+        assert_eq!(v, b"<hello");
+    }
+
+    #[test]
+    fn too_small_or_foreign_is_refused() {
+        let a = SharedRegion::create("test", 64).unwrap();
+        let err = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 128).unwrap_err();
+        assert!(err.to_string().contains("smaller"), "{err}");
+        let file: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        let err = SharedRegion::from_fd(file, 8).unwrap_err();
+        assert!(
+            err.to_string().contains("not a multiprocess shared region"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn size_is_sealed() {
+        let a = SharedRegion::create("test", 4096).unwrap();
+        assert!(rustix::fs::ftruncate(a.fd(), 16).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn out_of_bounds_panics() {
+        let a = SharedRegion::create("test", 64).unwrap();
+        a.write_bytes(60, &[0; 8]);
+    }
+
+    #[test]
+    #[should_panic(expected = "misaligned")]
+    fn misaligned_panics() {
+        let a = SharedRegion::create("test", 64).unwrap();
+        let _ = a.atomic_u32(2);
+    }
+}

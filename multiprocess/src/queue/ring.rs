@@ -1,0 +1,635 @@
+//! The shared-memory byte ring under [`Queue`](super::Queue).
+//!
+//! # Algorithm
+//!
+//! One memfd holds a header page and a power-of-two byte ring. Two 64-bit
+//! words, `tail` (written by producers) and `head` (written by consumers),
+//! each pack a monotonic byte position (low [`POS_BITS`] bits, compared
+//! modulo 2^36) and a count of message starts (high 28 bits), so one atomic
+//! store both publishes bytes and counts items, and a process dying between
+//! two stores cannot skew `qsize`.
+//!
+//! Records are `[header: u64][payload]`, padded to 8 bytes; the payload may
+//! wrap around the end of the ring. The header holds the payload length (u32),
+//! flags (`FIRST`, `LAST`, `ABORT`) and the writer's pid.
+//!
+//! - Producers serialize on the *put lock*, consumers on the *get lock*
+//!   (both [`RawLock`]s, robust to owner death), so a producer and a consumer
+//!   run in parallel, like a single-producer single-consumer ring (Lamport
+//!   1983; the head/tail layout of the Linux `kfifo` and LMAX Disruptor).
+//! - put: copy the record past `tail`, then publish it with one store to
+//!   `tail`. An item that does not fit the free space is split into chunks
+//!   (`FIRST`, …, `LAST`), each published as soon as it is written, so an item
+//!   larger than the whole ring streams through while a consumer drains it.
+//!   A non-final chunk is only written if 8 bytes stay free afterwards, so a
+//!   producer whose deadline passes mid-item can always publish an `ABORT`
+//!   record telling consumers to drop the partial item.
+//! - get: copy the record out, then advance `head` with one store; chunks are
+//!   appended to a private buffer until `LAST`.
+//! - Blocking (eventcount, as in Vyukov's and `folly::EventCount`): a waiter
+//!   spins a few µs, then increments a waiter count, reads an epoch word,
+//!   re-checks its condition and futex-waits on the epoch. A waker stores its
+//!   position (SeqCst), and only if the waiter count is non-zero bumps the
+//!   epoch and wakes: no syscall on the fast path. Only lock holders wait on
+//!   the epochs, so a lock taken over from a dead holder resets its count.
+//!
+//! # Crash recovery
+//!
+//! - A producer dying before publishing leaves nothing visible; the next
+//!   producer takes the put lock over and, if room allows, publishes an
+//!   `ABORT` so a consumer waiting for the rest of a dead item stops waiting.
+//! - A consumer that meets a continuation chunk where an item should start
+//!   drops it (a consumer died mid-item); one that meets `FIRST` or `ABORT`
+//!   mid-item drops the partial item (its producer died or gave up).
+//! - A consumer waiting for a continuation probes the writer's pid every
+//!   100 ms and drops the partial item when the writer is gone.
+//! - A consumer dying before it advances `head` leaves the item in place.
+//! - Header bytes that cannot be valid (length past `tail`) discard every
+//!   published byte rather than read out of bounds.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+#[cfg(test)]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::sync::raw_lock::{Acquired, RawLock, SLICE, Spin};
+use crate::sys::futex;
+use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::shm::SharedRegion;
+
+// Header page layout. Producer- and consumer-written words sit on separate
+// cache lines.
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 8;
+const TYPE_TAG_AT: usize = 16;
+const CAPACITY_AT: usize = 24;
+const MAXSIZE_AT: usize = 32;
+const PUT_LOCK_AT: usize = 128;
+const TAIL_AT: usize = 136;
+const GET_LOCK_AT: usize = 192;
+const HEAD_AT: usize = 200;
+const DATA_EPOCH_AT: usize = 256;
+const DATA_WAITERS_AT: usize = 260;
+const SPACE_EPOCH_AT: usize = 320;
+const SPACE_WAITERS_AT: usize = 324;
+/// Where the ring starts.
+pub(crate) const HEADER_LEN: usize = 4096;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"mpQueue\0");
+const VERSION: u32 = 1;
+
+/// Bits of a packed word holding the byte position.
+pub(crate) const POS_BITS: u32 = 36;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const CNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
+/// Smallest and largest ring capacities (bytes). The largest keeps positions
+/// unambiguous modulo 2^36 and item counts (≤ capacity / 8) below 2^28.
+pub(crate) const MIN_CAPACITY: usize = 1024;
+/// See [`MIN_CAPACITY`].
+pub(crate) const MAX_CAPACITY: usize = 1 << 30;
+
+const REC_HDR: u64 = 8;
+const FIRST: u8 = 1;
+const LAST: u8 = 2;
+const ABORT: u8 = 4;
+
+fn pos(w: u64) -> u64 {
+    w & POS_MASK
+}
+fn cnt(w: u64) -> u64 {
+    w >> POS_BITS
+}
+fn pack(pos: u64, cnt: u64) -> u64 {
+    (pos & POS_MASK) | ((cnt & CNT_MASK) << POS_BITS)
+}
+fn pad8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// Why a ring operation did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fail {
+    /// The deadline passed (immediately, for a try).
+    Deadline,
+    /// Test hook: the operation "died" halfway on purpose.
+    #[cfg(test)]
+    Crashed,
+}
+
+/// Test hooks to stop an operation halfway as if its process had died.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Hooks {
+    /// After publishing this many chunks of an item, leave the put lock word
+    /// set to `dead_pid` and return `Fail::Crashed` (0: off).
+    pub(crate) crash_put_after: std::sync::atomic::AtomicUsize,
+    /// Same for a consumer, counting chunks taken of an unfinished item.
+    pub(crate) crash_get_after: std::sync::atomic::AtomicUsize,
+    pub(crate) dead_pid: AtomicU32,
+    /// Pid to record in chunk headers instead of ours (0: off).
+    pub(crate) header_pid: AtomicU32,
+}
+
+/// A mapped queue ring (see the module docs).
+pub(crate) struct Ring {
+    region: SharedRegion,
+    cap: u64,
+    mask: u64,
+    maxsize: u64,
+    min_chunk: u64,
+    #[cfg(test)]
+    pub(crate) hooks: Hooks,
+}
+
+impl Ring {
+    /// Creates a ring of `capacity` bytes (a power of two within
+    /// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]) for items with `type_tag`;
+    /// `maxsize` limits the item count (0: unlimited).
+    pub(crate) fn create(capacity: usize, maxsize: usize, type_tag: u64) -> io::Result<Ring> {
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "queue capacity must be a power of two between {MIN_CAPACITY} and \
+                     {MAX_CAPACITY} bytes, not {capacity}"
+                ),
+            ));
+        }
+        let region = SharedRegion::create("multiprocess-queue", HEADER_LEN + capacity)?;
+        region
+            .atomic_u64(TYPE_TAG_AT)
+            .store(type_tag, Ordering::Relaxed);
+        region
+            .atomic_u64(CAPACITY_AT)
+            .store(capacity as u64, Ordering::Relaxed);
+        region
+            .atomic_u64(MAXSIZE_AT)
+            .store(maxsize as u64, Ordering::Relaxed);
+        region
+            .atomic_u32(VERSION_AT)
+            .store(VERSION, Ordering::Relaxed);
+        region.atomic_u64(MAGIC_AT).store(MAGIC, Ordering::Release);
+        Ok(Ring::with(region, capacity as u64, maxsize as u64))
+    }
+
+    /// Maps a ring received as a descriptor, checking magic, layout version,
+    /// geometry and that it carries items of the type `type_name`.
+    pub(crate) fn open(fd: OwnedFd, type_tag: u64, type_name: &str) -> io::Result<Ring> {
+        let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        let region = SharedRegion::from_fd(fd, HEADER_LEN)?;
+        if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
+            return Err(bad("descriptor is not a multiprocess Queue".into()));
+        }
+        let version = region.atomic_u32(VERSION_AT).load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(bad(format!(
+                "queue layout version {version} is not the supported version {VERSION}"
+            )));
+        }
+        if region.atomic_u64(TYPE_TAG_AT).load(Ordering::Relaxed) != type_tag {
+            return Err(bad(format!(
+                "the queue does not carry items of type {type_name} \
+                 (it was created as a Queue of another type)"
+            )));
+        }
+        let cap = region.atomic_u64(CAPACITY_AT).load(Ordering::Relaxed);
+        let maxsize = region.atomic_u64(MAXSIZE_AT).load(Ordering::Relaxed);
+        let cap_ok = usize::try_from(cap).is_ok_and(|c| {
+            c.is_power_of_two()
+                && (MIN_CAPACITY..=MAX_CAPACITY).contains(&c)
+                && HEADER_LEN + c <= region.len()
+        });
+        if !cap_ok {
+            return Err(bad(format!("queue header has an invalid capacity {cap}")));
+        }
+        Ok(Ring::with(region, cap, maxsize))
+    }
+
+    fn with(region: SharedRegion, cap: u64, maxsize: u64) -> Ring {
+        Ring {
+            region,
+            cap,
+            mask: cap - 1,
+            maxsize,
+            min_chunk: (cap / 4).min(64 * 1024),
+            #[cfg(test)]
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The memfd, for passing the queue to another process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.region.fd()
+    }
+
+    /// The item limit (0: none).
+    pub(crate) fn maxsize(&self) -> u64 {
+        self.maxsize
+    }
+
+    /// Ring capacity in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    fn put_lock(&self) -> RawLock<'_> {
+        RawLock::new(self.region.atomic_u32(PUT_LOCK_AT))
+    }
+    fn get_lock(&self) -> RawLock<'_> {
+        RawLock::new(self.region.atomic_u32(GET_LOCK_AT))
+    }
+    fn tail(&self) -> &AtomicU64 {
+        self.region.atomic_u64(TAIL_AT)
+    }
+    fn head(&self) -> &AtomicU64 {
+        self.region.atomic_u64(HEAD_AT)
+    }
+
+    /// Items put and not yet taken (a snapshot). Counts an item from the
+    /// moment its first chunk is published until its first chunk is taken.
+    pub(crate) fn len(&self) -> u64 {
+        let head = self.head().load(Ordering::Acquire);
+        let tail = self.tail().load(Ordering::Acquire);
+        cnt(tail).wrapping_sub(cnt(head)) & CNT_MASK
+    }
+
+    /// Bytes in use between `head` and `tail`, or `None` if the words are
+    /// inconsistent (corrupted by a hostile peer).
+    fn used(&self, tail: u64, head: u64) -> Option<u64> {
+        let used = pos(tail).wrapping_sub(pos(head)) & POS_MASK;
+        (used <= self.cap).then_some(used)
+    }
+
+    // ---- waiting -------------------------------------------------------
+
+    /// Waits until `word` (tail or head) no longer reads `seen`, or until
+    /// `until`. See the module docs for the eventcount protocol.
+    fn wait_change(
+        &self,
+        word: &AtomicU64,
+        seen: u64,
+        epoch_at: usize,
+        waiters_at: usize,
+        until: Option<Instant>,
+    ) {
+        let mut spin = Spin::new();
+        while spin.spin() {
+            if word.load(Ordering::Acquire) != seen {
+                return;
+            }
+        }
+        let epoch = self.region.atomic_u32(epoch_at);
+        let waiters = self.region.atomic_u32(waiters_at);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        let e = epoch.load(Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) == seen {
+            if let Err(err) = futex::wait(epoch, e, until) {
+                panic!("futex wait on a queue epoch failed: {err}");
+            }
+        }
+        waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes whoever waits on the epoch, if anyone does. Must follow a SeqCst
+    /// store of the position the waiter watches.
+    #[inline]
+    fn notify(&self, epoch_at: usize, waiters_at: usize) {
+        if self.region.atomic_u32(waiters_at).load(Ordering::SeqCst) != 0 {
+            let epoch = self.region.atomic_u32(epoch_at);
+            epoch.fetch_add(1, Ordering::SeqCst);
+            futex::wake(epoch, u32::MAX);
+        }
+    }
+
+    // ---- records -------------------------------------------------------
+
+    fn write_record(&self, at: u64, flags: u8, pid: u32, payload: &[u8]) -> u64 {
+        let header = u64::from(payload.len() as u32)
+            | (u64::from(flags) << 32)
+            | (u64::from(pid & 0xff_ffff) << 40);
+        let start = (at & self.mask) as usize;
+        // Records start 8-aligned and the capacity is a multiple of 8, so the
+        // header never wraps.
+        self.region
+            .write_bytes(HEADER_LEN + start, &header.to_le_bytes());
+        let body = ((at + REC_HDR) & self.mask) as usize;
+        let first = payload.len().min(self.cap as usize - body);
+        self.region
+            .write_bytes(HEADER_LEN + body, &payload[..first]);
+        if first < payload.len() {
+            self.region.write_bytes(HEADER_LEN, &payload[first..]);
+        }
+        REC_HDR + pad8(payload.len() as u64)
+    }
+
+    fn read_header(&self, at: u64) -> (u64, u8, u32) {
+        let mut h = [0u8; 8];
+        self.region
+            .read_bytes(HEADER_LEN + (at & self.mask) as usize, &mut h);
+        let h = u64::from_le_bytes(h);
+        (
+            h & 0xffff_ffff,
+            (h >> 32) as u8,
+            ((h >> 40) & 0xff_ffff) as u32,
+        )
+    }
+
+    fn append_payload(&self, at: u64, len: u64, out: &mut Vec<u8>) {
+        let body = ((at + REC_HDR) & self.mask) as usize;
+        let len = len as usize;
+        let first = len.min(self.cap as usize - body);
+        self.region.append_to(HEADER_LEN + body, first, out);
+        if first < len {
+            self.region.append_to(HEADER_LEN, len - first, out);
+        }
+    }
+
+    fn header_pid(&self) -> u32 {
+        #[cfg(test)]
+        {
+            let p = self.hooks.header_pid.load(Ordering::Relaxed);
+            if p != 0 {
+                return p;
+            }
+        }
+        current_pid()
+    }
+
+    #[cfg(test)]
+    fn crash_now(
+        &self,
+        hook: &std::sync::atomic::AtomicUsize,
+        chunks: usize,
+        lock: RawLock<'_>,
+    ) -> bool {
+        let n = hook.load(Ordering::Relaxed);
+        if n != 0 && chunks >= n {
+            lock.force_word(self.hooks.dead_pid.load(Ordering::Relaxed));
+            return true;
+        }
+        false
+    }
+
+    // ---- put -----------------------------------------------------------
+
+    /// Appends one item. `lock_deadline` bounds the wait for the put lock,
+    /// `deadline` the wait for room; a `deadline` already passed makes this a
+    /// try (the item must fit whole, now).
+    pub(crate) fn put(
+        &self,
+        msg: &[u8],
+        lock_deadline: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Fail> {
+        let lock = self.put_lock();
+        let how = lock.lock(lock_deadline).ok_or(Fail::Deadline)?;
+        if how == Acquired::OwnerDied {
+            self.recover_put();
+        }
+        let result = self.put_locked(msg, deadline, lock);
+        #[cfg(test)]
+        if result == Err(Fail::Crashed) {
+            return result;
+        }
+        lock.unlock();
+        result
+    }
+
+    /// After taking the put lock from a dead producer: nobody sleeps on the
+    /// space epoch any more, and a consumer may wait for the rest of an item
+    /// the dead producer started: tell it to drop that item.
+    fn recover_put(&self) {
+        self.region
+            .atomic_u32(SPACE_WAITERS_AT)
+            .store(0, Ordering::SeqCst);
+        let tail = self.tail().load(Ordering::Acquire);
+        let head = self.head().load(Ordering::Acquire);
+        if let Some(used) = self.used(tail, head) {
+            if self.cap - used >= REC_HDR {
+                let rec = self.write_record(pos(tail), ABORT, self.header_pid(), &[]);
+                self.tail()
+                    .store(pack(pos(tail) + rec, cnt(tail)), Ordering::SeqCst);
+                self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
+            }
+        }
+    }
+
+    fn put_locked(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        _lock: RawLock<'_>,
+    ) -> Result<(), Fail> {
+        let pid = self.header_pid();
+        let tail_word = self.tail();
+        let mut tail = tail_word.load(Ordering::Acquire);
+        let total = msg.len() as u64;
+        let mut done = 0u64;
+        let mut chunks = 0usize;
+        // Room for the item count first (bounded queues).
+        if self.maxsize != 0 {
+            loop {
+                let head = self.head().load(Ordering::Acquire);
+                if cnt(tail).wrapping_sub(cnt(head)) & CNT_MASK < self.maxsize {
+                    break;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Fail::Deadline);
+                }
+                self.wait_change(
+                    self.head(),
+                    head,
+                    SPACE_EPOCH_AT,
+                    SPACE_WAITERS_AT,
+                    deadline,
+                );
+            }
+        }
+        loop {
+            let head = self.head().load(Ordering::Acquire);
+            let free = match self.used(tail, head) {
+                Some(used) => self.cap - used,
+                None => 0, // corrupted words: wait for a consumer to resync
+            };
+            let first = done == 0;
+            let remaining = total - done;
+            let whole = REC_HDR + pad8(remaining);
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            // A try never starts an item it cannot finish now.
+            let chunk = if whole <= free {
+                Some((remaining, LAST))
+            } else if !(first && expired) && free >= 2 * REC_HDR + self.min_chunk {
+                // Leave REC_HDR free for a possible ABORT record.
+                Some(((free - 2 * REC_HDR) & !7, 0))
+            } else {
+                None
+            };
+            if let Some((len, last)) = chunk {
+                let flags = last | if first { FIRST } else { 0 };
+                let payload = &msg[done as usize..(done + len) as usize];
+                let rec = self.write_record(pos(tail), flags, pid, payload);
+                tail = pack(pos(tail) + rec, cnt(tail) + u64::from(first));
+                tail_word.store(tail, Ordering::SeqCst);
+                self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
+                done += len;
+                chunks += 1;
+                if last != 0 {
+                    return Ok(());
+                }
+                #[cfg(test)]
+                if self.crash_now(&self.hooks.crash_put_after, chunks, _lock) {
+                    return Err(Fail::Crashed);
+                }
+                continue;
+            }
+            if expired {
+                if !first {
+                    // Mid-item: the reserve guarantees room for this.
+                    let rec = self.write_record(pos(tail), ABORT, pid, &[]);
+                    tail = pack(pos(tail) + rec, cnt(tail));
+                    tail_word.store(tail, Ordering::SeqCst);
+                    self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
+                }
+                return Err(Fail::Deadline);
+            }
+            let _ = chunks;
+            self.wait_change(
+                self.head(),
+                head,
+                SPACE_EPOCH_AT,
+                SPACE_WAITERS_AT,
+                deadline,
+            );
+        }
+    }
+
+    // ---- get -----------------------------------------------------------
+
+    /// Takes one item into `out` (cleared first). `lock_deadline` bounds the
+    /// wait for the get lock, `deadline` the wait for an item to start.
+    ///
+    /// Once an item's first chunk is taken, the rest is awaited past
+    /// `deadline` (its producer is streaming it, or gives up with an `ABORT`,
+    /// or is found dead within ~100 ms).
+    pub(crate) fn get(
+        &self,
+        out: &mut Vec<u8>,
+        lock_deadline: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Fail> {
+        let lock = self.get_lock();
+        let how = lock.lock(lock_deadline).ok_or(Fail::Deadline)?;
+        if how == Acquired::OwnerDied {
+            // The dead consumer may have been asleep on the data epoch.
+            self.region
+                .atomic_u32(DATA_WAITERS_AT)
+                .store(0, Ordering::SeqCst);
+        }
+        let result = self.get_locked(out, deadline, lock);
+        #[cfg(test)]
+        if result == Err(Fail::Crashed) {
+            return result;
+        }
+        lock.unlock();
+        result
+    }
+
+    fn get_locked(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        _lock: RawLock<'_>,
+    ) -> Result<(), Fail> {
+        out.clear();
+        let head_word = self.head();
+        let mut head = head_word.load(Ordering::Acquire);
+        // The writer pid of the item being assembled, if any.
+        let mut partial: Option<u32> = None;
+        let mut chunks = 0usize;
+        loop {
+            let tail = self.tail().load(Ordering::Acquire);
+            let Some(used) = self.used(tail, head) else {
+                // Inconsistent words: drop everything published.
+                head = pack(pos(tail), cnt(tail));
+                head_word.store(head, Ordering::SeqCst);
+                partial = None;
+                out.clear();
+                continue;
+            };
+            if used == 0 {
+                match partial {
+                    None => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(Fail::Deadline);
+                        }
+                        self.wait_change(
+                            self.tail(),
+                            tail,
+                            DATA_EPOCH_AT,
+                            DATA_WAITERS_AT,
+                            deadline,
+                        );
+                    }
+                    Some(writer) => {
+                        let slice_end = Instant::now() + SLICE;
+                        self.wait_change(
+                            self.tail(),
+                            tail,
+                            DATA_EPOCH_AT,
+                            DATA_WAITERS_AT,
+                            Some(slice_end),
+                        );
+                        if self.tail().load(Ordering::Acquire) == tail
+                            && Instant::now() >= slice_end
+                            && !is_alive(writer)
+                        {
+                            partial = None;
+                            out.clear();
+                        }
+                    }
+                }
+                continue;
+            }
+            let (len, flags, writer) = self.read_header(pos(head));
+            let rec = REC_HDR + pad8(len);
+            if rec > used {
+                // A length no producer could have written: resync at tail.
+                head = pack(pos(tail), cnt(tail));
+                head_word.store(head, Ordering::SeqCst);
+                self.notify(SPACE_EPOCH_AT, SPACE_WAITERS_AT);
+                partial = None;
+                out.clear();
+                continue;
+            }
+            let starts = flags & FIRST != 0;
+            let mut complete = false;
+            if starts {
+                out.clear();
+                self.append_payload(pos(head), len, out);
+                partial = Some(writer);
+                complete = flags & LAST != 0;
+            } else if flags & ABORT != 0 {
+                partial = None;
+                out.clear();
+            } else if partial == Some(writer) {
+                self.append_payload(pos(head), len, out);
+                complete = flags & LAST != 0;
+            }
+            // else: a continuation of an item nobody here started; drop it.
+            head = pack(pos(head) + rec, cnt(head) + u64::from(starts));
+            head_word.store(head, Ordering::SeqCst);
+            self.notify(SPACE_EPOCH_AT, SPACE_WAITERS_AT);
+            if complete {
+                return Ok(());
+            }
+            chunks += 1;
+            #[cfg(test)]
+            if partial.is_some() && self.crash_now(&self.hooks.crash_get_after, chunks, _lock) {
+                return Err(Fail::Crashed);
+            }
+            let _ = chunks;
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The raw lock word: a robust, process-shared mutex on one `u32`.
+//!
+//! # States
+//!
+//! | word                 | meaning                                               |
+//! |----------------------|-------------------------------------------------------|
+//! | `0`                  | free                                                  |
+//! | `pid`                | held by process `pid`; nobody sleeps on the futex     |
+//! | `pid \| WAITERS`     | held by `pid`; some process may sleep on the futex    |
+//!
+//! `pid` occupies bits 0..22 (Linux `PID_MAX_LIMIT` is 2^22) and `WAITERS` is
+//! bit 31. Ownership is per *process*: threads of one process share its pid.
+//!
+//! # Transitions
+//!
+//! - acquire, fast path: CAS `0 → me` (one atomic).
+//! - acquire, contended: spin with exponential backoff for a few µs while
+//!   nobody sleeps (a handoff between running CPUs costs ~0.1 µs, a futex
+//!   wake ~30 µs on a VM); then set `WAITERS` and futex-wait in slices of
+//!   [`SLICE`]. A sleeper that wins the lock takes it as `me | WAITERS`,
+//!   since others may still sleep (Drepper's "mutex3").
+//! - release: swap `→ 0` (one atomic) and wake one sleeper only if the old
+//!   value had `WAITERS`.
+//! - owner death: after each slice during which the word did not change, the
+//!   waiter probes the owner with [`is_alive`]. If it is gone, a CAS from the
+//!   exact observed value to `me | WAITERS` takes the lock over, and the caller
+//!   is told [`Acquired::OwnerDied`]. Only one waiter's CAS can win.
+//!
+//! This is the pattern of `parking_lot`'s raw mutex and of Linux robust
+//! futexes (`FUTEX_OWNER_DIED`), with the kernel's robust list replaced by a
+//! liveness probe so the word needs no kernel cooperation.
+//!
+//! # Caveats
+//! - Pid reuse: if the dead owner's pid is reused by a new process before a
+//!   waiter probes it, the lock looks held until that process exits. Linux
+//!   allocates pids cyclically up to `pid_max`, so this needs the pid space
+//!   to wrap around within one slice.
+//! - A process that forks while holding the lock leaves the child believing
+//!   it holds it too; the word still names the parent.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::futex;
+use crate::sys::pid::{current_pid, is_alive};
+
+/// Set while some process may be asleep on the word.
+pub(crate) const WAITERS: u32 = 1 << 31;
+/// The owner's pid.
+pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
+/// How long a waiter sleeps between checks that the owner is alive.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+/// How long a contended caller spins before sleeping.
+pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(10);
+
+/// How a lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// From a live owner's release (or free).
+    Clean,
+    /// Taken over from an owner that died holding it; whatever it protected
+    /// may be half-updated.
+    OwnerDied,
+}
+
+/// Bounded busy-waiting: exponential backoff with `spin_loop`, then
+/// `yield_now` (useful with few CPUs), until [`SPIN_BUDGET`] is spent.
+pub(crate) struct Spin {
+    step: u32,
+    start: Option<Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Spin {
+            step: 0,
+            start: None,
+        }
+    }
+
+    /// Waits a little; returns `false` once the budget is spent (the caller
+    /// should then sleep).
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        if self.step < 6 {
+            for _ in 0..(1u32 << self.step) {
+                std::hint::spin_loop();
+            }
+            self.step += 1;
+            return true;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        if start.elapsed() >= SPIN_BUDGET {
+            return false;
+        }
+        self.step += 1;
+        if self.step % 4 == 0 {
+            std::thread::yield_now();
+        } else {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+        true
+    }
+}
+
+/// A view of a lock word in shared memory (see the module docs).
+#[derive(Clone, Copy)]
+pub(crate) struct RawLock<'a> {
+    word: &'a AtomicU32,
+}
+
+impl<'a> RawLock<'a> {
+    /// Views `word` as a lock (0 is free).
+    pub(crate) fn new(word: &'a AtomicU32) -> Self {
+        RawLock { word }
+    }
+
+    /// One CAS: takes the lock if free.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> bool {
+        self.word
+            .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the lock if it is free or its owner is dead; never sleeps.
+    pub(crate) fn try_lock_or_recover(&self) -> Option<Acquired> {
+        let me = current_pid();
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                if self.cas(0, me) {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            return self.take_over_if_dead(v, me);
+        }
+    }
+
+    /// Acquires the lock, waiting until `deadline` (`None`: forever).
+    /// Returns `None` on timeout. A dead owner is detected within about
+    /// [`SLICE`], and also once more at the deadline.
+    ///
+    /// # Panics
+    /// If the kernel rejects `FUTEX_WAIT` on a mapped, aligned word (never
+    /// expected).
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        if self.try_lock() {
+            return Some(Acquired::Clean);
+        }
+        self.lock_slow(deadline)
+    }
+
+    #[cold]
+    fn lock_slow(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let me = current_pid();
+        let mut spin = Spin::new();
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                if self.cas(0, me) {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            // Others asleep: the next release goes to them, stop spinning.
+            if v & WAITERS != 0 || !spin.spin() {
+                break;
+            }
+        }
+        let mut next_probe = Instant::now() + SLICE;
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                if self.cas(0, me | WAITERS) {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if now >= next_probe || deadline.is_some_and(|d| now >= d) {
+                if let Some(how) = self.take_over_if_dead(v, me) {
+                    return Some(how);
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    return None;
+                }
+                next_probe = now + SLICE;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let until = match deadline {
+                Some(d) if d < next_probe => d,
+                _ => next_probe,
+            };
+            if let Err(e) = futex::wait(self.word, v | WAITERS, Some(until)) {
+                panic!("futex wait on a lock word failed: {e}");
+            }
+        }
+    }
+
+    /// If the word still reads `v` and its owner is dead, CAS it to ours.
+    fn take_over_if_dead(&self, v: u32, me: u32) -> Option<Acquired> {
+        let owner = v & PID_MASK;
+        if owner == me || is_alive(owner) {
+            return None;
+        }
+        // Keep WAITERS: other processes may be asleep on the word.
+        self.cas(v, me | (v & WAITERS))
+            .then_some(Acquired::OwnerDied)
+    }
+
+    fn cas(&self, from: u32, to: u32) -> bool {
+        self.word
+            .compare_exchange(from, to, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Releases the lock: one swap, plus one futex wake if anyone sleeps.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            futex::wake(self.word, 1);
+        }
+    }
+
+    /// Whether some process holds the lock (a snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) != 0
+    }
+
+    /// The pid of the holder, if held (a snapshot).
+    pub(crate) fn owner(&self) -> Option<u32> {
+        match self.word.load(Ordering::Relaxed) & PID_MASK {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+
+    /// Test hook: stores `value` in the word as if a process had left it.
+    #[cfg(test)]
+    pub(crate) fn force_word(&self, value: u32) {
+        self.word.store(value, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The pid of a process that has exited and been reaped.
+    pub(crate) fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn states() {
+        let w = AtomicU32::new(0);
+        let l = RawLock::new(&w);
+        assert!(l.try_lock());
+        assert_eq!(w.load(Ordering::Relaxed), std::process::id());
+        assert_eq!(l.owner(), Some(std::process::id()));
+        assert!(!l.try_lock());
+        assert_eq!(
+            l.try_lock_or_recover(),
+            None,
+            "live owner is not taken over"
+        );
+        l.unlock();
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn dead_owner_is_recovered_without_sleeping() {
+        let w = AtomicU32::new(0);
+        let l = RawLock::new(&w);
+        l.force_word(dead_pid() | WAITERS);
+        assert_eq!(l.try_lock_or_recover(), Some(Acquired::OwnerDied));
+        assert_eq!(w.load(Ordering::Relaxed), std::process::id() | WAITERS);
+        l.unlock();
+    }
+
+    #[test]
+    fn short_deadline_still_recovers_dead_owner() {
+        let w = AtomicU32::new(0);
+        let l = RawLock::new(&w);
+        l.force_word(dead_pid());
+        let d = Instant::now() + Duration::from_millis(10);
+        assert_eq!(l.lock(Some(d)), Some(Acquired::OwnerDied));
+    }
+}

@@ -11,4 +11,8 @@ mod queue;
 mod sync;
 mod sys;
 
+pub use connection::{
+    Connection, DEFAULT_MAX_MESSAGE_SIZE, Pipe, RecvError, RecvTimeoutError, SendError,
+    TryRecvError,
+};
 pub use handle::{DecodeError, EncodeError};

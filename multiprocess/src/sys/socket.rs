@@ -26,6 +26,28 @@ pub(crate) const MAX_FDS: usize = 253;
 /// Control-message space for [`MAX_FDS`] descriptors.
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
 
+/// The error [`recv_with_fds`] reports for `MSG_CTRUNC` (test with
+/// [`is_fds_truncated`]).
+#[derive(Debug)]
+pub(crate) struct FdsTruncated;
+
+impl std::fmt::Display for FdsTruncated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "descriptors passed with a message were lost (MSG_CTRUNC): \
+             is the process at its open-file limit (RLIMIT_NOFILE)?",
+        )
+    }
+}
+
+impl std::error::Error for FdsTruncated {}
+
+/// Whether `e` is [`FdsTruncated`]: bytes were consumed and descriptors lost,
+/// so the stream is out of sync.
+pub(crate) fn is_fds_truncated(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<FdsTruncated>())
+}
+
 /// Whether a socket call may block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
@@ -102,7 +124,7 @@ pub(crate) fn send_with_fds(
 /// Receives up to `buf.len()` bytes; descriptors that arrive with them are
 /// appended to `fds` (close-on-exec). Returns the byte count; 0 means the peer
 /// shut down its sending side (EOF). A truncated control message is an error
-/// (`Other`), and the bytes read by that call are lost, so the caller must
+/// ([`FdsTruncated`]), and the bytes read by that call are lost, so the caller must
 /// treat the stream as broken.
 ///
 /// # References
@@ -131,10 +153,7 @@ pub(crate) fn recv_with_fds(
     if msg.flags.contains(ReturnFlags::CTRUNC) {
         // Close whatever did arrive: the message they belong to is incomplete.
         fds.truncate(before);
-        return Err(io::Error::other(
-            "descriptors passed with a message were lost (MSG_CTRUNC): \
-             is the process at its open-file limit (RLIMIT_NOFILE)?",
-        ));
+        return Err(io::Error::other(FdsTruncated));
     }
     Ok(msg.bytes)
 }

@@ -191,6 +191,12 @@ const KEEP_TX_BUF: usize = 1 << 20;
 ///   copy held by a child process counts).
 /// - `send` blocks while the socket buffer is full until the peer reads, as
 ///   in Python; there is no send timeout.
+/// - One message carries at most 253 handles (Linux's `SCM_MAX_FD`) and at
+///   most [`max_message_size`](Connection::max_message_size) bytes.
+/// - On the wire each message is a 24-byte header (payload length, type tag,
+///   handle count) followed by the payload; the descriptors travel with the
+///   header's `sendmsg`. Both ends must run the same binary, since the type
+///   tag hashes the Rust type.
 pub struct Connection<S, R = S> {
     fd: OwnedFd,
     tx: Mutex<Tx>,

@@ -468,6 +468,40 @@ fn several_handles_in_one_message_from_a_thread() {
 }
 
 #[test]
+fn many_messages_with_handles_keep_their_descriptors_in_order() {
+    // Frames with descriptors interleaved with plain frames, all written
+    // before the first receive, so single recvmsg calls span several frames
+    // and descriptors must be matched to headers in arrival order.
+    type Msg = (u32, Option<Connection<u32>>);
+    let (a, b) = Pipe::new::<Msg, Msg>().unwrap();
+    let mut peers = Vec::new();
+    let t = {
+        let mut ends = Vec::new();
+        for _ in 0..100 {
+            let (x, y) = Pipe::new::<u32, u32>().unwrap();
+            ends.push(x);
+            peers.push(y);
+        }
+        thread::spawn(move || {
+            for (i, end) in ends.into_iter().enumerate() {
+                a.send((i as u32, Some(end))).unwrap();
+                a.send((i as u32, None)).unwrap();
+            }
+        })
+    };
+    for i in 0..100u32 {
+        let (n, conn) = b.recv_timeout(LONG).unwrap();
+        assert_eq!(n, i);
+        conn.unwrap().send(i).unwrap();
+        assert!(matches!(b.recv_timeout(LONG).unwrap(), (n, None) if n == i));
+    }
+    t.join().unwrap();
+    for (i, p) in peers.iter().enumerate() {
+        assert_eq!(p.recv_timeout(LONG).unwrap(), i as u32);
+    }
+}
+
+#[test]
 fn bad_handle_index_is_an_error_not_a_panic() {
     let (a, b) = Pipe::new::<Connection<u8>, Connection<u8>>().unwrap();
     let (c1, _c2) = Pipe::new::<u8, u8>().unwrap();
@@ -633,4 +667,91 @@ fn error_messages_are_lowercase_without_period() {
         assert!(e.chars().next().unwrap().is_lowercase(), "{e}");
         assert!(!e.ends_with('.'), "{e}");
     }
+}
+
+/// Round trip of a small message between two threads; prints figures.
+/// `cargo test --release -p multiprocess --lib bench_ -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark; run explicitly in release"]
+fn bench_small_round_trip() {
+    for spin in [
+        Duration::ZERO,
+        Duration::from_micros(5),
+        Duration::from_micros(50),
+    ] {
+        let (a, b) = Pipe::new::<u64, u64>().unwrap();
+        a.set_spin(spin);
+        b.set_spin(spin);
+        let echo = thread::spawn(move || {
+            while let Ok(x) = b.recv() {
+                b.send(x + 1).unwrap();
+            }
+        });
+        let n = 200_000u64;
+        for i in 0..10_000 {
+            a.send(i).unwrap();
+            a.recv().unwrap();
+        }
+        let start = Instant::now();
+        for i in 0..n {
+            a.send(i).unwrap();
+            assert_eq!(a.recv().unwrap(), i + 1);
+        }
+        let rtt = start.elapsed() / n as u32;
+        drop(a);
+        echo.join().unwrap();
+        println!("spin {spin:?}: small-message round trip {rtt:?}");
+    }
+}
+
+/// One-way throughput of 1 MiB raw messages between two threads.
+#[test]
+#[ignore = "benchmark; run explicitly in release"]
+fn bench_1mib_one_way() {
+    let (a, b) = Pipe::new::<(), ()>().unwrap();
+    let n = 4000;
+    let t = thread::spawn(move || {
+        let data = vec![7u8; 1 << 20];
+        for _ in 0..n {
+            a.send_bytes(&data).unwrap();
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..n {
+        assert_eq!(b.recv_bytes().unwrap().len(), 1 << 20);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    t.join().unwrap();
+    println!(
+        "1 MiB one way: {:.2} GB/s",
+        (n as f64 * (1 << 20) as f64) / secs / 1e9
+    );
+}
+
+/// The floor under `bench_small_round_trip`: raw 8-byte ping-pong on a
+/// socket pair with blocking sendmsg/recvmsg, no framing or serde.
+#[test]
+#[ignore = "benchmark; run explicitly in release"]
+fn bench_raw_socket_round_trip() {
+    use crate::sys::socket::{recv_with_fds, socketpair};
+    let (a, b) = socketpair().unwrap();
+    let echo = thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        let mut fds = Vec::new();
+        while recv_with_fds(b.as_fd(), &mut buf, &mut fds, Wait::Block).unwrap() == 8 {
+            send_with_fds(b.as_fd(), &[IoSlice::new(&buf)], &[], Wait::Block).unwrap();
+        }
+    });
+    let n = 200_000u32;
+    let mut buf = [0u8; 8];
+    let mut fds = Vec::new();
+    let start = Instant::now();
+    for _ in 0..n {
+        send_with_fds(a.as_fd(), &[IoSlice::new(&buf.clone())], &[], Wait::Block).unwrap();
+        recv_with_fds(a.as_fd(), &mut buf, &mut fds, Wait::Block).unwrap();
+    }
+    let rtt = start.elapsed() / n;
+    drop(a);
+    echo.join().unwrap();
+    println!("raw socket pair: round trip {rtt:?}");
 }

@@ -24,14 +24,21 @@ fn queue_worker(queue: Queue<String>, lock: Lock) {
 }
 
 fn pipe_worker(conn: Connection<String, ()>) {
-    conn.send("Data from pipe worker".to_string()).expect("pipe send");
+    conn.send("Data from pipe worker".to_string())
+        .expect("pipe send");
     // `conn` closes when dropped here (Python: `conn.close()`).
 }
 
 fn consumer(queue: Queue<String>, parent_conn: Connection<(), String>, lock: Lock) {
     let _guard = lock.acquire();
-    println!("Consumer received from queue: {}", queue.get().expect("queue get"));
-    println!("Consumer received from pipe: {}", parent_conn.recv().expect("pipe recv"));
+    println!(
+        "Consumer received from queue: {}",
+        queue.get().expect("queue get")
+    );
+    println!(
+        "Consumer received from pipe: {}",
+        parent_conn.recv().expect("pipe recv")
+    );
 }
 
 /// The example's body (the tour calls it too).

@@ -41,7 +41,12 @@ use multiprocess::{Connection, Lock, Pipe, Process, Queue};
 
 type Report = (String, String);
 
-fn scrape_website(url: String, queue: Queue<Report>, child_conn: Connection<Report, ()>, lock: Lock) {
+fn scrape_website(
+    url: String,
+    queue: Queue<Report>,
+    child_conn: Connection<Report, ()>,
+    lock: Lock,
+) {
     println!("Scraping {url}");
     let scrape_time = fastrand::u32(1..=10);
     scale::sleep(f64::from(scrape_time));
@@ -68,7 +73,11 @@ fn aggregate_data(
     for _ in &websites {
         let (web, data) = queue.get().expect("queue get");
         // the pipe of the scraper that just reported
-        let conn = &parent_conns.iter().find(|(url, _)| *url == web).expect("known url").1;
+        let conn = &parent_conns
+            .iter()
+            .find(|(url, _)| *url == web)
+            .expect("known url")
+            .1;
         let (web_url, scrape_time) = conn.recv().expect("pipe recv");
         results.push((web, data));
         times.push((web_url, scrape_time));
@@ -96,7 +105,10 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     for url in &websites {
         let (parent_conn, child_conn) = Pipe::new::<(), Report>()?;
         parent_conns.push((url.clone(), parent_conn));
-        let p = Process::new(scrape_website, (url.clone(), queue.clone(), child_conn, lock.clone()));
+        let p = Process::new(
+            scrape_website,
+            (url.clone(), queue.clone(), child_conn, lock.clone()),
+        );
         p.start()?;
         processes.push(p);
     }

@@ -29,13 +29,31 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
     let examples: [(&str, Example); 7] = [
-        ("Example 01: cube and square (cube_and_square)", cube_and_square::run),
+        (
+            "Example 01: cube and square (cube_and_square)",
+            cube_and_square::run,
+        ),
         ("Example 02: process ids (process_ids)", process_ids::run),
-        ("Example 03: the 4 essential parts (four_parts)", four_parts::run),
-        ("Example 04: scrape and aggregate (scrape_and_aggregate)", scrape_and_aggregate::run),
-        ("Queue Example 01: without Lock (queue_square_list)", queue_square_list::run),
-        ("Queue Example 02: with Lock (queue_workers_with_lock)", queue_workers_with_lock::run),
-        ("Pipe: ping-pong over one duplex pipe (pipe_ping_pong)", pipe_ping_pong::run),
+        (
+            "Example 03: the 4 essential parts (four_parts)",
+            four_parts::run,
+        ),
+        (
+            "Example 04: scrape and aggregate (scrape_and_aggregate)",
+            scrape_and_aggregate::run,
+        ),
+        (
+            "Queue Example 01: without Lock (queue_square_list)",
+            queue_square_list::run,
+        ),
+        (
+            "Queue Example 02: with Lock (queue_workers_with_lock)",
+            queue_workers_with_lock::run,
+        ),
+        (
+            "Pipe: ping-pong over one duplex pipe (pipe_ping_pong)",
+            pipe_ping_pong::run,
+        ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {
         if i > 0 {

@@ -46,7 +46,9 @@ fn handle_de_error<E: serde::de::Error>(msg: String) -> E {
 
 /// The message of the last handle error on this thread, if any, else `fallback`.
 fn take_handle_error(fallback: String) -> String {
-    HANDLE_ERROR.with(|h| h.borrow_mut().take()).unwrap_or(fallback)
+    HANDLE_ERROR
+        .with(|h| h.borrow_mut().take())
+        .unwrap_or(fallback)
 }
 
 /// Error while turning a value into bytes plus handles.
@@ -175,7 +177,9 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
                 "bad handle index {index} for a {what}: the message carries {len} handle(s)"
             ))),
             Some(slot) => slot.take().ok_or_else(|| {
-                handle_de_error(format!("handle index {index} for a {what} was already used"))
+                handle_de_error(format!(
+                    "handle index {index} for a {what} was already used"
+                ))
             }),
         }
     })

@@ -11,6 +11,10 @@ mod queue;
 mod sync;
 mod sys;
 
+pub use connection::{
+    Connection, DEFAULT_MAX_MESSAGE_SIZE, Pipe, RecvError, RecvTimeoutError, SendError,
+    TryRecvError,
+};
 pub use handle::{DecodeError, EncodeError};
 pub use process::{
     Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,

@@ -18,7 +18,11 @@ fn example_path(name: &str) -> PathBuf {
 /// Runs an example with a time limit; returns its stdout lines.
 fn run_example(name: &str) -> Vec<String> {
     let path = example_path(name);
-    assert!(path.exists(), "{} not built (run through cargo test)", path.display());
+    assert!(
+        path.exists(),
+        "{} not built (run through cargo test)",
+        path.display()
+    );
     let mut child = Command::new(&path)
         .env("SLEEP_SCALE", "0.01")
         .stdout(Stdio::piped())
@@ -43,9 +47,17 @@ fn run_example(name: &str) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let out = reader.join().unwrap();
-    assert!(status.success(), "example {name} failed: {status}\n{out}\n{stderr}");
+    assert!(
+        status.success(),
+        "example {name} failed: {status}\n{out}\n{stderr}"
+    );
     out.lines().map(str::to_owned).collect()
 }
 
@@ -71,16 +83,34 @@ fn check_cube_and_square(out: &[String]) {
         ]))
     );
     assert_eq!(out.last().unwrap(), "Done");
-    assert!(out[..2].iter().all(|l| l.starts_with("Simulate")), "{out:?}");
+    assert!(
+        out[..2].iter().all(|l| l.starts_with("Simulate")),
+        "{out:?}"
+    );
 }
 
 fn check_process_ids(out: &[String]) {
     assert_eq!(out.len(), 12, "{out:?}");
-    let main_pid: u32 = out[0].strip_prefix("ID of main process: ").unwrap().parse().unwrap();
-    let p1: u32 = out[1].strip_prefix("ID of process p1: ").unwrap().parse().unwrap();
-    let p2: u32 = out[2].strip_prefix("ID of process p2: ").unwrap().parse().unwrap();
+    let main_pid: u32 = out[0]
+        .strip_prefix("ID of main process: ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let p1: u32 = out[1]
+        .strip_prefix("ID of process p1: ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let p2: u32 = out[2]
+        .strip_prefix("ID of process p2: ")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(main_pid != p1 && p1 != p2 && main_pid != p2);
-    assert_eq!(&out[3..5], owned(&["Process p1 alive: True", "Process p2 alive: True"]));
+    assert_eq!(
+        &out[3..5],
+        owned(&["Process p1 alive: True", "Process p2 alive: True"])
+    );
     assert_eq!(
         sorted(&out[5..9]),
         sorted(&[
@@ -113,11 +143,21 @@ fn check_scrape_and_aggregate(out: &[String]) {
     assert_eq!(out.len(), 4 + 4 + 1 + 4 + 4 + 1, "{out:?}");
     assert_eq!(
         sorted(&out[..4]),
-        sorted(&sites.iter().map(|s| format!("Scraping {s}")).collect::<Vec<_>>())
+        sorted(
+            &sites
+                .iter()
+                .map(|s| format!("Scraping {s}"))
+                .collect::<Vec<_>>()
+        )
     );
     assert_eq!(
         sorted(&out[4..8]),
-        sorted(&sites.iter().map(|s| format!("Scraped {s}")).collect::<Vec<_>>())
+        sorted(
+            &sites
+                .iter()
+                .map(|s| format!("Scraped {s}"))
+                .collect::<Vec<_>>()
+        )
     );
     assert_eq!(out[8], "---Aggregated result---");
     for i in 0..4 {
@@ -142,7 +182,16 @@ fn check_scrape_and_aggregate(out: &[String]) {
 fn check_queue_square_list(out: &[String]) {
     assert_eq!(
         out,
-        owned(&["1", "16", "25", "36", "49", "16", "Queue is now empty", "All Done"])
+        owned(&[
+            "1",
+            "16",
+            "25",
+            "36",
+            "49",
+            "16",
+            "Queue is now empty",
+            "All Done"
+        ])
     );
 }
 
@@ -151,7 +200,10 @@ fn check_queue_workers_with_lock(out: &[String]) {
     let mut sent = Vec::new();
     let mut received = Vec::new();
     for line in &out[..6] {
-        if let Some(n) = line.strip_prefix("Worker ").and_then(|r| r.strip_suffix(" sent data to the queue.")) {
+        if let Some(n) = line
+            .strip_prefix("Worker ")
+            .and_then(|r| r.strip_suffix(" sent data to the queue."))
+        {
             sent.push(n.parse::<u32>().unwrap());
         } else if let Some(n) = line
             .strip_prefix("Aggregator received ")
@@ -162,7 +214,9 @@ fn check_queue_workers_with_lock(out: &[String]) {
             panic!("unexpected line {line:?}");
         }
     }
-    let final_line = out[6].strip_prefix("Final aggregated results from Queue: ").unwrap();
+    let final_line = out[6]
+        .strip_prefix("Final aggregated results from Queue: ")
+        .unwrap();
     assert_eq!(final_line, format!("{received:?}"));
     sent.sort();
     received.sort();

@@ -15,7 +15,11 @@ multiprocess::init_before_main!();
 fn bump_file(path: PathBuf, lock: Lock, times: u32) {
     for _ in 0..times {
         let _guard = lock.acquire();
-        let n: u64 = std::fs::read_to_string(&path).unwrap().trim().parse().unwrap();
+        let n: u64 = std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         std::thread::yield_now();
         std::fs::write(&path, (n + 1).to_string()).unwrap();
     }
@@ -91,7 +95,11 @@ fn a_dead_holder_hands_the_lock_on_within_a_second() {
         p.kill().unwrap();
         assert_eq!(p.join().unwrap(), -9);
         let killed_at = Instant::now();
-        assert_eq!(waiter.join().unwrap(), Some(true), "the waiter must be told the owner died");
+        assert_eq!(
+            waiter.join().unwrap(),
+            Some(true),
+            "the waiter must be told the owner died"
+        );
         let handed_on = killed_at.elapsed();
         assert!(handed_on < Duration::from_secs(1), "took {handed_on:?}");
         // Afterwards the lock is an ordinary free lock again.

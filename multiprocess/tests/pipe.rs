@@ -24,7 +24,10 @@ fn round_trip_with_a_child() {
         p.start().unwrap();
         for i in 0..100 {
             ours.send(format!("m{i}")).unwrap();
-            assert_eq!(ours.recv_timeout(Duration::from_secs(10)).unwrap(), format!("echo: m{i}"));
+            assert_eq!(
+                ours.recv_timeout(Duration::from_secs(10)).unwrap(),
+                format!("echo: m{i}")
+            );
         }
         // Closing our end ends the child's loop.
         drop(ours);

@@ -212,7 +212,9 @@ fn many_processes_start_and_join() {
     // test_many_processes
     bounded(LIMIT, || {
         for m in METHODS {
-            let ps: Vec<Process> = (0..40).map(|_| get_context(m).process(succeed, ())).collect();
+            let ps: Vec<Process> = (0..40)
+                .map(|_| get_context(m).process(succeed, ()))
+                .collect();
             for p in &ps {
                 p.start().unwrap();
             }
@@ -284,7 +286,10 @@ fn children_inherit_no_unrelated_descriptors() {
             p.start().unwrap();
             assert_eq!(p.join().unwrap(), 0);
             let n: usize = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-            assert_eq!(n, 3, "{m:?}: the child should hold stdin, stdout and stderr only");
+            assert_eq!(
+                n, 3,
+                "{m:?}: the child should hold stdin, stdout and stderr only"
+            );
         }
         drop(leaky);
         std::fs::remove_dir_all(dir).unwrap();
@@ -373,7 +378,11 @@ fn children_start_with_default_signal_dispositions() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("1 passed"), "{stdout}");
         assert!(stdout.contains("parent ignores SIGTERM: true"), "{stdout}");
     });

@@ -69,7 +69,11 @@ fn mpmc_delivers_each_item_once_in_per_producer_order() {
         for id in 0..producers {
             let mut seqs = seen.remove(&id).unwrap();
             seqs.sort_unstable();
-            assert_eq!(seqs, (0..count).collect::<Vec<_>>(), "producer {id}: lost or duplicated");
+            assert_eq!(
+                seqs,
+                (0..count).collect::<Vec<_>>(),
+                "producer {id}: lost or duplicated"
+            );
         }
     });
 }
@@ -106,7 +110,10 @@ fn put_big(queue: Queue<Vec<u8>>, size: usize, count: usize) {
 #[test]
 fn items_larger_than_the_ring_pass() {
     bounded(LIMIT, || {
-        let queue: Queue<Vec<u8>> = QueueBuilder::new().capacity_bytes(64 * 1024).build().unwrap();
+        let queue: Queue<Vec<u8>> = QueueBuilder::new()
+            .capacity_bytes(64 * 1024)
+            .build()
+            .unwrap();
         let p = Process::new(put_big, (queue.clone(), 3 << 20, 4));
         p.start().unwrap();
         for i in 0..4 {
@@ -216,8 +223,10 @@ fn producer_killed_mid_put_leaves_the_queue_working() {
         // Items of 3 chunks or more, so a kill often lands mid-message.
         let size = 200 * 1024;
         for round in 0..5 {
-            let queue: Queue<Vec<u8>> =
-                QueueBuilder::new().capacity_bytes(64 * 1024).build().unwrap();
+            let queue: Queue<Vec<u8>> = QueueBuilder::new()
+                .capacity_bytes(64 * 1024)
+                .build()
+                .unwrap();
             let p = Process::new(put_forever, (queue.clone(), size));
             p.start().unwrap();
             // Read a few, then kill the producer while it is mid-put.
@@ -242,7 +251,10 @@ fn producer_killed_mid_put_leaves_the_queue_working() {
             for i in 0..3 {
                 let item = queue.get_timeout(Duration::from_secs(10)).unwrap();
                 assert_eq!(item.len(), size);
-                assert!(item.iter().all(|&b| b == i as u8), "round {round}: corrupt item");
+                assert!(
+                    item.iter().all(|&b| b == i as u8),
+                    "round {round}: corrupt item"
+                );
             }
             assert_eq!(p2.join().unwrap(), 0);
         }
@@ -254,8 +266,10 @@ fn consumer_killed_mid_get_leaves_the_queue_working() {
     bounded(LIMIT, || {
         let size = 200 * 1024;
         for round in 0..5 {
-            let queue: Queue<Vec<u8>> =
-                QueueBuilder::new().capacity_bytes(64 * 1024).build().unwrap();
+            let queue: Queue<Vec<u8>> = QueueBuilder::new()
+                .capacity_bytes(64 * 1024)
+                .build()
+                .unwrap();
             let producer = Process::new(put_forever, (queue.clone(), size));
             let consumer = Process::new(get_forever, (queue.clone(),));
             producer.start().unwrap();
@@ -298,7 +312,10 @@ fn small_items_survive_random_kills() {
             p.start().unwrap();
             let mut expected = 0;
             for _ in 0..100 {
-                assert_eq!(queue.get_timeout(Duration::from_secs(10)).unwrap(), expected);
+                assert_eq!(
+                    queue.get_timeout(Duration::from_secs(10)).unwrap(),
+                    expected
+                );
                 expected += 1;
             }
             std::thread::sleep(Duration::from_micros(100 * round));

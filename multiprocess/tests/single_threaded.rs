@@ -62,7 +62,10 @@ fn main() {
         (1, fork.process(panics, ())),
     ] {
         p.start().unwrap();
-        check("fork_exit_code", p.join_timeout(Duration::from_secs(30)).unwrap() == Some(target_code));
+        check(
+            "fork_exit_code",
+            p.join_timeout(Duration::from_secs(30)).unwrap() == Some(target_code),
+        );
     }
 
     // A closure that captures state: only Fork can run it.
@@ -73,7 +76,10 @@ fn main() {
         std::fs::write(&out2, format!("{captured:?}")).unwrap();
     });
     p.start().unwrap();
-    check("fork_closure_runs", p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0));
+    check(
+        "fork_closure_runs",
+        p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0),
+    );
     check(
         "fork_closure_sees_captures",
         std::fs::read_to_string(&out).unwrap() == "[1, 2, 3]",
@@ -83,16 +89,24 @@ fn main() {
     let p = fork.process(sleeps, (60_000,));
     p.start().unwrap();
     p.terminate().unwrap();
-    check("fork_terminate", p.join_timeout(Duration::from_secs(30)).unwrap() == Some(-15));
+    check(
+        "fork_terminate",
+        p.join_timeout(Duration::from_secs(30)).unwrap() == Some(-15),
+    );
 
     // Spawn and ForkServer children never run main past init().
     for m in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let ps: Vec<_> = (0..3).map(|_| get_context(m).process(exits_with, (0,))).collect();
+        let ps: Vec<_> = (0..3)
+            .map(|_| get_context(m).process(exits_with, (0,)))
+            .collect();
         for p in &ps {
             p.start().unwrap();
         }
         for p in &ps {
-            check("child_exits_zero", p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0));
+            check(
+                "child_exits_zero",
+                p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0),
+            );
         }
     }
     let runs = std::fs::read_to_string(&marker).unwrap();

@@ -75,7 +75,7 @@ pub(crate) fn send_spec(sock: impl AsFd, spec: &ChildSpec, fds: &[OwnedFd]) -> i
 pub(crate) fn recv_spec(sock: impl AsFd) -> io::Result<Option<(ChildSpec, Vec<OwnedFd>)>> {
     let mut fds = Vec::new();
     let mut len = [0u8; 4];
-    let n = sys::socket::recv_with_fds(sock.as_fd(), &mut len, &mut fds)?;
+    let n = sys::socket::recv_with_fds(sock.as_fd(), &mut len, &mut fds, sys::socket::Wait::Block)?;
     if n == 0 {
         return Ok(None);
     }

@@ -68,7 +68,10 @@ pub(crate) fn start_child(spec: &ChildSpec, args_fds: Vec<OwnedFd>) -> io::Resul
     let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let mut fds = args_fds;
     for attempt in 0..2 {
-        if server.as_ref().is_some_and(|c| c.owner != std::process::id()) {
+        if server
+            .as_ref()
+            .is_some_and(|c| c.owner != std::process::id())
+        {
             *server = None;
         }
         if server.is_none() {
@@ -102,7 +105,11 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
-fn exchange(control: BorrowedFd<'_>, spec: &ChildSpec, fds: &[OwnedFd]) -> io::Result<(u32, OwnedFd)> {
+fn exchange(
+    control: BorrowedFd<'_>,
+    spec: &ChildSpec,
+    fds: &[OwnedFd],
+) -> io::Result<(u32, OwnedFd)> {
     child::send_spec(control, spec, fds)?;
     let mut reply = [0u8; 4];
     let mut got = Vec::new();

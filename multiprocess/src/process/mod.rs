@@ -21,7 +21,7 @@ mod target;
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -198,7 +198,9 @@ impl Context {
         F: Target<A>,
         A: serde::Serialize + Send + 'static,
     {
-        Process::builder().start_method(self.method).target(target, args)
+        Process::builder()
+            .start_method(self.method)
+            .target(target, args)
     }
 
     /// A process that runs a closure, which may capture anything `Send`.
@@ -256,7 +258,9 @@ impl<C: FnOnce() + Send + 'static> Launch for ClosureLaunch<C> {
         None
     }
     fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
-        Err(EncodeError::Serialize("a closure cannot be serialized".into()))
+        Err(EncodeError::Serialize(
+            "a closure cannot be serialized".into(),
+        ))
     }
     fn run(self: Box<Self>) -> i32 {
         (self.0)();
@@ -517,9 +521,7 @@ impl Process {
         launch: Box<dyn Launch>,
     ) -> Result<Running, (StartError, Option<Box<dyn Launch>>)> {
         let fail = |e: StartError, launch| Err((e, Some(launch)));
-        if !INIT_CALLED.load(Ordering::SeqCst)
-            || std::env::var_os(child::BOOTSTRAP_ENV).is_some()
-        {
+        if !INIT_CALLED.load(Ordering::SeqCst) || std::env::var_os(child::BOOTSTRAP_ENV).is_some() {
             return fail(StartError::InitNotCalled, launch);
         }
         let Some(entry) = launch.entry() else {
@@ -724,7 +726,8 @@ fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
                     Ok(()) => Some(i32::from_le_bytes(buf)),
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         // The server died. Report once the child is gone too.
-                        if sys::fd::wait_readable(r.pidfd.as_ref(), now)? == sys::fd::Ready::TimedOut
+                        if sys::fd::wait_readable(r.pidfd.as_ref(), now)?
+                            == sys::fd::Ready::TimedOut
                         {
                             return Ok(None);
                         }
@@ -807,11 +810,17 @@ fn spawn_self_with(bootstrap: &OwnedFd, daemon: bool) -> io::Result<sys::process
 /// with that thread. Spawning every daemon from one keeper thread ties it to
 /// the process instead.
 fn spawn_from_keeper(bootstrap: OwnedFd) -> io::Result<sys::process::Started> {
-    type Request = (OwnedFd, std::sync::mpsc::Sender<io::Result<sys::process::Started>>);
+    type Request = (
+        OwnedFd,
+        std::sync::mpsc::Sender<io::Result<sys::process::Started>>,
+    );
     static KEEPER: Mutex<Option<(u32, std::sync::mpsc::Sender<Request>)>> = Mutex::new(None);
     let mut keeper = lock(&KEEPER);
     // A forked child inherits the sender but not the thread: start its own.
-    if keeper.as_ref().is_none_or(|(pid, _)| *pid != std::process::id()) {
+    if keeper
+        .as_ref()
+        .is_none_or(|(pid, _)| *pid != std::process::id())
+    {
         let (tx, rx) = std::sync::mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("multiprocess-daemon-spawner".into())
@@ -888,7 +897,8 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         match &self.pidfd {
             Some(fd) => {
-                sys::fd::wait_readable(fd, Some(Instant::now())).ok() == Some(sys::fd::Ready::TimedOut)
+                sys::fd::wait_readable(fd, Some(Instant::now())).ok()
+                    == Some(sys::fd::Ready::TimedOut)
             }
             None => false,
         }

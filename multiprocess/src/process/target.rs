@@ -1,8 +1,8 @@
 //! What a process runs: plain functions over serde values.
 
-use std::fmt::Debug;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::fmt::Debug;
 
 use crate::sys::code::{self, Entry};
 

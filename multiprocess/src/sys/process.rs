@@ -45,7 +45,11 @@ pub(crate) fn spawn_self(req: &SpawnRequest<'_>) -> io::Result<Started> {
     let keep: RawFd = req.keep_fd.as_raw_fd();
     let parent = rustix::process::getpid();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(std::env::args_os().next().unwrap_or_else(|| OsString::from("multiprocess-child")));
+    cmd.arg0(
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| OsString::from("multiprocess-child")),
+    );
     cmd.env(req.fd_env, keep.to_string());
     if req.null_stdin {
         cmd.stdin(Stdio::null());
@@ -71,7 +75,14 @@ fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Re
     // Mark every descriptor above stdio close-on-exec, then let `keep` through.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags; it
     // closes nothing that Rust code could still be using.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if r != 0 {
         // Older kernels: descriptors opened by Rust are close-on-exec anyway.
     }
@@ -123,12 +134,18 @@ pub(crate) fn take_inherited_fd(name: &str) -> Option<io::Result<OwnedFd>> {
     unsafe { std::env::remove_var(name) };
     let raw: RawFd = match value.to_str().and_then(|s| s.parse().ok()) {
         Some(fd) if fd >= 3 => fd,
-        _ => return Some(Err(io::Error::other(format!("{name} is not a descriptor number")))),
+        _ => {
+            return Some(Err(io::Error::other(format!(
+                "{name} is not a descriptor number"
+            ))));
+        }
     };
     // Check that the descriptor is open before claiming it.
     // SAFETY: fcntl(F_GETFD) on any integer is harmless; it only reports.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
-        return Some(Err(io::Error::other(format!("{name}={raw} is not an open descriptor"))));
+        return Some(Err(io::Error::other(format!(
+            "{name}={raw} is not an open descriptor"
+        ))));
     }
     // SAFETY: the parent put exactly this descriptor here for us and nothing
     // else in this process owns it (it was inherited across exec, and `init`

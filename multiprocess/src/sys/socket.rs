@@ -1,97 +1,301 @@
-//! Unix stream sockets with descriptor passing (`SCM_RIGHTS`).
+//! Unix stream sockets with descriptor passing: the transport under
+//! [`Connection`](crate::Connection).
 //!
-//! (Interim version used by the process bootstrap; the connection work
-//! replaces it with the full set.)
+//! Each function wraps one syscall through `rustix`, retries `EINTR` in
+//! [`retry`] (the one place that does), and speaks `OwnedFd`/`BorrowedFd`.
+//! Descriptors received with `SCM_RIGHTS` are close-on-exec
+//! (`MSG_CMSG_CLOEXEC`), and a truncated control message (`MSG_CTRUNC`,
+//! typically the receiver at its `RLIMIT_NOFILE`) is reported as an error
+//! rather than silently dropping descriptors.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use rustix::event::{PollFd, PollFlags};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-/// Most descriptors one message may carry.
+pub(crate) use rustix::net::Shutdown;
+
+/// Most descriptors one `sendmsg` may carry on Linux (`SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;
 
-/// A connected pair of `AF_UNIX` stream sockets, close-on-exec.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+/// Control-message space for [`MAX_FDS`] descriptors.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+
+/// The error [`recv_with_fds`] reports for `MSG_CTRUNC` (test with
+/// [`is_fds_truncated`]).
+#[derive(Debug)]
+pub(crate) struct FdsTruncated;
+
+impl std::fmt::Display for FdsTruncated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "descriptors passed with a message were lost (MSG_CTRUNC): \
+             is the process at its open-file limit (RLIMIT_NOFILE)?",
+        )
+    }
 }
 
-/// Sends `bufs` with `fds` attached (`MSG_NOSIGNAL`). Returns bytes sent,
-/// which may be fewer than asked for.
-pub(crate) fn send_with_fds(
-    fd: BorrowedFd<'_>,
-    bufs: &[IoSlice<'_>],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("too many descriptors in one message"));
-    }
+impl std::error::Error for FdsTruncated {}
+
+/// Whether `e` is [`FdsTruncated`]: bytes were consumed and descriptors lost,
+/// so the stream is out of sync.
+pub(crate) fn is_fds_truncated(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<FdsTruncated>())
+}
+
+/// Whether a socket call may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Block until the call can make progress (unless the descriptor was made
+    /// non-blocking by someone else, in which case `WouldBlock` is returned).
+    Block,
+    /// `MSG_DONTWAIT`: return `WouldBlock` at once if nothing can be done.
+    NoWait,
+}
+
+/// Runs `f` until it does not fail with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
     loop {
-        match rustix::net::sendmsg(fd, bufs, &mut control, SendFlags::NOSIGNAL) {
+        match f() {
             Err(rustix::io::Errno::INTR) => continue,
-            r => return Ok(r?),
+            other => return other.map_err(io::Error::from),
         }
     }
 }
 
-/// Receives into `buf`, appending received descriptors to `fds`
-/// (`MSG_CMSG_CLOEXEC`). Returns 0 at EOF.
+/// A connected pair of close-on-exec `AF_UNIX` `SOCK_STREAM` sockets.
+///
+/// # References
+/// - [`socketpair(2)`](https://man7.org/linux/man-pages/man2/socketpair.2.html)
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    retry(|| {
+        rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+    })
+}
+
+/// Sends the bytes of `iov` (possibly only a prefix: the count is returned)
+/// with `fds` attached as `SCM_RIGHTS` to the first byte. `MSG_NOSIGNAL`: a
+/// closed peer gives `EPIPE` (`BrokenPipe`), never `SIGPIPE`.
+///
+/// At most [`MAX_FDS`] descriptors; more is an `InvalidInput` error.
+///
+/// # References
+/// - [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html)
+/// - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+pub(crate) fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    wait: Wait,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message can carry at most {MAX_FDS} descriptors, this one has {}",
+                fds.len()
+            ),
+        ));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if wait == Wait::NoWait {
+        flags |= SendFlags::DONTWAIT;
+    }
+    if fds.is_empty() {
+        return retry(|| rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), flags));
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+    debug_assert!(pushed, "control buffer sized for MAX_FDS");
+    retry(|| rustix::net::sendmsg(fd, iov, &mut control, flags))
+}
+
+/// Receives up to `buf.len()` bytes; descriptors that arrive with them are
+/// appended to `fds` (close-on-exec). Returns the byte count; 0 means the peer
+/// shut down its sending side (EOF). A truncated control message is an error
+/// ([`FdsTruncated`]), and the bytes read by that call are lost, so the caller must
+/// treat the stream as broken.
+///
+/// # References
+/// - [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
+/// - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html) (`SCM_RIGHTS`)
 pub(crate) fn recv_with_fds(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
+    wait: Wait,
 ) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if wait == Wait::NoWait {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = loop {
-        match rustix::net::recvmsg(
-            fd,
-            &mut [IoSliceMut::new(buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
-            Err(rustix::io::Errno::INTR) => continue,
-            r => break r?,
-        }
-    };
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = retry(|| rustix::net::recvmsg(fd, &mut iov, &mut control, flags))?;
+    let before = fds.len();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
             fds.extend(received);
         }
     }
-    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        return Err(io::Error::other("descriptors were truncated in transit"));
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        // Close whatever did arrive: the message they belong to is incomplete.
+        fds.truncate(before);
+        return Err(io::Error::other(FdsTruncated));
     }
     Ok(msg.bytes)
 }
 
-/// Sends all of `bytes` with `fds` attached to the first chunk.
+/// Receives up to `max` bytes into the spare capacity of `buf` (no
+/// descriptors: use it only where the stream position guarantees none are
+/// attached), extending its length. Returns the count; 0 is EOF.
+///
+/// # References
+/// - [`recv(2)`](https://man7.org/linux/man-pages/man2/recv.2.html)
+pub(crate) fn recv_into_spare(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    wait: Wait,
+) -> io::Result<usize> {
+    let flags = match wait {
+        Wait::Block => RecvFlags::empty(),
+        Wait::NoWait => RecvFlags::DONTWAIT,
+    };
+    let spare = buf.spare_capacity_mut();
+    let take = spare.len().min(max);
+    let spare = &mut spare[..take];
+    let n = retry(|| rustix::net::recv(fd, &mut *spare, flags).map(|((init, _), _)| init.len()))?;
+    let len = buf.len() + n;
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity
+    // (it returned them as the initialised part), and `n <= take <= spare
+    // capacity`, so `len <= capacity` and every byte below `len` is initialised.
+    unsafe { buf.set_len(len) };
+    Ok(n)
+}
+
+/// Shuts down one or both directions of the socket (for every process that
+/// shares it, unlike `close`).
+///
+/// # References
+/// - [`shutdown(2)`](https://man7.org/linux/man-pages/man2/shutdown.2.html)
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
+    retry(|| rustix::net::shutdown(fd, how))
+}
+
+/// Waits until `fd` is writable or hung up (only needed when someone made a
+/// shared descriptor non-blocking). EINTR is retried.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut polls = [PollFd::new(&fd, PollFlags::OUT)];
+    retry(|| rustix::event::poll(&mut polls, None)).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn bytes_and_fds_travel() {
+        let (a, b) = socketpair().unwrap();
+        let extra = std::fs::File::open("/dev/null").unwrap();
+        let n = send_with_fds(
+            a.as_fd(),
+            &[IoSlice::new(b"hi "), IoSlice::new(b"there")],
+            &[extra.as_fd()],
+            Wait::Block,
+        )
+        .unwrap();
+        assert_eq!(n, 8);
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds, Wait::Block).unwrap();
+        assert_eq!(&buf[..n], b"hi there");
+        assert_eq!(fds.len(), 1);
+        let flags = rustix::io::fcntl_getfd(&fds[0]).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+    }
+
+    #[test]
+    fn closed_peer_is_epipe_and_eof() {
+        let (a, b) = socketpair().unwrap();
+        drop(b);
+        let err = send_with_fds(a.as_fd(), &[IoSlice::new(b"x")], &[], Wait::Block).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        let (a, b) = socketpair().unwrap();
+        drop(a);
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), Wait::Block).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn nowait_would_block_and_spare_capacity() {
+        let (a, b) = socketpair().unwrap();
+        let mut buf = [0u8; 4];
+        let err = recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), Wait::NoWait).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        send_with_fds(a.as_fd(), &[IoSlice::new(b"abcdef")], &[], Wait::Block).unwrap();
+        let mut v = Vec::with_capacity(10);
+        assert_eq!(
+            recv_into_spare(b.as_fd(), &mut v, 4, Wait::Block).unwrap(),
+            4
+        );
+        assert_eq!(v, b"abcd");
+        assert_eq!(
+            recv_into_spare(b.as_fd(), &mut v, 100, Wait::Block).unwrap(),
+            2
+        );
+        assert_eq!(v, b"abcdef");
+    }
+
+    #[test]
+    fn shutdown_write_gives_peer_eof() {
+        let (a, b) = socketpair().unwrap();
+        shutdown(a.as_fd(), Shutdown::Write).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), Wait::Block).unwrap(),
+            0
+        );
+        let err = send_with_fds(a.as_fd(), &[IoSlice::new(b"x")], &[], Wait::Block).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
+
+/// Sends all of `bytes` (blocking), with `fds` attached to the first chunk.
 pub(crate) fn send_all_with_fds(
     fd: impl AsFd,
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
     let fd = fd.as_fd();
-    let mut sent = send_with_fds(fd, &[IoSlice::new(bytes)], fds)?;
+    let mut sent = send_with_fds(fd, &[IoSlice::new(bytes)], fds, Wait::Block)?;
     while sent < bytes.len() {
-        sent += send_with_fds(fd, &[IoSlice::new(&bytes[sent..])], &[])?;
+        sent += send_with_fds(fd, &[IoSlice::new(&bytes[sent..])], &[], Wait::Block)?;
     }
     Ok(())
 }
 
-/// Fills `buf` completely, collecting descriptors. `UnexpectedEof` if the
-/// peer closes first.
+/// Fills `buf` completely (blocking), collecting descriptors into `fds`.
+/// `UnexpectedEof` if the peer closes first.
 pub(crate) fn recv_exact_with_fds(
     fd: impl AsFd,
     buf: &mut [u8],
@@ -99,7 +303,7 @@ pub(crate) fn recv_exact_with_fds(
 ) -> io::Result<()> {
     let mut got = 0;
     while got < buf.len() {
-        let n = recv_with_fds(fd.as_fd(), &mut buf[got..], fds)?;
+        let n = recv_with_fds(fd.as_fd(), &mut buf[got..], fds, Wait::Block)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

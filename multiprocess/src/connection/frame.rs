@@ -1,0 +1,484 @@
+//! Message framing on a Unix stream socket.
+//!
+//! # Wire format
+//!
+//! Every message is one frame: a fixed 24-byte header, then the payload.
+//!
+//! | bytes  | field    | meaning                                                   |
+//! |--------|----------|-----------------------------------------------------------|
+//! | 0..8   | `len`    | payload length in bytes, `u64` little-endian               |
+//! | 8..16  | `tag`    | [`BYTES_TAG`] (0) for raw bytes, else `type_tag::<T>()`    |
+//! | 16..20 | `nfds`   | number of descriptors attached, `u32` LE, ≤ 253            |
+//! | 20..24 | reserved | zero; anything else means the stream is corrupt            |
+//!
+//! The sender writes header and payload with one `sendmsg` (an iovec of two
+//! slices) and attaches the descriptors (`SCM_RIGHTS`) to that call, so they
+//! ride on the header's first byte. Linux never delivers the descriptors of
+//! two `sendmsg` calls in one `recvmsg`, and delivers them with the first byte
+//! of their call, so the receiver keeps a FIFO of received descriptors and a
+//! header takes its `nfds` from the front; descriptors always arrive no later
+//! than the header that claims them.
+//!
+//! # Receive state
+//!
+//! [`Rx`] is a resumable state machine: bytes read but not yet delivered stay
+//! in a reusable 64 KiB buffer (several small frames can arrive with one
+//! `recvmsg`), a parsed header with its descriptors waits in
+//! [`Rx::cur`](Rx) until its payload is complete, and a payload larger than the
+//! buffer is read straight into its own `Vec` with reads bounded to the frame,
+//! so nothing is copied twice. A timeout anywhere leaves the state as it is
+//! and the next receive continues from there: bytes are never lost or
+//! reordered. A frame announcing more than the receiver's maximum is read and
+//! discarded (its length is known, so the stream stays in sync).
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::sys::fd::{Ready, wait_readable};
+use crate::sys::socket::{self, MAX_FDS, Wait};
+
+/// Length of the frame header in bytes.
+pub(crate) const HEADER_LEN: usize = 24;
+
+/// The tag of a raw-bytes message ([`send_bytes`](crate::Connection::send_bytes)).
+pub(crate) const BYTES_TAG: u64 = 0;
+
+/// Size of the receive buffer; payloads up to this size are buffered,
+/// larger ones are read into a buffer of their own.
+const RX_BUF: usize = 64 * 1024;
+
+/// A large-payload buffer is kept for reuse only up to this capacity.
+const KEEP_SCRATCH: usize = 8 * 1024 * 1024;
+
+/// A frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Payload length in bytes.
+    pub len: u64,
+    /// [`BYTES_TAG`] or the sender's `type_tag`.
+    pub tag: u64,
+    /// Number of descriptors sent with the header.
+    pub nfds: u32,
+}
+
+impl Header {
+    /// The header's wire form.
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(&self.len.to_le_bytes());
+        out[8..16].copy_from_slice(&self.tag.to_le_bytes());
+        out[16..20].copy_from_slice(&self.nfds.to_le_bytes());
+        out
+    }
+
+    /// Parses a header, rejecting ones no sender writes.
+    pub(crate) fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self, String> {
+        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let half = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let header = Header {
+            len: word(0),
+            tag: word(8),
+            nfds: half(16),
+        };
+        if half(20) != 0 || header.nfds as usize > MAX_FDS {
+            return Err(format!("corrupt message header {bytes:02x?}"));
+        }
+        Ok(header)
+    }
+}
+
+/// Sends one frame: `header` (whose `len` and `nfds` must match) and
+/// `payload`, with `fds` attached to the first `sendmsg`. Partial writes are
+/// continued; an error after part of the frame went out sets `*broken`,
+/// because the peer would read a torn frame.
+pub(crate) fn send_frame(
+    fd: BorrowedFd<'_>,
+    header: &Header,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    broken: &mut bool,
+) -> io::Result<()> {
+    debug_assert_eq!(header.len, payload.len() as u64);
+    debug_assert_eq!(header.nfds as usize, fds.len());
+    let head = header.encode();
+    let total = HEADER_LEN + payload.len();
+    let mut sent = 0;
+    let mut fds = fds;
+    while sent < total {
+        let result = if sent < HEADER_LEN {
+            let iov = [IoSlice::new(&head[sent..]), IoSlice::new(payload)];
+            socket::send_with_fds(fd, &iov, fds, Wait::Block)
+        } else {
+            let iov = [IoSlice::new(&payload[sent - HEADER_LEN..])];
+            socket::send_with_fds(fd, &iov, fds, Wait::Block)
+        };
+        match result {
+            Ok(0) => {
+                *broken = sent > 0;
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            Ok(n) => {
+                sent += n;
+                fds = &[];
+            }
+            // Someone made the shared descriptor non-blocking.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket::wait_writable(fd)?,
+            Err(e) => {
+                *broken = sent > 0;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why [`Rx::next`] returned without a message.
+#[derive(Debug)]
+pub(crate) enum RxError {
+    /// The deadline passed; the partial state is kept.
+    Timeout,
+    /// End of stream (the peer closed, or shut down its sending side).
+    Disconnected,
+    /// The frame was larger than the receiver's maximum and was discarded.
+    TooLarge {
+        /// The announced size.
+        size: u64,
+        /// The receiver's maximum.
+        max: u64,
+    },
+    /// An OS error, or the stream is broken.
+    Io(io::Error),
+}
+
+/// A received frame's payload: borrowed from the receive buffer, or its own
+/// allocation for large frames.
+pub(crate) enum Payload<'a> {
+    /// A payload of at most 64 KiB, inside the receive buffer.
+    Borrowed(&'a [u8]),
+    /// A larger payload.
+    Owned(Vec<u8>),
+}
+
+/// A complete received frame.
+pub(crate) struct Message<'a> {
+    /// The header's tag.
+    pub tag: u64,
+    /// The descriptors that came with it.
+    pub fds: Vec<OwnedFd>,
+    /// The payload.
+    pub payload: Payload<'a>,
+}
+
+/// How the payload of the current frame is being collected.
+enum Body {
+    /// In the receive buffer (payload ≤ [`RX_BUF`]).
+    Small,
+    /// In its own buffer (capacity ≥ the payload length).
+    Large(Vec<u8>),
+    /// Being discarded; this many bytes are still to skip.
+    Discard(u64),
+}
+
+/// A frame whose header has been read.
+struct Partial {
+    header: Header,
+    fds: Vec<OwnedFd>,
+    body: Body,
+}
+
+/// The receive state of one connection end; see the module docs.
+#[derive(Default)]
+pub(crate) struct Rx {
+    /// Receive buffer, allocated (and zeroed) on first use; `buf.len()` is
+    /// its capacity in use.
+    buf: Vec<u8>,
+    /// Undelivered bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Received descriptors not yet claimed by a header, in arrival order.
+    fds: Vec<OwnedFd>,
+    /// The frame being received, once its header is parsed.
+    cur: Option<Partial>,
+    /// Set when the stream can no longer be trusted; every receive fails.
+    broken: Option<String>,
+    /// A recycled large-payload buffer.
+    scratch: Vec<u8>,
+}
+
+impl Rx {
+    /// Nothing is buffered: no bytes, no descriptors, no partial frame.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cur.is_none() && self.start == self.end && self.fds.is_empty()
+    }
+
+    /// A complete frame is buffered (or the stream is broken), so the next
+    /// receive returns without waiting.
+    pub(crate) fn has_message(&self) -> bool {
+        let avail = (self.end - self.start) as u64;
+        if self.broken.is_some() {
+            return true;
+        }
+        match &self.cur {
+            None => {
+                if avail < HEADER_LEN as u64 {
+                    return false;
+                }
+                let head = self.buf[self.start..self.start + HEADER_LEN]
+                    .try_into()
+                    .expect("header length");
+                match Header::decode(head) {
+                    Ok(h) => avail - HEADER_LEN as u64 >= h.len,
+                    Err(_) => true,
+                }
+            }
+            Some(p) => match &p.body {
+                Body::Small => avail >= p.header.len,
+                Body::Large(data) => data.len() as u64 + avail >= p.header.len,
+                Body::Discard(_) => false,
+            },
+        }
+    }
+
+    /// Gives a large payload buffer back for reuse.
+    pub(crate) fn recycle(&mut self, mut v: Vec<u8>) {
+        if v.capacity() <= KEEP_SCRATCH && v.capacity() > self.scratch.capacity() {
+            v.clear();
+            self.scratch = v;
+        }
+    }
+
+    /// Marks the stream broken, for the caller's error and every later one.
+    fn fail(&mut self, why: String) -> RxError {
+        let e = io::Error::new(io::ErrorKind::InvalidData, why.clone());
+        self.broken = Some(why);
+        RxError::Io(e)
+    }
+
+    /// Makes room for `need` (≤ [`RX_BUF`]) contiguous bytes from `start`.
+    fn make_room(&mut self, need: usize) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; RX_BUF];
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start + need > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// One read into `buf[end..end + max]` (greedy: may read past the current
+    /// frame). Zero bytes read is end of stream.
+    fn fill(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        max: usize,
+        deadline: Option<Instant>,
+        spin: Duration,
+    ) -> Result<(), RxError> {
+        let limit = self.buf.len().min(self.end.saturating_add(max));
+        let (buf, fds) = (&mut self.buf[self.end..limit], &mut self.fds);
+        debug_assert!(!buf.is_empty());
+        let result = io_wait(fd, deadline, spin, |wait| {
+            socket::recv_with_fds(fd, buf, fds, wait)
+        });
+        match result {
+            Ok(0) => Err(RxError::Disconnected),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(RxError::Io(e)) if socket::is_fds_truncated(&e) => {
+                // MSG_CTRUNC: bytes and descriptors were lost.
+                Err(self.fail(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives the next frame, waiting until `deadline` (`None`: forever).
+    /// `max` is the largest payload accepted; `spin` how long to retry
+    /// non-blocking reads before sleeping in the kernel.
+    pub(crate) fn next(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        max: usize,
+        deadline: Option<Instant>,
+        spin: Duration,
+    ) -> Result<Message<'_>, RxError> {
+        loop {
+            if let Some(why) = &self.broken {
+                return Err(RxError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("connection is broken: {why}"),
+                )));
+            }
+            let avail = self.end - self.start;
+            let Some(cur) = self.cur.as_mut() else {
+                if avail < HEADER_LEN {
+                    self.make_room(HEADER_LEN);
+                    self.fill(fd, usize::MAX, deadline, spin)?;
+                    continue;
+                }
+                self.start_frame(max)?;
+                continue;
+            };
+            let len = cur.header.len;
+            match &mut cur.body {
+                Body::Small => {
+                    let len = len as usize;
+                    if avail >= len {
+                        let Partial { header, fds, .. } = self.cur.take().expect("current frame");
+                        let range = self.start..self.start + len;
+                        self.start += len;
+                        return Ok(Message {
+                            tag: header.tag,
+                            fds,
+                            payload: Payload::Borrowed(&self.buf[range]),
+                        });
+                    }
+                    self.make_room(len);
+                    self.fill(fd, usize::MAX, deadline, spin)?;
+                }
+                Body::Large(data) => {
+                    let len = len as usize;
+                    let take = (len - data.len()).min(avail);
+                    data.extend_from_slice(&self.buf[self.start..self.start + take]);
+                    self.start += take;
+                    if data.len() == len {
+                        let Partial { header, fds, body } = self.cur.take().expect("current frame");
+                        let Body::Large(data) = body else {
+                            unreachable!("matched Large above")
+                        };
+                        return Ok(Message {
+                            tag: header.tag,
+                            fds,
+                            payload: Payload::Owned(data),
+                        });
+                    }
+                    // The receive buffer is empty now; read only this frame's
+                    // bytes, straight into its buffer (no descriptors can be
+                    // attached to them: those ride on header bytes).
+                    let left = len - data.len();
+                    match io_wait(fd, deadline, spin, |wait| {
+                        socket::recv_into_spare(fd, data, left, wait)
+                    })? {
+                        0 => return Err(RxError::Disconnected),
+                        _ => continue,
+                    }
+                }
+                Body::Discard(left) => {
+                    let take = (*left).min(avail as u64);
+                    *left -= take;
+                    self.start += take as usize;
+                    if *left == 0 {
+                        let size = self.cur.take().expect("current frame").header.len;
+                        return Err(RxError::TooLarge {
+                            size,
+                            max: max as u64,
+                        });
+                    }
+                    let left = usize::try_from(*left).unwrap_or(usize::MAX);
+                    self.make_room(1);
+                    self.fill(fd, left, deadline, spin)?;
+                }
+            }
+        }
+    }
+
+    /// Parses the buffered header and sets up [`Rx::cur`].
+    fn start_frame(&mut self, max: usize) -> Result<(), RxError> {
+        let head = self.buf[self.start..self.start + HEADER_LEN]
+            .try_into()
+            .expect("header length");
+        let header = match Header::decode(head) {
+            Ok(h) => h,
+            Err(why) => return Err(self.fail(why)),
+        };
+        let nfds = header.nfds as usize;
+        if nfds > self.fds.len() {
+            return Err(self.fail(format!(
+                "a message header announces {nfds} descriptor(s) but {} arrived",
+                self.fds.len()
+            )));
+        }
+        self.start += HEADER_LEN;
+        let fds = self.fds.drain(..nfds).collect();
+        let body = match usize::try_from(header.len) {
+            Ok(len) if len <= max && len <= RX_BUF => Body::Small,
+            Ok(len) if len <= max => {
+                let mut data = std::mem::take(&mut self.scratch);
+                data.clear();
+                data.reserve_exact(len);
+                Body::Large(data)
+            }
+            _ => Body::Discard(header.len),
+        };
+        self.cur = Some(Partial { header, fds, body });
+        Ok(())
+    }
+}
+
+/// Runs the non-blocking or blocking form of a receive `op` until it makes
+/// progress: blocks in the call itself when there is no deadline (one
+/// syscall), otherwise polls for readability until `deadline`. For `spin`
+/// after the first `WouldBlock` it keeps retrying without sleeping.
+fn io_wait<T>(
+    fd: impl AsFd,
+    deadline: Option<Instant>,
+    spin: Duration,
+    mut op: impl FnMut(Wait) -> io::Result<T>,
+) -> Result<T, RxError> {
+    let mut spin_until: Option<Instant> = None;
+    let mut spinning = !spin.is_zero();
+    loop {
+        let wait = if spinning || deadline.is_some() {
+            Wait::NoWait
+        } else {
+            Wait::Block
+        };
+        match op(wait) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if spinning {
+                    let now = Instant::now();
+                    let until = *spin_until.get_or_insert(now + spin);
+                    spinning = now < until && deadline.is_none_or(|d| now < d);
+                    std::hint::spin_loop();
+                    continue;
+                }
+                match wait_readable(&fd, deadline).map_err(RxError::Io)? {
+                    Ready::Readable => {}
+                    Ready::TimedOut => return Err(RxError::Timeout),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(RxError::Disconnected);
+            }
+            Err(e) => return Err(RxError::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_rejects_garbage() {
+        let h = Header {
+            len: 1 << 40,
+            tag: 0xdead_beef_0bad_f00d,
+            nfds: 3,
+        };
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+        let mut bad = h.encode();
+        bad[21] = 1;
+        assert!(Header::decode(&bad).is_err());
+        let too_many = Header { nfds: 254, ..h };
+        assert!(Header::decode(&too_many.encode()).is_err());
+    }
+}

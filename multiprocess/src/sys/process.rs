@@ -264,11 +264,6 @@ pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<bool> {
     Ok(rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) == Some(parent_pid))
 }
 
-/// The process id of the parent, if any.
-pub(crate) fn parent_pid() -> Option<u32> {
-    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
-}
-
 /// The number of CPUs in the system (Python's `os.cpu_count()`).
 pub(crate) fn cpu_count() -> usize {
     // SAFETY: sysconf only reads a system value.

@@ -2,6 +2,10 @@
 //! heading. `cargo run --release --example tour`; set `SLEEP_SCALE=0.01` to
 //! skip the simulated waiting.
 
+// Each example file includes the scaled sleep itself, so that it also runs
+// on its own; included together here, that module appears once per example.
+#![allow(clippy::duplicate_mod)]
+
 #[allow(dead_code)]
 #[path = "cube_and_square.rs"]
 mod cube_and_square;

@@ -207,7 +207,8 @@ fn check_queue_workers_with_lock(out: &[String]) {
     assert_eq!(out.len(), 7, "{out:?}");
     let mut sent = Vec::new();
     let mut received = Vec::new();
-    for line in &out[..6] {
+    let mut final_line = None;
+    for line in out {
         if let Some(n) = line
             .strip_prefix("Worker ")
             .and_then(|r| r.strip_suffix(" sent data to the queue."))
@@ -217,15 +218,17 @@ fn check_queue_workers_with_lock(out: &[String]) {
             .strip_prefix("Aggregator received ")
             .and_then(|r| r.strip_suffix(" from the queue."))
         {
+            assert!(final_line.is_none(), "received after the final line: {out:?}");
             received.push(n.parse::<u32>().unwrap());
+        } else if let Some(list) = line.strip_prefix("Final aggregated results from Queue: ") {
+            // Printed outside the lock, as in Python: it may race with the
+            // last worker's line, never with the aggregator's own.
+            final_line = Some(list.to_string());
         } else {
             panic!("unexpected line {line:?}");
         }
     }
-    let final_line = out[6]
-        .strip_prefix("Final aggregated results from Queue: ")
-        .unwrap();
-    assert_eq!(final_line, format!("{received:?}"));
+    assert_eq!(final_line.unwrap(), format!("{received:?}"));
     sent.sort();
     received.sort();
     assert_eq!(sent, received);

@@ -16,7 +16,7 @@ use crate::sys;
 pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROCESS_BOOTSTRAP_FD";
 
 /// Largest spec frame we accept (the arguments travel inside it).
-const MAX_SPEC: u32 = u32::MAX;
+const MAX_SPEC: u32 = 1 << 30;
 
 /// Everything a child needs to become the process the parent asked for.
 #[derive(Serialize, Deserialize)]

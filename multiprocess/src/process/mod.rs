@@ -1,13 +1,7 @@
 //! Processes: [`Process`], start methods, and who-am-I functions.
 //!
 //! A [`Process`] runs a target function in a new OS process with its own
-//! memory. How the process comes to be is its [`StartMethod`]:
-//!
-//! | method | how | cost | threads in the parent |
-//! |---|---|---|---|
-//! | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
-//! | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`] dispatches the child | exec | safe |
-//! | [`Fork`](StartMethod::Fork) | forks the caller | fork | **unsafe**: see [`StartMethod::Fork`] |
+//! memory. How the process comes to be is its [`StartMethod`].
 //!
 //! Spawn and ForkServer children run a *fresh* copy of the binary (the fork
 //! server itself is started by re-execution), so targets are plain `fn`s and
@@ -83,17 +77,20 @@ pub fn init() {
 ///
 /// # Examples
 ///
+/// In `tests/my_test.rs`:
+///
 /// ```
 /// multiprocess::init_before_main!();
 ///
-/// #[test]
+/// fn child() {}
+///
+/// // #[test]
 /// fn starts_a_process() {
-///     fn child() {}
 ///     let p = multiprocess::Process::new(child, ());
 ///     p.start().unwrap();
 ///     assert_eq!(p.join().unwrap(), 0);
 /// }
-/// # fn main() {}
+/// # starts_a_process();
 /// ```
 #[macro_export]
 macro_rules! init_before_main {
@@ -109,7 +106,17 @@ macro_rules! init_before_main {
     };
 }
 
-/// How a child process is created. See the [module table](self).
+/// How a child process is created.
+///
+/// | method | how | cost | threads in the parent |
+/// |---|---|---|---|
+/// | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
+/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`] dispatches the child | exec | safe |
+/// | [`Fork`](StartMethod::Fork) | forks the caller | fork | refused (see [`StartMethod::Fork`]) |
+///
+/// Spawn and ForkServer children run a fresh copy of the binary (the fork
+/// server itself is started by re-execution), so targets are plain `fn`s and
+/// their arguments travel serialized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartMethod {
@@ -117,13 +124,14 @@ pub enum StartMethod {
     /// moment of `start`, and runs the target directly.
     ///
     /// This is the only method that accepts a capturing closure
-    /// ([`Context::process_closure`]) and the cheapest, but it is **unsafe in
-    /// a multi-threaded parent**: the child has only the thread that called
-    /// `start`, and a lock held by any other thread at that moment (inside
-    /// the allocator's arenas guarded by glibc, but also a logger, stdout, or
-    /// your own mutexes) stays locked forever in the child. Python moved its
-    /// default away from fork for this reason. Use it in single-threaded
-    /// programs only.
+    /// ([`Context::process_closure`]) and the cheapest, but forking a
+    /// multi-threaded parent is unsound: the child has only the thread that
+    /// called `start`, and a lock held by any other thread at that moment (a
+    /// logger, stdout, your own mutexes) stays locked forever in the child,
+    /// while a structure another thread was updating stays half-updated.
+    /// Python moved its default away from fork for this reason and warns;
+    /// `start` refuses with an error when the process has more than one
+    /// thread. Use it in single-threaded programs.
     Fork,
     /// Re-execute the running binary; [`init`] in the child's `main` runs the
     /// target. Safe with threads; costs an exec.

@@ -65,8 +65,8 @@ where
         // and `Copy`, and this trampoline is only reachable through
         // `entry_for`, which takes a value of `F`: the parent held one, and
         // the child holds a copy of it, which `Copy` allows. A zero-sized
-        // value has no bytes to initialise.
-        let target: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+        // value has no bytes, so "all zero bytes" is its one representation.
+        let target: F = unsafe { std::mem::zeroed() };
         target.call(args)
     }
     trampoline::<F, Args>

@@ -205,6 +205,38 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| rustix::event::poll(&mut polls, None)).map(drop)
 }
 
+/// Sends all of `bytes` (blocking), with `fds` attached to the first chunk.
+pub(crate) fn send_all_with_fds(
+    fd: impl AsFd,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let mut sent = send_with_fds(fd, &[IoSlice::new(bytes)], fds, Wait::Block)?;
+    while sent < bytes.len() {
+        sent += send_with_fds(fd, &[IoSlice::new(&bytes[sent..])], &[], Wait::Block)?;
+    }
+    Ok(())
+}
+
+/// Fills `buf` completely (blocking), collecting descriptors into `fds`.
+/// `UnexpectedEof` if the peer closes first.
+pub(crate) fn recv_exact_with_fds(
+    fd: impl AsFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = recv_with_fds(fd.as_fd(), &mut buf[got..], fds, Wait::Block)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,36 +310,4 @@ mod tests {
         let err = send_with_fds(a.as_fd(), &[IoSlice::new(b"x")], &[], Wait::Block).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
-}
-
-/// Sends all of `bytes` (blocking), with `fds` attached to the first chunk.
-pub(crate) fn send_all_with_fds(
-    fd: impl AsFd,
-    bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<()> {
-    let fd = fd.as_fd();
-    let mut sent = send_with_fds(fd, &[IoSlice::new(bytes)], fds, Wait::Block)?;
-    while sent < bytes.len() {
-        sent += send_with_fds(fd, &[IoSlice::new(&bytes[sent..])], &[], Wait::Block)?;
-    }
-    Ok(())
-}
-
-/// Fills `buf` completely (blocking), collecting descriptors into `fds`.
-/// `UnexpectedEof` if the peer closes first.
-pub(crate) fn recv_exact_with_fds(
-    fd: impl AsFd,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        let n = recv_with_fds(fd.as_fd(), &mut buf[got..], fds, Wait::Block)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        got += n;
-    }
-    Ok(())
 }

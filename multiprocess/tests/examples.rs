@@ -218,7 +218,10 @@ fn check_queue_workers_with_lock(out: &[String]) {
             .strip_prefix("Aggregator received ")
             .and_then(|r| r.strip_suffix(" from the queue."))
         {
-            assert!(final_line.is_none(), "received after the final line: {out:?}");
+            assert!(
+                final_line.is_none(),
+                "received after the final line: {out:?}"
+            );
             received.push(n.parse::<u32>().unwrap());
         } else if let Some(list) = line.strip_prefix("Final aggregated results from Queue: ") {
             // Printed outside the lock, as in Python: it may race with the

@@ -1,21 +1,26 @@
 //! A binary that forgets `multiprocess::init()` gets a clear error instead of
-//! children that re-run its `main` (a fork bomb). Plain `main`, no harness.
+//! children that re-run its `main` (a fork bomb). `harness = false` on
+//! libtest-mimic, so that no `init_before_main!` is involved either.
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use multiprocess::{StartError, StartMethod, get_context};
 
 fn child() {}
 
-fn main() {
-    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let p = get_context(m).process(child, ());
-        match p.start() {
-            Err(StartError::InitNotCalled) => println!("test {m:?}_refuses_without_init ... ok"),
-            other => {
-                println!("test {m:?}_refuses_without_init ... FAILED: {other:?}");
-                println!("0 passed, 1 failed");
-                std::process::exit(1);
-            }
-        }
+fn refuses(m: StartMethod) -> Result<(), Failed> {
+    match get_context(m).process(child, ()).start() {
+        Err(StartError::InitNotCalled) => Ok(()),
+        other => Err(format!("{m:?}: {other:?}").into()),
     }
-    println!("2 passed, 0 failed");
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let tests = vec![
+        Trial::test("spawn_refuses_without_init", || refuses(StartMethod::Spawn)),
+        Trial::test("forkserver_refuses_without_init", || {
+            refuses(StartMethod::ForkServer)
+        }),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -1,12 +1,13 @@
-//! Behaviours that need a plain `main` (no test harness threads): the Fork
-//! start method, closures, and "a child never re-runs main".
-//!
-//! Run as a `harness = false` test; it prints the plain closing line
-//! `N passed, 0 failed` and exits non-zero on the first failure.
+//! Behaviours that need a process with a single thread: the Fork start method
+//! and closures, and "a child never re-runs main". A `harness = false` test
+//! on libtest-mimic, forced to run its tests on the main thread (libtest would
+//! put each test on a thread of its own, and `Fork` refuses to fork a
+//! multi-threaded process). Works under `cargo test` and `cargo nextest run`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use multiprocess::{StartMethod, get_context};
 
 fn exits_with(code: i32) {
@@ -19,99 +20,111 @@ fn sleeps(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-fn main() {
-    let marker: PathBuf = std::env::temp_dir().join(format!(
-        "multiprocess-main-runs-{}",
-        std::env::var("MULTIPROCESS_TEST_RUN").unwrap_or_else(|_| std::process::id().to_string())
-    ));
-    multiprocess::init();
-    // Everything below runs in the parent only. Children inherit the
-    // variable, so if one re-ran main it would append to the same file.
-    // SAFETY-free: set before any thread exists.
-    if std::env::var_os("MULTIPROCESS_TEST_RUN").is_none() {
-        // Re-run ourselves with the variable set, so children see it.
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("MULTIPROCESS_TEST_RUN", std::process::id().to_string())
-            .status()
-            .unwrap();
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&marker)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"main\n"))
-        .unwrap();
+fn check(ok: bool, what: &str) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(what.into()) }
+}
 
-    let mut passed = 0;
-    let mut check = |name: &str, ok: bool| {
-        if ok {
-            passed += 1;
-            println!("test {name} ... ok");
-        } else {
-            println!("test {name} ... FAILED");
-            println!("0 passed, 1 failed");
-            std::process::exit(1);
-        }
-    };
+const WAIT: Duration = Duration::from_secs(30);
 
+fn fork_exit_codes() -> Result<(), Failed> {
     let fork = get_context(StartMethod::Fork);
-    for (target_code, p) in [
+    for (want, p) in [
         (0, fork.process(exits_with, (0,))),
         (3, fork.process(exits_with, (3,))),
         (1, fork.process(panics, ())),
     ] {
-        p.start().unwrap();
+        p.start()?;
+        let got = p.join_timeout(WAIT)?;
         check(
-            "fork_exit_code",
-            p.join_timeout(Duration::from_secs(30)).unwrap() == Some(target_code),
-        );
+            got == Some(want),
+            &format!("exit code {got:?}, want {want}"),
+        )?;
     }
+    Ok(())
+}
 
-    // A closure that captures state: only Fork can run it.
+fn fork_runs_a_capturing_closure() -> Result<(), Failed> {
     let captured = vec![1u8, 2, 3];
-    let out = marker.with_extension("closure");
-    let out2 = out.clone();
-    let p = fork.process_closure(move || {
-        std::fs::write(&out2, format!("{captured:?}")).unwrap();
+    let out = std::env::temp_dir().join(format!("multiprocess-closure-{}", std::process::id()));
+    let target = out.clone();
+    let p = get_context(StartMethod::Fork).process_closure(move || {
+        std::fs::write(&target, format!("{captured:?}")).unwrap();
     });
-    p.start().unwrap();
-    check(
-        "fork_closure_runs",
-        p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0),
-    );
-    check(
-        "fork_closure_sees_captures",
-        std::fs::read_to_string(&out).unwrap() == "[1, 2, 3]",
-    );
-    let _ = std::fs::remove_file(&out);
+    p.start()?;
+    check(p.join_timeout(WAIT)? == Some(0), "closure child failed")?;
+    let text = std::fs::read_to_string(&out)?;
+    std::fs::remove_file(&out)?;
+    check(text == "[1, 2, 3]", &format!("child saw {text:?}"))
+}
 
-    let p = fork.process(sleeps, (60_000,));
-    p.start().unwrap();
-    p.terminate().unwrap();
-    check(
-        "fork_terminate",
-        p.join_timeout(Duration::from_secs(30)).unwrap() == Some(-15),
-    );
+fn fork_terminate() -> Result<(), Failed> {
+    let p = get_context(StartMethod::Fork).process(sleeps, (60_000,));
+    p.start()?;
+    p.terminate()?;
+    let got = p.join_timeout(WAIT)?;
+    check(got == Some(-15), &format!("exit code {got:?}"))
+}
 
-    // Spawn and ForkServer children never run main past init().
+const MARKER_ENV: &str = "MULTIPROCESS_TEST_MARKER";
+
+/// Re-runs this binary on `rerun_main_inner` with a marker file named in the
+/// environment (children inherit it): each run of `main` past `init()`
+/// appends a line, so a child that re-ran main would show.
+fn children_never_rerun_main() -> Result<(), Failed> {
+    let marker: PathBuf =
+        std::env::temp_dir().join(format!("multiprocess-main-{}", std::process::id()));
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["--exact", "rerun_main_inner", "--test-threads", "1"])
+        .env(MARKER_ENV, &marker)
+        .output()?;
+    let runs = std::fs::read_to_string(&marker).unwrap_or_default();
+    let _ = std::fs::remove_file(&marker);
+    check(out.status.success(), &String::from_utf8_lossy(&out.stdout))?;
+    check(
+        runs == "main\n",
+        &format!("main ran {} times", runs.lines().count()),
+    )
+}
+
+fn rerun_main_inner() -> Result<(), Failed> {
+    if std::env::var_os(MARKER_ENV).is_none() {
+        return Ok(()); // only meaningful when started by the test above
+    }
     for m in [StartMethod::Spawn, StartMethod::ForkServer] {
         let ps: Vec<_> = (0..3)
             .map(|_| get_context(m).process(exits_with, (0,)))
             .collect();
         for p in &ps {
-            p.start().unwrap();
+            p.start()?;
         }
         for p in &ps {
-            check(
-                "child_exits_zero",
-                p.join_timeout(Duration::from_secs(30)).unwrap() == Some(0),
-            );
+            check(p.join_timeout(WAIT)? == Some(0), "child failed")?;
         }
     }
-    let runs = std::fs::read_to_string(&marker).unwrap();
-    let _ = std::fs::remove_file(&marker);
-    check("children_never_rerun_main", runs == "main\n");
+    Ok(())
+}
 
-    println!("{passed} passed, 0 failed");
+fn main() {
+    multiprocess::init();
+    if let Some(marker) = std::env::var_os(MARKER_ENV) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(marker)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"main\n").unwrap();
+    }
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1); // run every test on the main thread
+    let tests = vec![
+        Trial::test("fork_exit_codes", fork_exit_codes),
+        Trial::test(
+            "fork_runs_a_capturing_closure",
+            fork_runs_a_capturing_closure,
+        ),
+        Trial::test("fork_terminate", fork_terminate),
+        Trial::test("children_never_rerun_main", children_never_rerun_main),
+        Trial::test("rerun_main_inner", rerun_main_inner),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -30,15 +30,17 @@ thread_local! {
     static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Records `msg` for [`take_handle_error`] and returns it as a serde error.
-fn handle_error<E: serde::ser::Error>(msg: String) -> E {
+/// Records `msg` for [`take_handle_error`] and returns it as a serde error:
+/// use it for every error a handle type raises while serializing, so the
+/// message reaches the user (postcard drops the text of custom errors).
+pub(crate) fn handle_error<E: serde::ser::Error>(msg: String) -> E {
     let e = E::custom(&msg);
     HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
     e
 }
 
 /// Same as [`handle_error`] for deserialization.
-fn handle_de_error<E: serde::de::Error>(msg: String) -> E {
+pub(crate) fn handle_de_error<E: serde::de::Error>(msg: String) -> E {
     let e = E::custom(&msg);
     HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
     e

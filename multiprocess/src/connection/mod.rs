@@ -789,16 +789,16 @@ impl<S, R> AsFd for Connection<S, R> {
 /// lost to the copy.
 impl<S, R> Serialize for Connection<S, R> {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        use serde::ser::Error;
         let clean = match self.rx.try_lock() {
             Ok(rx) => rx.is_empty(),
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_empty(),
             Err(std::sync::TryLockError::WouldBlock) => false,
         };
         if !clean {
-            return Err(Ser::Error::custom(
+            return Err(handle::handle_error(
                 "a Connection that is receiving, or holds received data not yet delivered, \
-                 cannot be sent",
+                 cannot be sent"
+                    .to_string(),
             ));
         }
         handle::serialize_fd(self.fd.as_fd(), "Connection", serializer)

@@ -555,7 +555,7 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fd = handle::deserialize_fd("Queue", deserializer)?;
-        Queue::from_fd(fd).map_err(serde::de::Error::custom)
+        Queue::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
     }
 }
 

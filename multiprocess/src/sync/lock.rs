@@ -206,7 +206,7 @@ impl Serialize for Lock {
 impl<'de> Deserialize<'de> for Lock {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fd = handle::deserialize_fd("Lock", deserializer)?;
-        Lock::from_fd(fd).map_err(serde::de::Error::custom)
+        Lock::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
     }
 }
 

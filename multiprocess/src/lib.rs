@@ -1,6 +1,129 @@
-//! `multiprocess`: what Python's `multiprocessing` gives Python programs, for Rust.
+//! `multiprocess`: what Python's `multiprocessing` gives Python programs, for
+//! Rust — real OS processes with their own memory, and the means to make them
+//! work together.
 //!
-//! (Crate documentation is written as the modules land.)
+//! The sections follow the tutorial this crate grows from: a [`Process`], the
+//! two channels between processes ([`Queue`] and [`Pipe`]), and a [`Lock`].
+//!
+//! # Processes
+//!
+//! A binary that starts processes calls [`init`] first in `main` (Python's
+//! `if __name__ == "__main__":`): in a child, `init` runs the child's target
+//! and exits, so a child never runs the rest of `main`. A target is a plain
+//! `fn`; its arguments are a tuple of serde values.
+//!
+//! ```no_run
+//! use multiprocess::Process;
+//!
+//! fn print_square(num: i64) {
+//!     println!("Square: {}", num * num);
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let p = Process::new(print_square, (10,));
+//!     p.start()?;
+//!     let exitcode = p.join()?; // 0: success; 1: the target panicked
+//!     assert_eq!(exitcode, 0);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! How children are created is the [`StartMethod`]: a fork server by default
+//! (fast, and safe in a threaded program), re-execution (`Spawn`), or a plain
+//! `Fork` (single-threaded programs only; the one method that runs closures).
+//! In a crate's tests, [`init_before_main!`] replaces the call in `main`.
+//!
+//! # Queues
+//!
+//! A [`Queue`] carries values of one type among any number of processes, in
+//! shared memory. Pass it to children by putting a clone in their arguments.
+//!
+//! ```no_run
+//! use multiprocess::{Process, Queue};
+//!
+//! fn square_list(numbers: Vec<i64>, queue: Queue<i64>) {
+//!     for n in numbers {
+//!         queue.put(n * n).unwrap();
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let queue = Queue::new()?;
+//!     let p = Process::new(square_list, (vec![1, 4, 5], queue.clone()));
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(queue.get()?, 1);
+//!     assert_eq!(queue.get()?, 16);
+//!     assert_eq!(queue.get()?, 25);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Pipes
+//!
+//! [`Pipe::new`] makes two connected ends, each a typed [`Connection`]: one
+//! end sends `S` and receives `R`, the other the reverse. Moving an end into
+//! a child's arguments closes this process's copy, so the other end sees
+//! end-of-file when the child is done.
+//!
+//! ```no_run
+//! use multiprocess::{Connection, Pipe, Process, RecvError};
+//!
+//! fn pipe_worker(conn: Connection<String, ()>) {
+//!     conn.send("Data from pipe worker".to_string()).unwrap();
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let (parent_conn, child_conn) = Pipe::new::<(), String>()?;
+//!     let p = Process::new(pipe_worker, (child_conn,));
+//!     p.start()?;
+//!     assert_eq!(parent_conn.recv()?, "Data from pipe worker");
+//!     p.join()?;
+//!     assert!(matches!(parent_conn.recv(), Err(RecvError::Disconnected)));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Locks
+//!
+//! A [`Lock`] gives mutual exclusion across processes; the guard releases it
+//! when dropped (Python's `with lock:`). If a holder dies, the next acquirer
+//! gets the lock within a second and is told
+//! ([`LockGuard::previous_owner_died`]); Python's lock deadlocks there.
+//!
+//! ```no_run
+//! use multiprocess::{Lock, Process};
+//!
+//! fn report(lock: Lock, n: u32) {
+//!     let _guard = lock.acquire();
+//!     println!("worker {n} has the console");
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let lock = Lock::new()?;
+//!     let workers: Vec<Process> = (0..3)
+//!         .map(|n| Process::new(report, (lock.clone(), n)))
+//!         .collect();
+//!     for w in &workers {
+//!         w.start()?;
+//!     }
+//!     for w in &workers {
+//!         w.join()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Errors
+//!
+//! Every blocking call has a timeout form and notices a dead peer; errors
+//! are one type per operation, named like Python's exceptions where they mean
+//! the same (`Empty`, `Full`, `Timeout`, `Disconnected` for `EOFError`), and a
+//! failed send or put hands the value back (`into_inner()`).
 #![deny(unsafe_op_in_unsafe_fn)]
 // Examples keep `fn main` where they show that `init()` goes first in it.
 #![allow(clippy::needless_doctest_main)]

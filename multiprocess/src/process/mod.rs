@@ -48,22 +48,22 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 /// [`init_before_main!`](crate::init_before_main) once instead.
 pub fn init() {
     INIT_CALLED.store(true, Ordering::SeqCst);
-    if let Some(fd) = sys::process::take_inherited_fd(child::BOOTSTRAP_ENV) {
-        match fd {
-            Ok(fd) => child::run_spawned(fd),
-            Err(e) => {
-                eprintln!("multiprocess: bad bootstrap descriptor: {e}");
-                sys::process::exit_now(1)
-            }
-        }
+    if let Some(bootstrap) = inherited_fd(child::BOOTSTRAP_ENV, "bootstrap") {
+        child::run_spawned(bootstrap)
     }
-    if let Some(fd) = sys::process::take_inherited_fd(forkserver::FORKSERVER_ENV) {
-        match fd {
-            Ok(fd) => forkserver::serve(fd),
-            Err(e) => {
-                eprintln!("multiprocess: bad fork server descriptor: {e}");
-                sys::process::exit_now(1)
-            }
+    if let Some(control) = inherited_fd(forkserver::FORKSERVER_ENV, "fork server") {
+        forkserver::serve(control)
+    }
+}
+
+/// The descriptor a parent handed this process in `env`, if any; a bad one
+/// ends the process (it was started by us and cannot do its job).
+fn inherited_fd(env: &str, what: &str) -> Option<OwnedFd> {
+    match sys::process::take_inherited_fd(env)? {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!("multiprocess: bad {what} descriptor: {e}");
+            sys::process::exit_now(1)
         }
     }
 }

@@ -369,13 +369,19 @@ enum State {
     Starting,
     Running(Running),
     Exited(i32),
+    /// A fork-server child that exited after its server died: the exit code
+    /// is unknown.
+    Lost,
 }
 
 struct Running {
     pid: u32,
     pidfd: Arc<OwnedFd>,
     /// For fork-server children: where the server writes the exit code.
+    /// `None` for direct children, and once the server is found dead.
     status: Option<Arc<OwnedFd>>,
+    /// The fork server that started this child died.
+    server_died: bool,
 }
 
 /// Builder for a [`Process`] with a name, the daemon flag or a start method.
@@ -560,6 +566,7 @@ impl Process {
                 pid: s.pid,
                 pidfd: Arc::new(s.pidfd),
                 status: Some(Arc::new(s.status)),
+                server_died: false,
             }),
             _ => spawn(&spec, fds, self.shared.daemon),
         };
@@ -615,6 +622,7 @@ impl Process {
                     pid: started.pid,
                     pidfd: Arc::new(started.pidfd),
                     status: None,
+                    server_died: false,
                 })
             }
             Err(e) => Err((e.into(), Some(launch))),
@@ -711,7 +719,7 @@ impl Process {
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         match &*lock(&self.shared.state) {
             State::Running(r) => Ok(sys::process::send_signal(r.pidfd.as_ref(), sig)?),
-            State::Exited(_) => Ok(()),
+            State::Exited(_) | State::Lost => Ok(()),
             _ => Err(ProcessError::NotStarted),
         }
     }
@@ -721,6 +729,15 @@ impl Process {
 fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
     let code = match state {
         State::Exited(code) => return Ok(Some(*code)),
+        State::Running(r) if r.server_died => {
+            let now = Some(Instant::now());
+            if sys::fd::wait_readable(r.pidfd.as_ref(), now)? == sys::fd::Ready::TimedOut {
+                return Ok(None);
+            }
+            *state = State::Lost;
+            return Err(ProcessError::StatusLost);
+        }
+        State::Lost => return Err(ProcessError::StatusLost),
         State::Running(r) => match &r.status {
             None => sys::process::try_reap(r.pidfd.as_ref())?,
             Some(status) => {
@@ -733,13 +750,11 @@ fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
                 match sys::socket::recv_exact_with_fds(status.as_ref(), &mut buf, &mut fds) {
                     Ok(()) => Some(i32::from_le_bytes(buf)),
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        // The server died. Report once the child is gone too.
-                        if sys::fd::wait_readable(r.pidfd.as_ref(), now)?
-                            == sys::fd::Ready::TimedOut
-                        {
-                            return Ok(None);
-                        }
-                        return Err(ProcessError::StatusLost);
+                        // The server died: from now on watch the child's
+                        // pidfd, and report the loss once it has exited.
+                        r.status = None;
+                        r.server_died = true;
+                        return poll_state(state);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -761,6 +776,7 @@ impl Drop for Shared {
         );
         if let State::Running(r) = state
             && r.status.is_none()
+            && !r.server_died
             && let Ok(pidfd) = Arc::try_unwrap(r.pidfd)
             && matches!(sys::process::try_reap(&pidfd), Ok(None))
         {
@@ -775,6 +791,7 @@ impl fmt::Debug for Process {
             State::NotStarted(_) | State::Starting => "initial".to_string(),
             State::Running(r) => format!("started pid={}", r.pid),
             State::Exited(code) => format!("stopped exitcode={code}"),
+            State::Lost => "stopped exitcode=unknown".to_string(),
         };
         write!(f, "<Process name='{}' {state}", self.shared.name)?;
         if self.shared.daemon {
@@ -799,6 +816,7 @@ fn spawn(spec: &ChildSpec, fds: Vec<OwnedFd>, daemon: bool) -> io::Result<Runnin
         pid: started.pid,
         pidfd: Arc::new(started.pidfd),
         status: None,
+        server_died: false,
     })
 }
 

@@ -73,8 +73,13 @@ where
 }
 
 /// Device and inode of the running executable, to check that parent and child
-/// run the same image.
+/// run the same image. Read once per process (a process's image never
+/// changes; a forked child shares its parent's).
 pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
+    static EXE: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    if let Some(id) = EXE.get() {
+        return Ok(*id);
+    }
     let st = rustix::fs::stat("/proc/self/exe")?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(*EXE.get_or_init(|| (st.st_dev, st.st_ino)))
 }

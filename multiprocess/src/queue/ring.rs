@@ -40,8 +40,19 @@
 //!   appended to the caller's buffer until `LAST`. For byte buffers the
 //!   caller asks to strip the postcard length prefix, so the bytes are copied
 //!   once, ring to the item's own allocation, reserved up front.
+//! - Adaptive first pause: a waiter's first re-check comes after a pause
+//!   that this process adapts per direction (data, room): doubled, up to
+//!   2 µs, whenever the awaited change had already happened by the re-check
+//!   (the other side is streaming), halved down to nothing whenever it had
+//!   not (sparse traffic, where the handoff latency matters). A streaming
+//!   consumer therefore leaves the producer a couple of µs to publish many
+//!   records before it takes the `tail` and data cache lines back, and reads
+//!   them as a batch through `tail_seen`; re-checking after every record
+//!   instead costs a few cross-CPU cache-line transfers per item (measured:
+//!   ~4 M msg/s against ~17 M on a 2-vCPU VM). Request/response traffic
+//!   decays the pause to zero within a few round trips.
 //! - Blocking (eventcount, as in Vyukov's and `folly::EventCount`): a waiter
-//!   spins a few µs, then increments a waiter count, reads an epoch word,
+//!   then spins a few µs, then increments a waiter count, reads an epoch word,
 //!   re-checks its condition and futex-waits on the epoch. A waker stores its
 //!   position (SeqCst), and only if the waiter count is non-zero bumps the
 //!   epoch and wakes: no syscall on the fast path. Only lock holders wait on
@@ -74,10 +85,8 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-#[cfg(test)]
-use std::sync::atomic::AtomicU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::sync::raw_lock::{Acquired, RawLock, SLICE, Spin};
 use crate::sys::futex;
@@ -118,6 +127,11 @@ const CNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
 pub(crate) const MIN_CAPACITY: usize = 1024;
 /// See [`MIN_CAPACITY`].
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
+
+/// Bounds of a waiter's adaptive first pause (see the module docs).
+const MIN_PAUSE_NS: u32 = 64;
+/// See [`MIN_PAUSE_NS`].
+const MAX_PAUSE_NS: u32 = 2000;
 
 const REC_HDR: u64 = 8;
 /// Payloads up to this size are written together with their header.
@@ -203,6 +217,10 @@ pub(crate) struct Ring {
     mask: u64,
     maxsize: u64,
     min_chunk: u64,
+    /// This process's adaptive first pause (ns) when waiting for data and
+    /// for room (see the module docs).
+    data_pause: AtomicU32,
+    space_pause: AtomicU32,
     #[cfg(test)]
     pub(crate) hooks: Hooks,
 }
@@ -278,6 +296,8 @@ impl Ring {
             mask: cap - 1,
             maxsize,
             min_chunk: (cap / 4).min(64 * 1024),
+            data_pause: AtomicU32::new(0),
+            space_pause: AtomicU32::new(0),
             #[cfg(test)]
             hooks: Hooks::default(),
         }
@@ -335,7 +355,8 @@ impl Ring {
     // ---- waiting -------------------------------------------------------
 
     /// Waits until `word` (tail or head) no longer reads `seen`, or until
-    /// `until`. See the module docs for the eventcount protocol.
+    /// `until`. See the module docs for the eventcount protocol and for the
+    /// adaptive first pause, whose length `pause` holds (ns).
     fn wait_change(
         &self,
         word: &AtomicU64,
@@ -343,7 +364,30 @@ impl Ring {
         epoch_at: usize,
         waiters_at: usize,
         until: Option<Instant>,
+        pause: &AtomicU32,
     ) {
+        let d = pause.load(Ordering::Relaxed);
+        if d == 0 {
+            std::hint::spin_loop();
+        } else {
+            let end = Instant::now() + Duration::from_nanos(u64::from(d));
+            while Instant::now() < end {
+                for _ in 0..8 {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        if word.load(Ordering::Acquire) != seen {
+            // The other side is streaming: next time, let it run longer
+            // before taking the cache lines back.
+            pause.store((d * 2).clamp(MIN_PAUSE_NS, MAX_PAUSE_NS), Ordering::Relaxed);
+            return;
+        }
+        // A gap longer than the pause: shorten it, for latency.
+        pause.store(
+            if d / 2 < MIN_PAUSE_NS { 0 } else { d / 2 },
+            Ordering::Relaxed,
+        );
         let mut spin = Spin::new();
         while spin.spin() {
             if word.load(Ordering::Acquire) != seen {
@@ -602,6 +646,7 @@ impl Ring {
                     SPACE_EPOCH_AT,
                     SPACE_WAITERS_AT,
                     deadline,
+                    &self.space_pause,
                 );
                 head = self.refresh_head();
             }
@@ -664,6 +709,7 @@ impl Ring {
                 SPACE_EPOCH_AT,
                 SPACE_WAITERS_AT,
                 deadline,
+                &self.space_pause,
             );
             head = self.refresh_head();
         }
@@ -764,6 +810,7 @@ impl Ring {
                             DATA_EPOCH_AT,
                             DATA_WAITERS_AT,
                             deadline,
+                            &self.data_pause,
                         );
                     }
                     Some(writer) => {
@@ -774,6 +821,7 @@ impl Ring {
                             DATA_EPOCH_AT,
                             DATA_WAITERS_AT,
                             Some(slice_end),
+                            &self.data_pause,
                         );
                         if self.tail().load(Ordering::Acquire) == tail
                             && Instant::now() >= slice_end

@@ -98,6 +98,86 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     }
 }
 
+/// Whether a side table is being filled on this thread (an [`encode`] is
+/// running further up the stack).
+fn encoding_with_table() -> bool {
+    ENCODE_TABLE.with(|t| t.borrow().is_some())
+}
+
+/// A postcard output that appends to a borrowed `Vec`.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes `value` into `buf` (appending) with no side table, for a
+/// transport that cannot carry handles (the queue's shared memory). The bytes
+/// are the ones [`encode_into`] writes.
+///
+/// Returns `false` if the value did not encode this way: it holds a handle
+/// (whose `Serialize` refuses when no table is installed), its serializer
+/// failed, or an [`encode`] is in progress further up this thread's stack (so
+/// a handle would land in that outer table). `buf` then holds garbage past
+/// its old length; the caller re-encodes with [`encode_into`] for the exact
+/// outcome and error message.
+#[inline]
+pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> bool {
+    !encoding_with_table() && postcard::serialize_with_flavor(value, Append(buf)).is_ok()
+}
+
+/// Same as [`encode_plain_into`] into a fixed buffer: the length written, or
+/// `None` if the value does not fit or did not encode this way.
+#[inline]
+pub(crate) fn encode_plain_to_slice<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut [u8],
+) -> Option<usize> {
+    if encoding_with_table() {
+        return None;
+    }
+    postcard::to_slice(value, buf).ok().map(|out| out.len())
+}
+
+/// Deserializes a `T` that carries no handles from `bytes`, as [`decode`]
+/// with an empty table would, without installing the table on the success
+/// path. On any error it decodes again through [`decode`], which gives the
+/// exact message.
+#[inline]
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if DECODE_TABLE.with(|t| t.borrow().is_none()) {
+        if let Ok((value, [])) = postcard::take_from_bytes::<T>(bytes) {
+            return Ok(value);
+        }
+    }
+    decode(bytes, Vec::new())
+}
+
+/// The error [`decode`] reports for bytes that are not a `T`, for a codec
+/// that bypasses postcard for some types.
+pub(crate) fn malformed<T: ?Sized>(reason: String) -> DecodeError {
+    DecodeError::Malformed {
+        expected: std::any::type_name::<T>(),
+        reason,
+    }
+}
+
 /// Serializes `value` into fresh bytes plus a handle table.
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,

@@ -11,11 +11,13 @@
 mod error;
 mod ring;
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 #[cfg(test)]
 use ring::Fail;
-use ring::Ring;
+use ring::{Msg, Ring};
 
 use crate::deadline;
 use crate::handle::{self, DecodeError};
@@ -40,6 +42,9 @@ const TRY_LOCK_WAIT: Duration = Duration::from_millis(2);
 
 /// Encoding buffers larger than this are released after use.
 const KEEP_BUFFER: usize = 4 << 20;
+
+/// Items whose encoding fits this many bytes are encoded on the stack.
+const STACK_ENCODE: usize = 128;
 
 /// A FIFO queue shared by processes, like Python's `multiprocessing.Queue`.
 ///
@@ -97,8 +102,6 @@ const KEEP_BUFFER: usize = 4 << 20;
 ///   item, as a killed Python consumer loses the item it was reading.
 pub struct Queue<T> {
     ring: Arc<Ring>,
-    encode_buf: Mutex<Vec<u8>>,
-    decode_buf: Mutex<Vec<u8>>,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -191,20 +194,77 @@ impl QueueBuilder {
     }
 }
 
-/// Runs `f` with the handle's reusable buffer, or a fresh one if another
-/// thread is using it.
-fn with_buffer<R>(buf: &Mutex<Vec<u8>>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let finish = |v: &mut Vec<u8>| {
-        let r = f(v);
+thread_local! {
+    /// The encoding/decoding buffer of this thread, reused across calls and
+    /// queues (so a put or get of a fixed-size item allocates nothing).
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's reusable buffer (cleared), or a fresh one if
+/// it is in use further up the stack (a `Serialize` impl that puts) or the
+/// thread is being torn down.
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut f = Some(f);
+    let reused = BUFFER.try_with(|b| {
+        let mut v = b.try_borrow_mut().ok()?;
+        v.clear();
+        let r = (f.take()?)(&mut v);
         if v.capacity() > KEEP_BUFFER {
             *v = Vec::new();
         }
-        r
-    };
-    match buf.try_lock() {
-        Ok(mut guard) => finish(&mut guard),
-        Err(TryLockError::Poisoned(p)) => finish(&mut p.into_inner()),
-        Err(TryLockError::WouldBlock) => finish(&mut Vec::new()),
+        Some(r)
+    });
+    match (reused, f) {
+        (Ok(Some(r)), _) => r,
+        (_, Some(f)) => f(&mut Vec::new()),
+        // `f` ran and gave `Some`.
+        (_, None) => unreachable!("buffer closure ran without a result"),
+    }
+}
+
+/// Types whose postcard encoding is a varint length then raw bytes, which the
+/// queue copies straight between the caller's buffer and the ring instead of
+/// going through serde one byte at a time.
+fn is_bytes<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>() || TypeId::of::<T>() == TypeId::of::<String>()
+}
+
+/// The bytes of a `Vec<u8>` or `String` item (see [`is_bytes`]).
+fn as_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
+    let any = value as &dyn Any;
+    if let Some(v) = any.downcast_ref::<Vec<u8>>() {
+        return Some(v);
+    }
+    any.downcast_ref::<String>().map(String::as_bytes)
+}
+
+/// Turns the bytes taken for a `Vec<u8>` or `String` item back into a `T`.
+fn from_bytes<T: 'static>(bytes: Vec<u8>) -> Result<T, DecodeError> {
+    let mut slot: Option<T> = None;
+    let any = &mut slot as &mut dyn Any;
+    if let Some(s) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *s = Some(bytes);
+    } else if let Some(s) = any.downcast_mut::<Option<String>>() {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| handle::malformed::<T>(postcard::Error::DeserializeBadUtf8.to_string()))?;
+        *s = Some(text);
+    }
+    slot.ok_or_else(|| handle::malformed::<T>("not a byte type".into()))
+}
+
+/// postcard's length prefix: `len` as a LEB128 varint.
+fn varint(mut len: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut n = 0;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out[n] = byte;
+            return (out, n + 1);
+        }
+        out[n] = byte | 0x80;
+        n += 1;
     }
 }
 
@@ -257,8 +317,6 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     fn from_ring(ring: Ring) -> Queue<T> {
         Queue {
             ring: Arc::new(ring),
-            encode_buf: Mutex::new(Vec::new()),
-            decode_buf: Mutex::new(Vec::new()),
             _items: PhantomData,
         }
     }
@@ -275,16 +333,38 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<(), PutFail<T>> {
-        with_buffer(&self.encode_buf, |buf| {
-            buf.clear();
-            let mut fds = Vec::new();
-            if let Err(error) = handle::encode_into(&value, buf, &mut fds) {
-                return Err(PutFail::Unsendable(PutError::Encode { value, error }));
+        // Byte buffers: prefix and bytes go to the ring as they are.
+        if let Some(bytes) = as_bytes(&value) {
+            let (prefix, n) = varint(bytes.len());
+            let msg = Msg {
+                head: &prefix[..n],
+                body: bytes,
+            };
+            let result = self.ring.put(msg, lock_deadline, deadline);
+            return result.map_err(|_| PutFail::Deadline(value));
+        }
+        // Small items: encoded on the stack.
+        let mut stack = [0u8; STACK_ENCODE];
+        if let Some(n) = handle::encode_plain_to_slice(&value, &mut stack) {
+            let result = self
+                .ring
+                .put(Msg::whole(&stack[..n]), lock_deadline, deadline);
+            return result.map_err(|_| PutFail::Deadline(value));
+        }
+        with_buffer(|buf| {
+            if !handle::encode_plain_into(&value, buf) {
+                // A handle, an error, or a nested encode: the side-table path
+                // tells which.
+                buf.clear();
+                let mut fds = Vec::new();
+                if let Err(error) = handle::encode_into(&value, buf, &mut fds) {
+                    return Err(PutFail::Unsendable(PutError::Encode { value, error }));
+                }
+                if !fds.is_empty() {
+                    return Err(PutFail::Unsendable(PutError::ContainsHandle(value)));
+                }
             }
-            if !fds.is_empty() {
-                return Err(PutFail::Unsendable(PutError::ContainsHandle(value)));
-            }
-            match self.ring.put(buf, lock_deadline, deadline) {
+            match self.ring.put(Msg::whole(buf), lock_deadline, deadline) {
                 Ok(()) => Ok(()),
                 Err(_) => Err(PutFail::Deadline(value)),
             }
@@ -296,11 +376,28 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<T, GetFail> {
-        with_buffer(&self.decode_buf, |buf| {
-            if self.ring.get(buf, lock_deadline, deadline).is_err() {
+        if is_bytes::<T>() {
+            // Straight from the ring into the item's own buffer.
+            let mut out = Vec::new();
+            let announced = self
+                .ring
+                .get(&mut out, true, lock_deadline, deadline)
+                .map_err(|_| GetFail::Deadline)?;
+            return match announced {
+                Some(n) if n == out.len() as u64 => from_bytes(out).map_err(GetFail::Decode),
+                Some(n) => Err(GetFail::Decode(handle::malformed::<T>(format!(
+                    "the length prefix says {n} bytes, the item holds {}",
+                    out.len()
+                )))),
+                // Not a valid prefix: let postcard describe the bytes.
+                None => handle::decode(&out, Vec::new()).map_err(GetFail::Decode),
+            };
+        }
+        with_buffer(|buf| {
+            if self.ring.get(buf, false, lock_deadline, deadline).is_err() {
                 return Err(GetFail::Deadline);
             }
-            handle::decode(buf, Vec::new()).map_err(GetFail::Decode)
+            handle::decode_plain(buf).map_err(GetFail::Decode)
         })
     }
 
@@ -529,8 +626,6 @@ impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Queue {
             ring: self.ring.clone(),
-            encode_buf: Mutex::new(Vec::new()),
-            decode_buf: Mutex::new(Vec::new()),
             _items: PhantomData,
         }
     }

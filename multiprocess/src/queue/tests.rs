@@ -225,7 +225,7 @@ fn consumer_dying_mid_item_leaves_queue_working() {
     q.ring.hooks.crash_get_after.store(2, Ordering::Relaxed);
     let mut buf = Vec::new();
     let d = Some(Instant::now() + T10);
-    assert_eq!(q.ring.get(&mut buf, d, d), Err(Fail::Crashed));
+    assert_eq!(q.ring.get(&mut buf, false, d, d), Err(Fail::Crashed));
     q.ring.hooks.crash_get_after.store(0, Ordering::Relaxed);
     // The next consumer takes the lock over, drops the orphaned chunks and
     // gets the next whole item.
@@ -249,7 +249,10 @@ fn producer_dying_mid_item_then_new_producer() {
     };
     // Writes two chunks of a big item and "dies" holding the put lock.
     let big = encoded(&pattern(5, 1 << 20));
-    assert_eq!(q.ring.put(&big, None, None), Err(Fail::Crashed));
+    assert_eq!(
+        q.ring.put(ring::Msg::whole(&big), None, None),
+        Err(Fail::Crashed)
+    );
     q.ring.hooks.crash_put_after.store(0, Ordering::Relaxed);
     // A new producer takes the put lock over (publishing an abort), and its
     // item is the one the waiting consumer gets.
@@ -266,7 +269,10 @@ fn consumer_drops_partial_item_of_a_dead_writer() {
     q.ring.hooks.header_pid.store(dead, Ordering::Relaxed);
     q.ring.hooks.crash_put_after.store(1, Ordering::Relaxed);
     let big = encoded(&pattern(5, 200_000));
-    assert_eq!(q.ring.put(&big, None, None), Err(Fail::Crashed));
+    assert_eq!(
+        q.ring.put(ring::Msg::whole(&big), None, None),
+        Err(Fail::Crashed)
+    );
     q.ring.hooks.header_pid.store(0, Ordering::Relaxed);
     q.ring.hooks.crash_put_after.store(0, Ordering::Relaxed);
     // Nobody puts: the consumer takes the first chunk, waits for the rest,
@@ -410,4 +416,100 @@ fn bench_1p1c_u64() {
     h.join().unwrap();
     let rate = n as f64 / t.elapsed().as_secs_f64();
     println!("1P1C u64: {:.2} M msg/s", rate / 1e6);
+}
+
+#[test]
+fn byte_items_are_written_as_postcard_writes_them() {
+    for len in [0usize, 1, 127, 128, 16_383, 16_384, 70_000] {
+        let v = pattern(2, len);
+        let (prefix, n) = varint(v.len());
+        let mut ours = prefix[..n].to_vec();
+        ours.extend_from_slice(&v);
+        assert_eq!(ours, encoded(&v), "Vec<u8> of {len}");
+        let s = "é".repeat(len / 2);
+        let (prefix, n) = varint(s.len());
+        let mut ours = prefix[..n].to_vec();
+        ours.extend_from_slice(s.as_bytes());
+        assert_eq!(ours, encoded(&s), "String of {} bytes", s.len());
+    }
+}
+
+#[test]
+fn byte_items_round_trip_whole_and_chunked() {
+    // A 64 KiB ring: the larger items stream through in chunks.
+    let q: Queue<Vec<u8>> = small(64 * 1024);
+    let s: Queue<String> = small(64 * 1024);
+    let (qc, sc) = (remap(&q), remap(&s));
+    let lens = [0usize, 1, 127, 128, 1000, 16_384, 65_536, 300_000];
+    let h = std::thread::spawn(move || {
+        for (i, &len) in lens.iter().enumerate() {
+            q.put_timeout(pattern(i as u8, len), T10).unwrap();
+            s.put_timeout("ü".repeat(len / 2), T10).unwrap();
+        }
+    });
+    for (i, &len) in lens.iter().enumerate() {
+        let v = qc.get_timeout(T10).unwrap();
+        assert_eq!(v, pattern(i as u8, len));
+        assert_eq!(v.capacity(), len, "reserved exactly from the prefix");
+        assert_eq!(sc.get_timeout(T10).unwrap(), "ü".repeat(len / 2));
+    }
+    h.join().unwrap();
+}
+
+#[test]
+fn malformed_byte_items_are_decode_errors() {
+    let q: Queue<String> = Queue::new().unwrap();
+    // Not UTF-8.
+    let bad = encoded(&vec![0xffu8, 0xfe]);
+    q.ring.put(ring::Msg::whole(&bad), None, None).unwrap();
+    let err = q.try_get().unwrap_err();
+    assert!(err.to_string().contains("String"), "{err}");
+    // A prefix announcing more bytes than the item holds.
+    q.ring
+        .put(ring::Msg::whole(&[5, b'a']), None, None)
+        .unwrap();
+    assert!(matches!(q.try_get(), Err(TryGetError::Decode(_))));
+    // Not a varint at all.
+    q.ring
+        .put(ring::Msg::whole(&[0xff; 12]), None, None)
+        .unwrap();
+    assert!(matches!(q.try_get(), Err(TryGetError::Decode(_))));
+    q.put("fine".into()).unwrap();
+    assert_eq!(q.try_get().unwrap(), "fine");
+}
+
+#[test]
+fn put_inside_an_encode_still_refuses_handles() {
+    // A Serialize impl that puts into a queue while multiprocess is encoding
+    // a value with a side table: the plain path must not use that table.
+    struct Sneaky(Queue<Option<Lock>>, Lock);
+    impl Serialize for Sneaky {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let err = self.0.put(Some(self.1.clone())).unwrap_err();
+            assert!(matches!(err, PutError::ContainsHandle(_)), "{err}");
+            self.0.put(None).unwrap();
+            s.serialize_unit()
+        }
+    }
+    let q = Queue::new().unwrap();
+    let (_, fds) = handle::encode(&Sneaky(q.clone(), Lock::new().unwrap())).unwrap();
+    assert!(fds.is_empty());
+    assert_eq!(q.qsize(), 1);
+    assert!(q.try_get().unwrap().is_none());
+}
+
+#[test]
+fn fixed_size_items_allocate_nothing_in_steady_state() {
+    use crate::sys::shm::tests::allocations;
+    let q: Queue<(u64, u32)> = Queue::new().unwrap();
+    let c = remap(&q);
+    // Warm up: the thread's buffer and first-use caches.
+    q.put((0, 0)).unwrap();
+    c.get().unwrap();
+    let before = allocations();
+    for i in 0..10_000u64 {
+        q.put((i, i as u32)).unwrap();
+        assert_eq!(c.get().unwrap(), (i, i as u32));
+    }
+    assert_eq!(allocations() - before, 0, "heap allocations by put+get");
 }

@@ -1,0 +1,431 @@
+//! `multiprocess` against Python's `multiprocessing` and the OS floor.
+//!
+//! `cargo run --release -p benchmarks -- [--quick] [--json PATH] [--svg PATH] [--only NAME]`
+//!
+//! The runner starts one worker process per workload (this binary again,
+//! with `MPBENCH_WORKER` set) and one `python3 python/bench.py WORKLOAD`,
+//! each in its own process group and killed if it outlives its time limit;
+//! both print the same JSON lines (see `workloads::Line`). The runner then
+//! prints one table, writes JSON and draws an SVG chart. See BENCHMARKS.md.
+
+mod floors;
+mod report;
+mod sys;
+mod workloads;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use report::{Floor, Row, Stats, Target};
+use workloads::Line;
+
+#[global_allocator]
+static ALLOC: sys::CountingAlloc = sys::CountingAlloc;
+
+const WORKER_ENV: &str = "MPBENCH_WORKER";
+const QUICK_ENV: &str = "MPBENCH_QUICK";
+
+/// A workload: its name, whether Python runs it, its targets, its notes.
+struct Workload {
+    name: &'static str,
+    python: bool,
+    targets: &'static [Target],
+    notes: &'static str,
+}
+
+const COPIES_QUEUE: &str = "Copies per side (from the code): put serializes into the handle's reused buffer \
+(postcard, copy 1) and copies that into the ring (copy 2, ring.rs put_locked); get copies the record out of \
+the ring into a reused buffer (copy 3, ring.rs get_locked) and deserializes from it (copy 4). So 2 per side.";
+const COPIES_PIPE: &str = "Copies per side (from the code): send serializes into the connection's reused buffer \
+(copy 1; none for send_bytes) and sendmsg copies it into the kernel (copy 2); recv copies from the kernel into \
+the receive buffer (copy 3, frame.rs), then deserializes from it or, for recv_bytes, copies it into the returned \
+Vec (copy 4; a large message is read straight into its own Vec instead). So 2 per side, 1 on send for send_bytes.";
+
+use Target::*;
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "start_join/fork",
+        python: true,
+        targets: &[FloorWithin(3.0)],
+        notes: "Start + join of a process that does nothing. Floor: fork, _exit(0) in the child, waitpid.",
+    },
+    Workload {
+        name: "start_join/forkserver",
+        python: true,
+        targets: &[FloorWithin(3.0), SpeedupAtLeast(30.0)],
+        notes: "Floor: fork + _exit + waitpid in the benchmark process (the server's fork is the irreducible part).",
+    },
+    Workload {
+        name: "start_join/spawn",
+        python: true,
+        targets: &[FloorWithin(3.0)],
+        notes: "Floor: std::process::Command re-executing this binary with an env var that makes main exit first thing.",
+    },
+    Workload {
+        name: "start_1000",
+        python: false,
+        targets: &[RustBelow(1000.0)],
+        notes: "1,000 processes started, then all joined, default start method (ForkServer). Rust only.",
+    },
+    Workload {
+        name: "queue/u64_1p1c",
+        python: true,
+        targets: &[SpeedupAtLeast(50.0)],
+        notes: "1 producer and 1 consumer child; clock from the parent's go to the consumer's last get. Floor: SPSC spin ring of 8-byte slots between 2 forked processes.",
+    },
+    Workload {
+        name: "queue/u64_2p2c",
+        python: true,
+        targets: &[SpeedupAtLeast(30.0)],
+        notes: "2 producer and 2 consumer children. Floor: the same 1p1c SPSC spin ring (an MPMC floor would be lower).",
+    },
+    Workload {
+        name: "queue/1KiB_1p1c",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "Rust items are serde_bytes::ByteBuf of 1024 bytes (cloned per put, as put takes ownership); Python puts one bytes object. Floor: SPSC spin ring of 1 KiB slots.",
+    },
+    Workload {
+        name: "queue/1MiB_1p1c",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "MB/s = 10^6 bytes/s. Floor: one memcpy of 1 MiB in one process (the queue makes 2+ copies per side).",
+    },
+    Workload {
+        name: "pipe/roundtrip_small",
+        python: true,
+        targets: &[SpeedupAtLeast(30.0)],
+        notes: "send(u64) + recv echo, unpinned, default spin setting. Floors: socketpair, futex and spin ping-pong; the table shows the best.",
+    },
+    Workload {
+        name: "pipe/roundtrip_small_same_cpu",
+        python: true,
+        targets: &[],
+        notes: "Both ends pinned to CPU 0 (sched_setaffinity). Same floors, pinned alike.",
+    },
+    Workload {
+        name: "pipe/roundtrip_small_cross_cpu",
+        python: true,
+        targets: &[SpeedupAtLeast(30.0)],
+        notes: "Parent on CPU 0, child on CPU 1. Same floors, pinned alike.",
+    },
+    Workload {
+        name: "pipe/oneway_1MiB",
+        python: true,
+        targets: &[SpeedupAtLeast(4.0)],
+        notes: "send_bytes / recv_bytes of 1 MiB, MB/s. Floor: memcpy of 1 MiB buffers in one process.",
+    },
+    Workload {
+        name: "lock/uncontended",
+        python: true,
+        targets: &[FloorWithin(1.3)],
+        notes: "acquire + release (guard drop). Floor: a futex lock word in shared memory, CAS acquire, swap release.",
+    },
+    Workload {
+        name: "lock/counter_2proc",
+        python: true,
+        targets: &[],
+        notes: "counter += 1 under the Lock, 2 processes. The library has no shared Value yet: the counter is a u64 in a memfd mapping made by the bench crate (children reopen it via /proc/<pid>/fd); Python uses Value('i', lock=False). Floor: Drepper futex mutex, 2 forked processes.",
+    },
+    Workload {
+        name: "idle/consumer_cpu",
+        python: true,
+        targets: &[RustBelow(1.0)],
+        notes: "CPU time (getrusage RUSAGE_SELF in the child, user+sys) over wall time of a consumer blocked ~1 s in Queue::get.",
+    },
+    Workload {
+        name: "idle/recv_cpu",
+        python: true,
+        targets: &[RustBelow(1.0)],
+        notes: "The same for a process blocked ~1 s in Connection::recv.",
+    },
+    Workload {
+        name: "alloc/queue_u64",
+        python: false,
+        targets: &[RustAtMost(0.0)],
+        notes: COPIES_QUEUE,
+    },
+    Workload {
+        name: "alloc/queue_1KiB",
+        python: false,
+        targets: &[RustAtMost(0.0)],
+        notes: "Items are [[u8; 32]; 32] (1 KiB, no heap part), so every allocation counted is the library's.",
+    },
+    Workload {
+        name: "alloc/pipe_u64",
+        python: false,
+        targets: &[RustAtMost(0.0)],
+        notes: COPIES_PIPE,
+    },
+    Workload {
+        name: "alloc/pipe_1KiB",
+        python: false,
+        targets: &[RustAtMost(0.0)],
+        notes: "Items are [[u8; 32]; 32], so every allocation counted is the library's.",
+    },
+    Workload {
+        name: "alloc/pipe_bytes_1KiB",
+        python: false,
+        targets: &[RustAtMost(1.0)],
+        notes: "send_bytes + recv_bytes of 1 KiB: recv_bytes returns a new Vec, so 1 is the least possible.",
+    },
+];
+
+fn main() {
+    // The spawn floor: a re-execution that does nothing at all.
+    if std::env::var_os(floors::EXIT_AT_ONCE).is_some() {
+        std::process::exit(0);
+    }
+    multiprocess::init();
+    if let Ok(name) = std::env::var(WORKER_ENV) {
+        let quick = std::env::var(QUICK_ENV).is_ok_and(|v| v == "1");
+        if let Err(e) = workloads::run(&name, quick) {
+            eprintln!("{name}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Err(e) = runner() {
+        eprintln!("benchmarks: {e}");
+        std::process::exit(2);
+    }
+}
+
+struct Options {
+    quick: bool,
+    json: PathBuf,
+    svg: PathBuf,
+    only: Vec<String>,
+    python: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut o = Options {
+        quick: false,
+        json: here.join("../target/benchmarks.json"),
+        svg: here.join("chart.svg"),
+        only: Vec::new(),
+        python: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = value()?.into(),
+            "--svg" => o.svg = value()?.into(),
+            "--only" => o.only.extend(value()?.split(',').map(String::from)),
+            "--no-python" => o.python = false,
+            "-h" | "--help" => {
+                println!(
+                    "usage: benchmarks [--quick] [--json PATH] [--svg PATH] [--only NAME[,NAME]] [--no-python]\n\
+                     --only takes workload names or prefixes (queue, pipe/roundtrip)"
+                );
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a} (try --help)")),
+        }
+    }
+    Ok(o)
+}
+
+fn runner() -> Result<(), Box<dyn std::error::Error>> {
+    let o = options()?;
+    let started = Instant::now();
+    let selected: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| o.only.is_empty() || o.only.iter().any(|p| w.name.starts_with(p.as_str())))
+        .collect();
+    if selected.is_empty() {
+        return Err("--only matched no workload".into());
+    }
+    let machine = machine();
+    let mode = if o.quick { "quick" } else { "full" };
+    println!("multiprocess benchmarks, {mode} mode");
+    println!(
+        "machine: {} ({} CPUs, {}), Linux {}, {}, {}",
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["cpus"],
+        machine["memory"].as_str().unwrap_or("?"),
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["rustc"].as_str().unwrap_or("?"),
+        machine["python"].as_str().unwrap_or("?"),
+    );
+    let limit = Duration::from_secs(if o.quick { 60 } else { 300 });
+    let exe = std::env::current_exe()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/bench.py");
+    let mut rows = Vec::new();
+    for w in selected {
+        let t = Instant::now();
+        let mut row = Row::new(w.name);
+        row.notes = w.notes.into();
+        let mut rust = Command::new(&exe);
+        rust.env(WORKER_ENV, w.name)
+            .env(QUICK_ENV, if o.quick { "1" } else { "0" });
+        collect(&mut row, "rust", rust, limit);
+        if w.python && o.python {
+            let mut py = Command::new("python3");
+            py.arg(&script).arg(w.name);
+            if o.quick {
+                py.arg("--quick");
+            }
+            collect(&mut row, "python", py, limit);
+        }
+        row.finish(w.targets);
+        eprintln!(
+            "  {:<32} {:>6.1} s{}",
+            w.name,
+            t.elapsed().as_secs_f64(),
+            if row.errors.is_empty() {
+                ""
+            } else {
+                "  (errors)"
+            }
+        );
+        rows.push(row);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!();
+    print!("{}", report::table(&rows));
+    for r in &rows {
+        for e in &r.errors {
+            println!("error: {}: {e}", r.workload);
+        }
+    }
+    println!("\n{mode} run took {elapsed:.0} s");
+
+    let json = serde_json::json!({
+        "mode": mode,
+        "machine": machine,
+        "duration_s": elapsed,
+        "method": "medians over repetitions, with min and max; Rust/floor = Rust's cost over the floor's \
+                   (1 = at the floor); Rust vs Python = speed-up (>1: Rust faster)",
+        "results": rows,
+    });
+    if let Some(dir) = o.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&o.json, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("wrote {}", o.json.display());
+    let title = format!(
+        "multiprocess vs Python multiprocessing ({mode}; {}, {} CPUs)",
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["cpus"]
+    );
+    report::chart(&rows, &title, &o.svg)?;
+    println!("wrote {}", o.svg.display());
+    if rows.iter().any(|r| !r.errors.is_empty()) {
+        return Err("some benchmarks failed (see the errors above)".into());
+    }
+    Ok(())
+}
+
+/// Runs one side of a workload with a time limit and adds its lines to `row`.
+fn collect(row: &mut Row, side: &str, mut cmd: Command, limit: Duration) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return row.errors.push(format!("{side}: cannot start: {e}")),
+    };
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("piped")));
+    let err = reader(Box::new(child.stderr.take().expect("piped")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => break None,
+        }
+    };
+    let kill_group = || {
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    };
+    if status.is_none() {
+        kill_group();
+        let _ = child.wait();
+        row.errors
+            .push(format!("{side}: hung past {} s, killed", limit.as_secs()));
+    } else {
+        // Leftover grandchildren (none expected) must not hold the pipes.
+        kill_group();
+    }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if let Some(status) = status.filter(|s| !s.success()) {
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        row.errors.push(format!("{side}: {status}: {last}"));
+    }
+    for l in stdout.lines().filter(|l| l.starts_with('{')) {
+        let line: Line = match serde_json::from_str(l) {
+            Ok(line) => line,
+            Err(e) => {
+                row.errors.push(format!("{side}: bad line {l:?}: {e}"));
+                continue;
+            }
+        };
+        row.unit = line.unit.clone();
+        row.higher_is_better = report::higher_is_better(&line.unit);
+        let stats = Stats::of(&line.samples);
+        match line.imp.as_str() {
+            "rust" => row.rust = stats,
+            "python" => row.python = stats,
+            _ => row.floors.extend(stats.map(|stats| Floor {
+                kind: line.kind.unwrap_or_default(),
+                stats,
+            })),
+        }
+    }
+}
+
+/// The machine and versions, for the table header and the JSON.
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = field(&meminfo, "MemTotal")
+        .trim_end_matches(" kB")
+        .parse::<f64>()
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0));
+    let uname = rustix::system::uname();
+    let python = Command::new("python3")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or("python3 not found".into(), |s| s.trim().to_string());
+    serde_json::json!({
+        "cpu": field(&cpuinfo, "model name"),
+        "cpus": multiprocess::cpu_count(),
+        "memory": memory,
+        "kernel": uname.release().to_string_lossy(),
+        "rustc": env!("MPBENCH_RUSTC"),
+        "python": python,
+    })
+}

@@ -86,7 +86,7 @@ const WORKLOADS: &[Workload] = &[
         name: "queue/1KiB_1p1c",
         python: true,
         targets: &[SpeedupAtLeast(10.0)],
-        notes: "Rust items are serde_bytes::ByteBuf of 1024 bytes (cloned per put, as put takes ownership); Python puts one bytes object. Floor: SPSC spin ring of 1 KiB slots.",
+        notes: "Rust items are Vec<u8> of 1024 bytes (cloned per put, as put takes ownership); Python puts one bytes object. Floor: SPSC spin ring of 1 KiB slots.",
     },
     Workload {
         name: "queue/1MiB_1p1c",

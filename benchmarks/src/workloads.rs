@@ -8,7 +8,6 @@ use multiprocess::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 use crate::floors::{self, PingPong, Result, mono_ns, pin};
 use crate::sys::{self, Shm};
@@ -85,9 +84,9 @@ pub fn run(name: &str, quick: bool) -> Result<()> {
         "queue/u64_1p1c" => queue::<u64>(&out, 1, 1, 8, pick(quick, 200_000, 2_000_000), quick),
         "queue/u64_2p2c" => queue::<u64>(&out, 2, 2, 8, pick(quick, 200_000, 2_000_000), quick),
         "queue/1KiB_1p1c" => {
-            queue::<ByteBuf>(&out, 1, 1, 1024, pick(quick, 100_000, 1_000_000), quick)
+            queue::<Vec<u8>>(&out, 1, 1, 1024, pick(quick, 100_000, 1_000_000), quick)
         }
-        "queue/1MiB_1p1c" => queue::<ByteBuf>(&out, 1, 1, 1 << 20, pick(quick, 200, 2000), quick),
+        "queue/1MiB_1p1c" => queue::<Vec<u8>>(&out, 1, 1, 1 << 20, pick(quick, 200, 2000), quick),
         "pipe/roundtrip_small" => roundtrip(&out, (None, None), quick),
         "pipe/roundtrip_small_same_cpu" => roundtrip(&out, (Some(0), Some(0)), quick),
         "pipe/roundtrip_small_cross_cpu" => roundtrip(&out, (Some(0), Some(1)), quick),
@@ -193,12 +192,12 @@ impl Payload for u64 {
     }
 }
 
-impl Payload for ByteBuf {
+impl Payload for Vec<u8> {
     fn make(size: usize) -> Self {
-        ByteBuf::from(vec![7u8; size])
+        vec![7u8; size]
     }
     fn sentinel() -> Self {
-        ByteBuf::new()
+        Vec::new()
     }
     fn is_sentinel(&self) -> bool {
         self.is_empty()

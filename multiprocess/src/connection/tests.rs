@@ -755,3 +755,46 @@ fn bench_raw_socket_round_trip() {
     echo.join().unwrap();
     println!("raw socket pair: round trip {rtt:?}");
 }
+
+#[test]
+fn steady_state_send_and_recv_do_not_allocate() {
+    use crate::sys::count_alloc::allocations;
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Fixed {
+        id: u64,
+        pos: (f64, f64),
+        flag: bool,
+    }
+    let (a, b) = Pipe::new::<Fixed, Fixed>().unwrap();
+    let echo = thread::spawn(move || {
+        let mut counts = Vec::with_capacity(4);
+        for round in 0..4 {
+            let before = allocations();
+            for _ in 0..5_000 {
+                let Ok(x) = b.recv_timeout(LONG) else { break };
+                b.send(Fixed { id: x.id + 1, ..x }).unwrap();
+            }
+            counts.push((round, allocations() - before));
+        }
+        counts
+    });
+    let mut counts = Vec::with_capacity(4);
+    for round in 0..4 {
+        let before = allocations();
+        for i in 0..5_000 {
+            a.send(Fixed {
+                id: i,
+                pos: (1.0, 2.0),
+                flag: true,
+            })
+            .unwrap();
+            assert_eq!(a.recv_timeout(LONG).unwrap().id, i + 1);
+        }
+        counts.push((round, allocations() - before));
+    }
+    let theirs = echo.join().unwrap();
+    // Round 0 warms up (receive buffers); later rounds must not allocate.
+    for (round, n) in counts.iter().chain(&theirs).filter(|(r, _)| *r > 0) {
+        assert_eq!(*n, 0, "round {round}: {n} allocations; ours {counts:?}, echo {theirs:?}");
+    }
+}

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 /// Median, min and max of a series.
@@ -268,26 +269,15 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
         .margin(12)
         .x_label_area_size(170)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..n as f64, (0.1f64..10000f64).log_scale())
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (0.1f64..10000f64).log_scale())
         .map_err(|x| e(&x))?;
     let names: Vec<String> = rows.iter().map(|r| r.workload.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n * 2)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 {
-                names.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .x_label_style(
-            ("sans-serif", 12)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
+        // The workload names are drawn below, hanging from each bar pair
+        // (plotters centres rotated tick labels on the tick).
+        .x_labels(0)
         .y_desc("speed-up over Python multiprocessing (log)")
         .y_label_formatter(&|y| format!("{y}x"))
         .draw()
@@ -299,7 +289,7 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
             let s = floor_speedup(r)?;
             let x = i as f64;
             Some(Rectangle::new(
-                [(x + 0.52, 0.1), (x + 0.88, s.max(0.1))],
+                [(x + 0.02, 0.1), (x + 0.38, s.max(0.1))],
                 floor_color.filled(),
             ))
         }))
@@ -311,7 +301,7 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
             let s = r.speedup_vs_python.unwrap_or(0.1);
             let x = i as f64;
             Rectangle::new(
-                [(x + 0.12, 0.1), (x + 0.48, s.max(0.1))],
+                [(x - 0.38, 0.1), (x - 0.02, s.max(0.1))],
                 rust_color.filled(),
             )
         }))
@@ -320,7 +310,7 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], rust_color.filled()));
     chart
         .draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 1.0), (n as f64, 1.0)],
+            vec![(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
             BLACK.stroke_width(1),
         )))
         .map_err(|x| e(&x))?
@@ -333,6 +323,17 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
         .border_style(BLACK)
         .draw()
         .map_err(|x| e(&x))?;
+    let label = TextStyle::from(
+        ("sans-serif", 12)
+            .into_font()
+            .transform(FontTransform::Rotate90),
+    )
+    .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, name) in names.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(i as f64, 0.1));
+        root.draw(&Text::new(name.clone(), (x, y + 6), label.clone()))
+            .map_err(|x| e(&x))?;
+    }
     root.present().map_err(|x| e(&x))?;
     Ok(())
 }

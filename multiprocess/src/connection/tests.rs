@@ -795,6 +795,9 @@ fn steady_state_send_and_recv_do_not_allocate() {
     let theirs = echo.join().unwrap();
     // Round 0 warms up (receive buffers); later rounds must not allocate.
     for (round, n) in counts.iter().chain(&theirs).filter(|(r, _)| *r > 0) {
-        assert_eq!(*n, 0, "round {round}: {n} allocations; ours {counts:?}, echo {theirs:?}");
+        assert_eq!(
+            *n, 0,
+            "round {round}: {n} allocations; ours {counts:?}, echo {theirs:?}"
+        );
     }
 }

@@ -776,3 +776,49 @@ fn bench_raw_socket_round_trip() {
     echo.join().unwrap();
     println!("raw socket pair: round trip {rtt:?}");
 }
+
+#[test]
+fn steady_state_send_and_recv_do_not_allocate() {
+    use crate::sys::count_alloc::allocations;
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Fixed {
+        id: u64,
+        pos: (f64, f64),
+        flag: bool,
+    }
+    let probe = allocations();
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    assert_eq!(allocations(), probe + 1, "the counting allocator counts");
+    let (a, b) = Pipe::new::<Fixed, Fixed>().unwrap();
+    let echo = thread::spawn(move || {
+        let mut counts = Vec::with_capacity(4);
+        for round in 0..4 {
+            let before = allocations();
+            for _ in 0..5_000 {
+                let x = b.recv_timeout(LONG).unwrap();
+                b.send(Fixed { id: x.id + 1, ..x }).unwrap();
+            }
+            counts.push((round, allocations() - before));
+        }
+        counts
+    });
+    let mut counts = Vec::with_capacity(4);
+    for round in 0..4 {
+        let before = allocations();
+        for i in 0..5_000 {
+            let msg = Fixed {
+                id: i,
+                pos: (1.0, 2.0),
+                flag: true,
+            };
+            a.send(msg).unwrap();
+            assert_eq!(a.recv_timeout(LONG).unwrap().id, i + 1);
+        }
+        counts.push((round, allocations() - before));
+    }
+    let theirs = echo.join().unwrap();
+    // Round 0 warms up (receive buffers); later rounds must not allocate.
+    for (round, n) in counts.iter().chain(&theirs).filter(|(r, _)| *r > 0) {
+        assert_eq!(*n, 0, "round {round}: ours {counts:?}, echo {theirs:?}");
+    }
+}

@@ -7,6 +7,8 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod code;
+#[cfg(test)]
+pub(crate) mod count_alloc;
 pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod pid;

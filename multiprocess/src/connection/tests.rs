@@ -794,8 +794,13 @@ fn steady_state_send_and_recv_do_not_allocate() {
         let mut counts = Vec::with_capacity(4);
         for round in 0..4 {
             let before = allocations();
-            for _ in 0..5_000 {
+            for i in 0..5_000 {
                 let x = b.recv_timeout(LONG).unwrap();
+                if round == 0 && i == 0 {
+                    // Let the other side sleep once: its receive buffer is
+                    // allocated on the first sleep.
+                    thread::sleep(Duration::from_millis(20));
+                }
                 b.send(Fixed { id: x.id + 1, ..x }).unwrap();
             }
             counts.push((round, allocations() - before));
@@ -806,6 +811,10 @@ fn steady_state_send_and_recv_do_not_allocate() {
     for round in 0..4 {
         let before = allocations();
         for i in 0..5_000 {
+            if round == 0 && i == 0 {
+                // Likewise for the echo thread.
+                thread::sleep(Duration::from_millis(20));
+            }
             let msg = Fixed {
                 id: i,
                 pos: (1.0, 2.0),
@@ -817,7 +826,8 @@ fn steady_state_send_and_recv_do_not_allocate() {
         counts.push((round, allocations() - before));
     }
     let theirs = echo.join().unwrap();
-    // Round 0 warms up (receive buffers); later rounds must not allocate.
+    // Round 0 warms up (buffers, both sleep paths); later rounds must not
+    // allocate.
     for (round, n) in counts.iter().chain(&theirs).filter(|(r, _)| *r > 0) {
         assert_eq!(*n, 0, "round {round}: ours {counts:?}, echo {theirs:?}");
     }

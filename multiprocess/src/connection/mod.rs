@@ -1159,8 +1159,12 @@ impl<S, R> fmt::Debug for Connection<S, R> {
 }
 
 impl<S, R> AsFd for Connection<S, R> {
-    /// The socket, for waiting on several connections at once with `poll(2)`
-    /// and friends. Reading or writing it directly desynchronizes the stream.
+    /// The socket. Reading or writing it directly desynchronizes the stream.
+    ///
+    /// Its readiness is *not* a reliable sign of a message: small messages
+    /// travel through shared memory and make the socket readable only when
+    /// the receiver announced it sleeps. Use [`poll`](Connection::poll) to
+    /// wait for a message; the socket does report the peer closing (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -1,5 +1,11 @@
 //! Message framing on a Unix stream socket.
 //!
+//! Since the shared-memory rings ([`ring`](super::ring)) carry small
+//! messages, a frame goes on the socket only for a message with descriptors
+//! or a payload above [`INLINE_MAX`](super::ring::INLINE_MAX), and always
+//! behind a marker record in the ring, which the receiver reads first; the
+//! socket also carries doorbells (below).
+//!
 //! # Wire format
 //!
 //! Every message is one frame: a fixed 24-byte header, then the payload.
@@ -9,7 +15,13 @@
 //! | 0..8   | `len`    | payload length in bytes, `u64` little-endian               |
 //! | 8..16  | `tag`    | [`BYTES_TAG`] (0) for raw bytes, else `type_tag::<T>()`    |
 //! | 16..20 | `nfds`   | number of descriptors attached, `u32` LE, ≤ 253            |
-//! | 20..24 | reserved | zero; anything else means the stream is corrupt            |
+//! | 20..24 | `kind`   | 0 message; 1 doorbell; 2 aborted; else the stream is corrupt |
+//!
+//! A *doorbell* (kind 1, every other field zero, no payload) only wakes a
+//! receiver that announced it sleeps on the socket, and is skipped. An
+//! *aborted* frame (kind 2, likewise empty) stands in for a frame whose marker
+//! was published but whose `sendmsg` failed before sending a byte, so the
+//! receiver drops the marker instead of waiting forever.
 //!
 //! The sender writes header and payload with one `sendmsg` (an iovec of two
 //! slices) and attaches the descriptors (`SCM_RIGHTS`) to that call, so they
@@ -35,7 +47,6 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::sys::fd::{Ready, wait_readable};
 use crate::sys::socket::{self, MAX_FDS, Wait};
 
 /// Length of the frame header in bytes.
@@ -50,6 +61,44 @@ const RX_BUF: usize = 64 * 1024;
 
 /// A large-payload buffer is kept for reuse only up to this capacity.
 const KEEP_SCRATCH: usize = 8 * 1024 * 1024;
+
+/// Frame kind of a message.
+const KIND_MESSAGE: u32 = 0;
+/// Frame kind of a doorbell.
+const KIND_DOORBELL: u32 = 1;
+/// Frame kind of an aborted message.
+const KIND_ABORTED: u32 = 2;
+
+/// A control frame of `kind`: no payload, no descriptors.
+const fn control(kind: u32) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    let k = kind.to_le_bytes();
+    out[20] = k[0];
+    out[21] = k[1];
+    out[22] = k[2];
+    out[23] = k[3];
+    out
+}
+
+/// The doorbell frame.
+pub(crate) const DOORBELL: [u8; HEADER_LEN] = control(KIND_DOORBELL);
+/// The aborted-message frame.
+pub(crate) const ABORTED: [u8; HEADER_LEN] = control(KIND_ABORTED);
+
+/// The kind field of a frame header.
+fn kind_of(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"))
+}
+
+/// How a wait for socket bytes may spin before it sleeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Spin {
+    /// How long to retry non-blocking reads.
+    pub budget: Duration,
+    /// Give the CPU away between retries (the peer runs on this CPU) instead
+    /// of busy-waiting.
+    pub yield_cpu: bool,
+}
 
 /// A frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +182,31 @@ pub(crate) fn send_frame(
     Ok(())
 }
 
+/// Sends a control frame ([`DOORBELL`] or [`ABORTED`]) whole. A partial
+/// write sets `*broken`.
+pub(crate) fn send_control(
+    fd: BorrowedFd<'_>,
+    frame: &[u8; HEADER_LEN],
+    broken: &mut bool,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < HEADER_LEN {
+        match socket::send_with_fds(fd, &[IoSlice::new(&frame[sent..])], &[], Wait::Block) {
+            Ok(0) => {
+                *broken = sent > 0;
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket::wait_writable(fd)?,
+            Err(e) => {
+                *broken = sent > 0;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why [`Rx::next`] returned without a message.
 #[derive(Debug)]
 pub(crate) enum RxError {
@@ -147,27 +221,31 @@ pub(crate) enum RxError {
         /// The receiver's maximum.
         max: u64,
     },
+    /// The announced frame was aborted by the sender before any of it was
+    /// sent; there is no message.
+    Aborted,
     /// An OS error, or the stream is broken.
     Io(io::Error),
 }
 
-/// A received frame's payload: borrowed from the receive buffer, or its own
-/// allocation for large frames.
-pub(crate) enum Payload<'a> {
+/// A received frame's payload: a range of the receive buffer (read it with
+/// [`Rx::buffered`] before the next receive), or its own allocation for large
+/// frames.
+pub(crate) enum Payload {
     /// A payload of at most 64 KiB, inside the receive buffer.
-    Borrowed(&'a [u8]),
+    Buffered(std::ops::Range<usize>),
     /// A larger payload.
     Owned(Vec<u8>),
 }
 
 /// A complete received frame.
-pub(crate) struct Message<'a> {
+pub(crate) struct Message {
     /// The header's tag.
     pub tag: u64,
     /// The descriptors that came with it.
     pub fds: Vec<OwnedFd>,
     /// The payload.
-    pub payload: Payload<'a>,
+    pub payload: Payload,
 }
 
 /// How the payload of the current frame is being collected.
@@ -212,32 +290,53 @@ impl Rx {
         self.cur.is_none() && self.start == self.end && self.fds.is_empty()
     }
 
-    /// A complete frame is buffered (or the stream is broken), so the next
-    /// receive returns without waiting.
-    pub(crate) fn has_message(&self) -> bool {
-        let avail = (self.end - self.start) as u64;
-        if self.broken.is_some() {
-            return true;
+    /// Why the stream is broken, if it is.
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// A buffered payload returned by [`Rx::next`].
+    pub(crate) fn buffered(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Drops doorbells at the front of the buffer.
+    fn skip_doorbells(&mut self) {
+        while self.cur.is_none()
+            && self.end - self.start >= HEADER_LEN
+            && self.buf[self.start..self.start + HEADER_LEN] == DOORBELL
+        {
+            self.start += HEADER_LEN;
         }
-        match &self.cur {
-            None => {
-                if avail < HEADER_LEN as u64 {
-                    return false;
-                }
-                let head = self.buf[self.start..self.start + HEADER_LEN]
-                    .try_into()
-                    .expect("header length");
-                match Header::decode(head) {
-                    Ok(h) => avail - HEADER_LEN as u64 >= h.len,
-                    Err(_) => true,
-                }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads whatever the socket holds now, without waiting, and drops the
+    /// doorbells at its front. Returns `true` at end of stream.
+    pub(crate) fn drain(&mut self, fd: BorrowedFd<'_>) -> Result<bool, RxError> {
+        self.make_room(HEADER_LEN);
+        if self.end < self.buf.len() {
+            let (buf, fds) = (&mut self.buf[self.end..], &mut self.fds);
+            match socket::recv_with_fds(fd, buf, fds, Wait::NoWait) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(true),
+                Err(e) if socket::is_fds_truncated(&e) => return Err(self.fail(e.to_string())),
+                Err(e) => return Err(RxError::Io(e)),
             }
-            Some(p) => match &p.body {
-                Body::Small => avail >= p.header.len,
-                Body::Large(data) => data.len() as u64 + avail >= p.header.len,
-                Body::Discard(_) => false,
-            },
         }
+        self.skip_doorbells();
+        Ok(false)
+    }
+
+    /// Marks the stream broken because of something outside the socket
+    /// (the shared ring).
+    pub(crate) fn fail_with(&mut self, why: String) -> RxError {
+        self.fail(why)
     }
 
     /// Gives a large payload buffer back for reuse.
@@ -250,6 +349,9 @@ impl Rx {
 
     /// Marks the stream broken, for the caller's error and every later one.
     fn fail(&mut self, why: String) -> RxError {
+        if let Some(old) = &self.broken {
+            return RxError::Io(io::Error::new(io::ErrorKind::InvalidData, old.clone()));
+        }
         let e = io::Error::new(io::ErrorKind::InvalidData, why.clone());
         self.broken = Some(why);
         RxError::Io(e)
@@ -277,7 +379,7 @@ impl Rx {
         fd: BorrowedFd<'_>,
         max: usize,
         deadline: Option<Instant>,
-        spin: Duration,
+        spin: Spin,
     ) -> Result<(), RxError> {
         let limit = self.buf.len().min(self.end.saturating_add(max));
         let (buf, fds) = (&mut self.buf[self.end..limit], &mut self.fds);
@@ -300,15 +402,16 @@ impl Rx {
     }
 
     /// Receives the next frame, waiting until `deadline` (`None`: forever).
-    /// `max` is the largest payload accepted; `spin` how long to retry
-    /// non-blocking reads before sleeping in the kernel.
+    /// `max` is the largest payload accepted; `spin` how to retry
+    /// non-blocking reads before sleeping in the kernel. Doorbells are
+    /// skipped; an aborted frame is [`RxError::Aborted`].
     pub(crate) fn next(
         &mut self,
         fd: BorrowedFd<'_>,
         max: usize,
         deadline: Option<Instant>,
-        spin: Duration,
-    ) -> Result<Message<'_>, RxError> {
+        spin: Spin,
+    ) -> Result<Message, RxError> {
         loop {
             if let Some(why) = &self.broken {
                 return Err(RxError::Io(io::Error::new(
@@ -323,7 +426,20 @@ impl Rx {
                     self.fill(fd, usize::MAX, deadline, spin)?;
                     continue;
                 }
-                self.start_frame(max)?;
+                let head = &self.buf[self.start..self.start + HEADER_LEN];
+                match kind_of(head) {
+                    KIND_DOORBELL if head == DOORBELL => self.start += HEADER_LEN,
+                    KIND_ABORTED if head == ABORTED => {
+                        self.start += HEADER_LEN;
+                        self.skip_doorbells();
+                        return Err(RxError::Aborted);
+                    }
+                    KIND_MESSAGE => self.start_frame(max)?,
+                    _ => {
+                        let why = format!("corrupt message header {head:02x?}");
+                        return Err(self.fail(why));
+                    }
+                }
                 continue;
             };
             let len = cur.header.len;
@@ -337,7 +453,7 @@ impl Rx {
                         return Ok(Message {
                             tag: header.tag,
                             fds,
-                            payload: Payload::Borrowed(&self.buf[range]),
+                            payload: Payload::Buffered(range),
                         });
                     }
                     self.make_room(len);
@@ -424,16 +540,17 @@ impl Rx {
 
 /// Runs the non-blocking or blocking form of a receive `op` until it makes
 /// progress: blocks in the call itself when there is no deadline (one
-/// syscall), otherwise polls for readability until `deadline`. For `spin`
-/// after the first `WouldBlock` it keeps retrying without sleeping.
+/// syscall), otherwise polls for readability until `deadline`. For
+/// `spin.budget` after the first `WouldBlock` it keeps retrying without
+/// sleeping.
 fn io_wait<T>(
     fd: impl AsFd,
     deadline: Option<Instant>,
-    spin: Duration,
+    spin: Spin,
     mut op: impl FnMut(Wait) -> io::Result<T>,
 ) -> Result<T, RxError> {
     let mut spin_until: Option<Instant> = None;
-    let mut spinning = !spin.is_zero();
+    let mut spinning = !spin.budget.is_zero();
     loop {
         let wait = if spinning || deadline.is_some() {
             Wait::NoWait
@@ -445,14 +562,17 @@ fn io_wait<T>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if spinning {
                     let now = Instant::now();
-                    let until = *spin_until.get_or_insert(now + spin);
+                    let until = *spin_until.get_or_insert(now + spin.budget);
                     spinning = now < until && deadline.is_none_or(|d| now < d);
-                    std::hint::spin_loop();
+                    if spin.yield_cpu {
+                        crate::sys::sched::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                     continue;
                 }
-                match wait_readable(&fd, deadline).map_err(RxError::Io)? {
-                    Ready::Readable => {}
-                    Ready::TimedOut => return Err(RxError::Timeout),
+                if !socket::poll_readable(fd.as_fd(), deadline).map_err(RxError::Io)? {
+                    return Err(RxError::Timeout);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {

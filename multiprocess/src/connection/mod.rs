@@ -1,19 +1,34 @@
 //! [`Pipe`] and [`Connection`]: typed, message-oriented, two-way channels
-//! between processes, over a Unix stream socket pair (Python's
-//! `multiprocessing.Pipe` and `Connection`).
+//! between processes, over a Unix stream socket pair plus a pair of
+//! shared-memory rings (Python's `multiprocessing.Pipe` and `Connection`).
 //!
-//! The framing is described in [`frame`]; errors, one type per operation, in
+//! Small messages travel in the rings ([`ring`]), the rest as socket frames
+//! ([`frame`]) announced in the rings; errors, one type per operation, are in
 //! [`error`].
+//!
+//! # Waiting
+//!
+//! A receive that finds nothing first spins for a short budget, then sleeps
+//! in `poll(2)` on the socket (after announcing it in the ring, so the
+//! sender rings a doorbell). The budget adapts: each end keeps a moving
+//! average of how long its receives waited, capped at 8x the spin limit
+//! ([`Connection::set_spin`], default 50 µs); it spins up to the
+//! limit while that average is below twice the limit (messages have been
+//! arriving about as fast as a wake-up costs, ~30 µs across CPUs), and not
+//! at all on a connection that has been idle. While the peer last ran on the
+//! same CPU, the spin gives the CPU away (`sched_yield`) instead of burning
+//! it, so the peer can run and answer.
 
 mod error;
 mod frame;
+mod ring;
 
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,9 +39,10 @@ pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 
 use crate::deadline;
 use crate::handle;
-use crate::sys::fd::{Ready, wait_readable};
-use crate::sys::socket::{self, Shutdown};
-use frame::{BYTES_TAG, Header, Payload, Rx, RxError};
+use crate::sys::sched;
+use crate::sys::socket::{self, MAX_FDS, Shutdown};
+use frame::{BYTES_TAG, Header, Payload, Rx, RxError, Spin};
+use ring::{INLINE, INLINE_MAX, MARKER, RECORD_HEADER, Record, Rings};
 
 /// Default for [`Connection::max_message_size`]: 1 GiB.
 ///
@@ -36,6 +52,19 @@ use frame::{BYTES_TAG, Header, Payload, Rx, RxError};
 /// assert_eq!(multiprocess::DEFAULT_MAX_MESSAGE_SIZE, 1 << 30);
 /// ```
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 30;
+
+/// Default for [`Connection::set_spin`]: a receive spins up to 50 µs, about
+/// twice what a cross-CPU wake-up costs, before it sleeps (when recent
+/// messages arrived that fast; see [`Connection::set_spin`]).
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// How often a send asks the kernel whether the peer closed its end (a
+/// `poll` syscall); in between, the answer is taken as unchanged.
+const PEER_CHECK: Duration = Duration::from_micros(100);
+
+/// How long a sender waiting for ring space sleeps before checking that the
+/// peer is still there.
+const SPACE_SLICE: Duration = Duration::from_millis(10);
 
 /// Creates connected pairs of [`Connection`]s, like Python's
 /// `multiprocessing.Pipe()`.
@@ -82,7 +111,8 @@ impl Pipe {
     #[allow(clippy::new_ret_no_self)]
     pub fn new<S, R>() -> io::Result<(Connection<S, R>, Connection<R, S>)> {
         let (a, b) = socket::socketpair()?;
-        Ok((Connection::from_fd(a), Connection::from_fd(b)))
+        let (ra, rb) = Rings::pair()?;
+        Ok((Connection::from_parts(a, ra), Connection::from_parts(b, rb)))
     }
 
     /// A one-way pipe: `(reader, writer)`, like Python's `Pipe(duplex=False)`.
@@ -130,10 +160,16 @@ impl Pipe {
     #[allow(clippy::type_complexity)]
     pub fn simplex<T>() -> io::Result<(Connection<Infallible, T>, Connection<T, Infallible>)> {
         let (reader, writer) = socket::socketpair()?;
+        let (rr, rw) = Rings::pair()?;
         // Shutting down the reader's sending side also ends the writer's
-        // receiving side (the kernel mirrors it onto the peer).
+        // receiving side (the kernel mirrors it onto the peer); the ring of
+        // that direction is shut likewise.
         socket::shutdown(reader.as_fd(), Shutdown::Write)?;
-        Ok((Connection::from_fd(reader), Connection::from_fd(writer)))
+        rr.shut_out();
+        Ok((
+            Connection::from_parts(reader, rr),
+            Connection::from_parts(writer, rw),
+        ))
     }
 }
 
@@ -146,6 +182,58 @@ struct Tx {
     fds: Vec<OwnedFd>,
     /// An earlier send failed half-way, so the stream is torn.
     broken: bool,
+    /// The peer was seen closed (sticky).
+    peer_gone: bool,
+    /// When the kernel was last asked whether the peer is closed.
+    last_check: Option<Instant>,
+}
+
+/// The state guarded by the receive mutex.
+#[derive(Default)]
+struct RxState {
+    /// Socket frames, partial frames, received descriptors.
+    rx: Rx,
+    /// Markers taken from the ring whose frames are not yet received.
+    pending: u32,
+    /// End of stream seen on the socket.
+    eof: bool,
+    /// Reused buffer for inline payloads of typed messages.
+    inline: Vec<u8>,
+    /// Moving average of recent waits, in nanoseconds.
+    avg_wait_ns: u64,
+}
+
+impl RxState {
+    /// Nothing received that is not yet delivered.
+    fn is_empty(&self) -> bool {
+        self.pending == 0 && self.rx.is_empty()
+    }
+
+    /// Folds a receive's wait into the moving average.
+    fn record_wait(&mut self, waited: Duration, cap: Duration) {
+        let sample = u64::try_from(waited.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(8 * u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX / 8));
+        self.avg_wait_ns = self.avg_wait_ns - self.avg_wait_ns / 4 + sample / 4;
+    }
+
+    /// How long the next wait may spin: the whole `cap` while recent waits
+    /// averaged under twice it, otherwise nothing.
+    fn spin_budget(&self, cap: Duration) -> Duration {
+        if (self.avg_wait_ns as u128) < 2 * cap.as_nanos() {
+            cap
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Where the next message is.
+enum Next {
+    /// The next socket frame.
+    Frame,
+    /// An inline record at the ring's head.
+    Ring(Record),
 }
 
 /// The encoding buffer is kept between sends only up to this capacity (the
@@ -201,27 +289,25 @@ const KEEP_TX_BUF: usize = 8 << 20;
 ///   tag hashes the Rust type.
 pub struct Connection<S, R = S> {
     fd: OwnedFd,
+    rings: Rings,
     tx: Mutex<Tx>,
-    rx: Mutex<Rx>,
-    /// A whole message is buffered in `rx` (so `poll` need not look at the
-    /// socket). Written with `rx` held.
-    ready: AtomicBool,
+    rx: Mutex<RxState>,
     max_message_size: AtomicUsize,
-    /// Nanoseconds to spin on non-blocking reads before blocking.
+    /// Most nanoseconds a wait spins before sleeping.
     spin_ns: AtomicU64,
     _types: PhantomData<fn(S) -> R>,
 }
 
 impl<S, R> Connection<S, R> {
-    /// Wraps a connected stream socket.
-    fn from_fd(fd: OwnedFd) -> Self {
+    /// Wraps a connected stream socket and this end's view of the rings.
+    fn from_parts(fd: OwnedFd, rings: Rings) -> Self {
         Connection {
             fd,
+            rings,
             tx: Mutex::default(),
             rx: Mutex::default(),
-            ready: AtomicBool::new(false),
             max_message_size: AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE),
-            spin_ns: AtomicU64::new(0),
+            spin_ns: AtomicU64::new(DEFAULT_SPIN.as_nanos() as u64),
             _types: PhantomData,
         }
     }
@@ -233,7 +319,7 @@ impl<S, R> Connection<S, R> {
         self.tx.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_rx(&self) -> MutexGuard<'_, Rx> {
+    fn lock_rx(&self) -> MutexGuard<'_, RxState> {
         // A frame is taken out of the receive state before anything that can
         // panic (user `Deserialize` impls) runs, so the state stays valid.
         self.rx.lock().unwrap_or_else(|e| e.into_inner())
@@ -281,15 +367,17 @@ impl<S, R> Connection<S, R> {
         self.max_message_size.store(bytes, Ordering::Relaxed);
     }
 
-    /// Sets how long a blocking receive keeps retrying non-blocking reads
-    /// before it sleeps in the kernel (default: zero, no spinning).
+    /// Sets the most a waiting receive (or a send waiting for room) spins
+    /// before it sleeps in the kernel; zero never spins. The default is
+    /// 50 µs, about twice what a wake-up across CPUs costs.
     ///
-    /// A short spin (a few microseconds) cuts the latency of request/response
-    /// traffic between processes on different cores, at the price of burning
-    /// CPU while waiting, and it only pays when sender and receiver run on
-    /// different cores (on a 2-vCPU machine a 50 µs spin took a two-thread
-    /// round trip from roughly 7–50 µs down to about 4 µs; 5 µs bought
-    /// nothing). A receive with a deadline stops spinning at the deadline.
+    /// Spinning is what makes a round trip between processes on different
+    /// CPUs cost about a microsecond instead of the ~60 µs of two cross-CPU
+    /// wake-ups. It is adaptive: a receive spins (up to this limit) only
+    /// while recent messages arrived within about twice the limit, so an
+    /// idle connection sleeps at once, and while the peer runs on the same
+    /// CPU the spin yields the CPU instead of burning it. A receive with a
+    /// deadline stops spinning at the deadline.
     ///
     /// # Examples
     ///
@@ -308,8 +396,18 @@ impl<S, R> Connection<S, R> {
         self.spin_ns.store(ns, Ordering::Relaxed);
     }
 
-    fn spin(&self) -> Duration {
+    fn spin_cap(&self) -> Duration {
         Duration::from_nanos(self.spin_ns.load(Ordering::Relaxed))
+    }
+
+    /// The spin for a wait whose data is known to be on its way.
+    fn spin_now(&self) -> Spin {
+        let cpu = sched::current_cpu();
+        self.rings.note_cpu(cpu);
+        Spin {
+            budget: self.spin_cap(),
+            yield_cpu: self.rings.peer_on(cpu),
+        }
     }
 
     /// Sends `bytes` as one raw message (Python's `send_bytes`). The peer
@@ -346,30 +444,116 @@ impl<S, R> Connection<S, R> {
             });
         }
         let mut tx = self.lock_tx();
-        let header = Header {
-            len: size,
-            tag: BYTES_TAG,
-            nfds: 0,
-        };
-        self.send_locked(&mut tx.broken, &header, bytes, &[])
+        self.send_locked(&mut tx, BYTES_TAG, bytes, &[])
             .map_err(|e| send_error((), e))
     }
 
-    /// Writes one frame with the send lock held.
+    /// Sends one message with the send lock held: inline in the ring when
+    /// it is small and has no descriptors, otherwise as a socket frame behind
+    /// a marker record.
     fn send_locked(
         &self,
-        broken: &mut bool,
-        header: &Header,
+        tx: &mut Tx,
+        tag: u64,
         payload: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> io::Result<()> {
-        if *broken {
+        if tx.broken {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "an earlier send failed half-way through a message",
             ));
         }
-        frame::send_frame(self.fd.as_fd(), header, payload, fds, broken)
+        if self.rings.out_shut() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.check_peer(tx)?;
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a message can carry at most {MAX_FDS} descriptors, this one has {}",
+                    fds.len()
+                ),
+            ));
+        }
+        self.rings.note_cpu(sched::current_cpu());
+        if fds.is_empty() && payload.len() <= INLINE_MAX {
+            self.wait_space(tx, RECORD_HEADER + payload.len())?;
+            self.rings.push(INLINE, tag, payload);
+            if self.rings.take_sleeper() {
+                frame::send_control(self.fd.as_fd(), &frame::DOORBELL, &mut tx.broken)?;
+            }
+            return Ok(());
+        }
+        self.wait_space(tx, RECORD_HEADER)?;
+        self.rings.push(MARKER, 0, &[]);
+        // A sleeping receiver wakes on the frame itself.
+        self.rings.take_sleeper();
+        let header = Header {
+            len: payload.len() as u64,
+            tag,
+            nfds: fds.len() as u32,
+        };
+        let result = frame::send_frame(self.fd.as_fd(), &header, payload, fds, &mut tx.broken);
+        if result.is_err() && !tx.broken {
+            // Nothing of the frame went out, but its marker is published:
+            // tell the receiver there is no message behind it.
+            let mut torn = false;
+            if frame::send_control(self.fd.as_fd(), &frame::ABORTED, &mut torn).is_err() {
+                tx.broken = true;
+            }
+        }
+        result
+    }
+
+    /// Fails if the peer has closed its end, asking the kernel at most every
+    /// [`PEER_CHECK`].
+    fn check_peer(&self, tx: &mut Tx) -> io::Result<()> {
+        if !tx.peer_gone {
+            let now = Instant::now();
+            if tx.last_check.is_none_or(|t| now - t >= PEER_CHECK) {
+                tx.last_check = Some(now);
+                tx.peer_gone = socket::peer_closed(self.fd.as_fd())?;
+            }
+        }
+        if tx.peer_gone {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
+    }
+
+    /// Waits until the outgoing ring has `need` free bytes: spins, then
+    /// sleeps on the ring's futex in slices, checking between them that the
+    /// peer is still there.
+    fn wait_space(&self, tx: &mut Tx, need: usize) -> io::Result<()> {
+        if self.rings.free() >= need {
+            return Ok(());
+        }
+        let spin = self.spin_now();
+        let until = Instant::now() + spin.budget;
+        while Instant::now() < until {
+            if self.rings.free() >= need {
+                return Ok(());
+            }
+            if spin.yield_cpu {
+                sched::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            let seq = self.rings.announce_tx_wait();
+            if self.rings.free() >= need {
+                return Ok(());
+            }
+            self.rings.wait_space(seq, Instant::now() + SPACE_SLICE)?;
+            if self.rings.free() >= need {
+                return Ok(());
+            }
+            tx.last_check = None;
+            self.check_peer(tx)?;
+        }
     }
 
     /// Receives one raw message sent with
@@ -395,7 +579,7 @@ impl<S, R> Connection<S, R> {
     pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         self.recv_bytes_until(None).map_err(|e| match e {
             Fail::Recv(e) => e,
-            Fail::Timeout => unreachable!("no deadline"),
+            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
         })
     }
 
@@ -427,25 +611,188 @@ impl<S, R> Connection<S, R> {
     }
 
     fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
-        let mut rx = self.lock_rx();
-        let result = match rx.next(
-            self.fd.as_fd(),
-            self.max_message_size(),
-            deadline,
-            self.spin(),
-        ) {
-            Ok(msg) if msg.tag != BYTES_TAG => Err(Fail::Recv(RecvError::WrongType {
-                expected: "raw bytes (send_bytes)",
-                found: "a typed message",
-            })),
-            Ok(msg) => Ok(match msg.payload {
-                Payload::Borrowed(bytes) => bytes.to_vec(),
-                Payload::Owned(bytes) => bytes,
-            }),
-            Err(e) => Err(Fail::from(e)),
-        };
-        self.ready.store(rx.has_message(), Ordering::Release);
-        result
+        loop {
+            match self.recv_bytes_once(deadline) {
+                Err(Fail::Aborted) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn recv_bytes_once(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
+        let mut guard = self.lock_rx();
+        let st = &mut *guard;
+        match self.next(st, deadline)? {
+            Next::Ring(rec) => {
+                let result = if rec.len > self.max_message_size() {
+                    Err(Fail::Recv(RecvError::TooLarge {
+                        size: rec.len as u64,
+                        max: self.max_message_size() as u64,
+                    }))
+                } else if rec.tag != BYTES_TAG {
+                    Err(Fail::Recv(RecvError::WrongType {
+                        expected: "raw bytes (send_bytes)",
+                        found: "a typed message",
+                    }))
+                } else {
+                    let mut bytes = Vec::with_capacity(rec.len);
+                    self.rings.read_payload(&rec, &mut bytes);
+                    Ok(bytes)
+                };
+                self.rings.advance(&rec);
+                result
+            }
+            Next::Frame => {
+                let msg = self.next_frame(st, deadline)?;
+                if msg.tag != BYTES_TAG {
+                    return Err(Fail::Recv(RecvError::WrongType {
+                        expected: "raw bytes (send_bytes)",
+                        found: "a typed message",
+                    }));
+                }
+                Ok(match msg.payload {
+                    Payload::Buffered(range) => st.rx.buffered(range).to_vec(),
+                    Payload::Owned(bytes) => bytes,
+                })
+            }
+        }
+    }
+
+    /// Finds where the next message is, waiting for one until `deadline`.
+    fn next(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<Next, Fail> {
+        if let Some(why) = st.rx.broken() {
+            return Err(Fail::Recv(RecvError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("connection is broken: {why}"),
+            ))));
+        }
+        let mut waited: Option<Instant> = None;
+        let mut spun = false;
+        loop {
+            if st.pending > 0 {
+                return Ok(Next::Frame);
+            }
+            match self.rings.peek() {
+                Ok(Some(rec)) if rec.kind == MARKER => {
+                    self.rings.advance(&rec);
+                    st.pending += 1;
+                    continue;
+                }
+                Ok(Some(rec)) => {
+                    let waited = waited.map_or(Duration::ZERO, |t| t.elapsed());
+                    st.record_wait(waited, self.spin_cap());
+                    return Ok(Next::Ring(rec));
+                }
+                Ok(None) => {}
+                Err(why) => return Err(st.rx.fail_with(why).into()),
+            }
+            if st.eof || self.rings.in_shut() {
+                return Err(Fail::Recv(RecvError::Disconnected));
+            }
+            let start = *waited.get_or_insert_with(Instant::now);
+            if !spun {
+                spun = true;
+                if self.spin_for_record(st, start, deadline) {
+                    continue;
+                }
+            }
+            self.sleep_for_record(st, deadline)?;
+        }
+    }
+
+    /// Spins (or yields, while the peer shares our CPU) until a record
+    /// appears or the adaptive budget runs out; returns whether one appeared.
+    fn spin_for_record(&self, st: &RxState, start: Instant, deadline: Option<Instant>) -> bool {
+        let budget = st.spin_budget(self.spin_cap());
+        if budget.is_zero() {
+            return false;
+        }
+        let mut until = start + budget;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        let mut cpu = sched::current_cpu();
+        self.rings.note_cpu(cpu);
+        let mut i = 0u32;
+        loop {
+            if self.rings.has_record() {
+                return true;
+            }
+            if self.rings.peer_on(cpu) {
+                sched::yield_now();
+                cpu = sched::current_cpu();
+                self.rings.note_cpu(cpu);
+                if Instant::now() >= until {
+                    return false;
+                }
+            } else {
+                std::hint::spin_loop();
+                i = i.wrapping_add(1);
+                if i % 32 == 0 {
+                    if Instant::now() >= until {
+                        return false;
+                    }
+                    cpu = sched::current_cpu();
+                    self.rings.note_cpu(cpu);
+                }
+            }
+        }
+    }
+
+    /// Sleeps on the socket until the ring has a record, the socket has a
+    /// frame or end of stream, or `deadline` passes.
+    fn sleep_for_record(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<(), Fail> {
+        loop {
+            self.rings.set_sleeping();
+            if self.rings.has_record() {
+                self.rings.clear_sleeping();
+                return Ok(());
+            }
+            let readable = socket::poll_readable(self.fd.as_fd(), deadline);
+            self.rings.clear_sleeping();
+            if !readable.map_err(|e| Fail::Recv(RecvError::Io(e)))? {
+                return if self.rings.has_record() {
+                    Ok(())
+                } else {
+                    Err(Fail::Timeout)
+                };
+            }
+            if st.rx.drain(self.fd.as_fd())? {
+                st.eof = true;
+                return Ok(());
+            }
+            if self.rings.has_record() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Receives the socket frame of a marker already taken from the ring.
+    fn next_frame(
+        &self,
+        st: &mut RxState,
+        deadline: Option<Instant>,
+    ) -> Result<frame::Message, Fail> {
+        let spin = self.spin_now();
+        match st
+            .rx
+            .next(self.fd.as_fd(), self.max_message_size(), deadline, spin)
+        {
+            Ok(msg) => {
+                st.pending -= 1;
+                Ok(msg)
+            }
+            Err(RxError::Aborted) => {
+                st.pending -= 1;
+                // The real next message is wherever the ring says.
+                Err(Fail::Aborted)
+            }
+            Err(e @ RxError::TooLarge { .. }) => {
+                st.pending -= 1;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether a message can be received without waiting, waiting up to
@@ -477,11 +824,18 @@ impl<S, R> Connection<S, R> {
     ///
     /// If `poll(2)` fails.
     pub fn poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        if self.ready.load(Ordering::Acquire) {
+        let deadline = timeout.and_then(deadline::after);
+        let mut guard = self.lock_rx();
+        let st = &mut *guard;
+        if st.pending > 0 || st.rx.broken().is_some() {
             return Ok(true);
         }
-        let deadline = timeout.and_then(deadline::after);
-        Ok(wait_readable(self.fd.as_fd(), deadline)? == Ready::Readable)
+        match self.next(st, deadline) {
+            Ok(_) => Ok(true),
+            Err(Fail::Timeout) => Ok(false),
+            Err(Fail::Recv(RecvError::Io(e))) => Err(e),
+            Err(_) => Ok(true),
+        }
     }
 
     /// Closes this end (dropping it does the same). Python's `close`.
@@ -523,9 +877,9 @@ impl<S, R> Connection<S, R> {
     pub fn retype<S2, R2>(self) -> Connection<S2, R2> {
         Connection {
             fd: self.fd,
+            rings: self.rings,
             tx: self.tx,
             rx: self.rx,
-            ready: self.ready,
             max_message_size: self.max_message_size,
             spin_ns: self.spin_ns,
             _types: PhantomData,
@@ -582,19 +936,20 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
                 max: max as u64,
             })
         } else {
-            let header = Header {
-                len: size as u64,
-                tag: handle::type_tag::<S>(),
-                nfds: u32::try_from(tx.fds.len()).unwrap_or(u32::MAX),
-            };
+            let tag = handle::type_tag::<S>();
+            let buf = std::mem::take(&mut tx.buf);
+            let owned = std::mem::take(&mut tx.fds);
             let borrowed: Vec<BorrowedFd<'_>>;
-            let fds: &[BorrowedFd<'_>] = if tx.fds.is_empty() {
+            let fds: &[BorrowedFd<'_>] = if owned.is_empty() {
                 &[]
             } else {
-                borrowed = tx.fds.iter().map(|fd| fd.as_fd()).collect();
+                borrowed = owned.iter().map(|fd| fd.as_fd()).collect();
                 &borrowed
             };
-            match self.send_locked(&mut tx.broken, &header, &tx.buf, fds) {
+            let sent = self.send_locked(tx, tag, &buf, fds);
+            tx.buf = buf;
+            tx.fds = owned;
+            match sent {
                 Ok(()) => Ok(()),
                 Err(e) => Err(send_error(value, e)),
             }
@@ -637,7 +992,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     pub fn recv(&self) -> Result<R, RecvError> {
         self.recv_until(None).map_err(|e| match e {
             Fail::Recv(e) => e,
-            Fail::Timeout => unreachable!("no deadline"),
+            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
         })
     }
 
@@ -687,48 +1042,77 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     pub fn try_recv(&self) -> Result<R, TryRecvError> {
         self.recv_until(Some(Instant::now())).map_err(|e| match e {
             Fail::Timeout => TryRecvError::Empty,
+            Fail::Aborted => unreachable!("retried by recv_until"),
             Fail::Recv(e) => e.into(),
         })
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<R, Fail> {
-        let mut rx = self.lock_rx();
-        let result = match rx.next(
-            self.fd.as_fd(),
-            self.max_message_size(),
-            deadline,
-            self.spin(),
-        ) {
-            Ok(msg) if msg.tag != handle::type_tag::<R>() => {
-                let found = if msg.tag == BYTES_TAG {
+        loop {
+            match self.recv_once(deadline) {
+                Err(Fail::Aborted) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn recv_once(&self, deadline: Option<Instant>) -> Result<R, Fail> {
+        let mut guard = self.lock_rx();
+        let st = &mut *guard;
+        let want = handle::type_tag::<R>();
+        let wrong = |tag: u64| {
+            Fail::Recv(RecvError::WrongType {
+                expected: std::any::type_name::<R>(),
+                found: if tag == BYTES_TAG {
                     "raw bytes (send_bytes)"
                 } else {
                     "a message of another type"
+                },
+            })
+        };
+        let decoded = match self.next(st, deadline)? {
+            Next::Ring(rec) => {
+                let max = self.max_message_size();
+                let result = if rec.len > max {
+                    Err(Fail::Recv(RecvError::TooLarge {
+                        size: rec.len as u64,
+                        max: max as u64,
+                    }))
+                } else if rec.tag != want {
+                    Err(wrong(rec.tag))
+                } else {
+                    st.inline.clear();
+                    self.rings.read_payload(&rec, &mut st.inline);
+                    Ok(())
                 };
-                Err(Fail::Recv(RecvError::WrongType {
-                    expected: std::any::type_name::<R>(),
-                    found,
-                }))
+                self.rings.advance(&rec);
+                result?;
+                handle::decode(&st.inline, Vec::new())
             }
-            Ok(msg) => match msg.payload {
-                Payload::Borrowed(bytes) => handle::decode(bytes, msg.fds),
-                Payload::Owned(bytes) => {
-                    let value = handle::decode(&bytes, msg.fds);
-                    rx.recycle(bytes);
-                    value
+            Next::Frame => {
+                let msg = self.next_frame(st, deadline)?;
+                if msg.tag != want {
+                    return Err(wrong(msg.tag));
+                }
+                match msg.payload {
+                    Payload::Buffered(range) => handle::decode(st.rx.buffered(range), msg.fds),
+                    Payload::Owned(bytes) => {
+                        let value = handle::decode(&bytes, msg.fds);
+                        st.rx.recycle(bytes);
+                        value
+                    }
                 }
             }
-            .map_err(|e| Fail::Recv(RecvError::Decode(e))),
-            Err(e) => Err(Fail::from(e)),
         };
-        self.ready.store(rx.has_message(), Ordering::Release);
-        result
+        decoded.map_err(|e| Fail::Recv(RecvError::Decode(e)))
     }
 }
 
 /// A receive failure before it is mapped to the caller's error type.
 enum Fail {
     Timeout,
+    /// A marker's frame was aborted by the sender: look again.
+    Aborted,
     Recv(RecvError),
 }
 
@@ -736,6 +1120,7 @@ impl Fail {
     fn into_timeout(self) -> RecvTimeoutError {
         match self {
             Fail::Timeout => RecvTimeoutError::Timeout,
+            Fail::Aborted => unreachable!("retried by the receive loop"),
             Fail::Recv(e) => e.into(),
         }
     }
@@ -747,6 +1132,7 @@ impl From<RxError> for Fail {
             RxError::Timeout => Fail::Timeout,
             RxError::Disconnected => Fail::Recv(RecvError::Disconnected),
             RxError::TooLarge { size, max } => Fail::Recv(RecvError::TooLarge { size, max }),
+            RxError::Aborted => Fail::Aborted,
             RxError::Io(e) => Fail::Recv(RecvError::Io(e)),
         }
     }
@@ -773,8 +1159,12 @@ impl<S, R> fmt::Debug for Connection<S, R> {
 }
 
 impl<S, R> AsFd for Connection<S, R> {
-    /// The socket, for waiting on several connections at once with `poll(2)`
-    /// and friends. Reading or writing it directly desynchronizes the stream.
+    /// The socket. Reading or writing it directly desynchronizes the stream.
+    ///
+    /// Its readiness is *not* a reliable sign of a message: small messages
+    /// travel through shared memory and make the socket readable only when
+    /// the receiver announced it sleeps. Use [`poll`](Connection::poll) to
+    /// wait for a message; the socket does report the peer closing (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -801,16 +1191,44 @@ impl<S, R> Serialize for Connection<S, R> {
                     .to_string(),
             ));
         }
-        handle::serialize_fd(self.fd.as_fd(), "Connection", serializer)
+        (
+            FdHandle(self.fd.as_fd()),
+            FdHandle(self.rings.fd()),
+            self.rings.side(),
+        )
+            .serialize(serializer)
     }
 }
 
-/// Deserializes a handle written by the `Serialize` impl, taking ownership of
-/// its descriptor. The maximum message size and spin are back to their
+/// A descriptor serialized as a handle (an index into the side table).
+struct FdHandle<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdHandle<'_> {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        handle::serialize_fd(self.0, "Connection", serializer)
+    }
+}
+
+/// A descriptor deserialized from a handle.
+struct OwnedHandle(OwnedFd);
+
+impl<'de> Deserialize<'de> for OwnedHandle {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        handle::deserialize_fd("Connection", deserializer).map(OwnedHandle)
+    }
+}
+
+/// Deserializes a handle written by the `Serialize` impl (the socket, the
+/// shared rings and which end this is), taking ownership of its
+/// descriptors. The maximum message size and spin are back to their
 /// defaults.
 impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        handle::deserialize_fd("Connection", deserializer).map(Connection::from_fd)
+        let (OwnedHandle(fd), OwnedHandle(mem), side) =
+            <(OwnedHandle, OwnedHandle, u8)>::deserialize(deserializer)?;
+        let rings = Rings::from_fd(mem, side)
+            .map_err(|e| handle::handle_de_error(format!("bad Connection shared memory: {e}")))?;
+        Ok(Connection::from_parts(fd, rings))
     }
 }
 

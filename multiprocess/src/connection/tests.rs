@@ -16,6 +16,12 @@ use crate::sys::socket::{Wait, send_with_fds};
 /// Upper bound for any single wait in these tests.
 const LONG: Duration = Duration::from_secs(30);
 
+/// Publishes a marker in the ring, as a sender does before writing a frame
+/// on the socket: the next message is whatever frame the socket carries.
+fn announce<S, R>(conn: &Connection<S, R>) {
+    conn.rings.push(ring::MARKER, 0, &[]);
+}
+
 /// Writes raw bytes to the socket under a connection, bypassing framing.
 fn raw_write<S, R>(conn: &Connection<S, R>, bytes: &[u8]) {
     let n = send_with_fds(conn.as_fd(), &[IoSlice::new(bytes)], &[], Wait::Block).unwrap();
@@ -191,6 +197,7 @@ fn timeout_mid_message_resumes() {
     let half = payload.len() / 2;
 
     // Only part of the header.
+    announce(&a);
     raw_write(&a, &header[..10]);
     assert!(matches!(
         b.recv_timeout(Duration::from_millis(20)),
@@ -233,6 +240,7 @@ fn timeout_mid_large_message_resumes() {
     let writer = Arc::clone(&a);
     let first = payload[..150_000].to_vec();
     let t = thread::spawn(move || {
+        announce(&writer);
         raw_write(&writer, &header);
         raw_write(&writer, &first);
     });
@@ -276,6 +284,7 @@ fn peer_closing_mid_message_is_disconnected() {
         nfds: 0,
     }
     .encode();
+    announce(&a);
     raw_write(&a, &header);
     raw_write(&a, b"abc");
     drop(a);
@@ -350,6 +359,7 @@ fn undecodable_payload_is_an_error_naming_the_type() {
         nfds: 0,
     }
     .encode();
+    announce(&a);
     raw_write(&a, &header);
     raw_write(&a, &[7]);
     a.send(true).unwrap();
@@ -507,13 +517,14 @@ fn bad_handle_index_is_an_error_not_a_panic() {
     let (c1, _c2) = Pipe::new::<u8, u8>().unwrap();
     // A payload naming handle 0, sent without any descriptor.
     let (payload, fds) = handle::encode(&c1).unwrap();
-    assert_eq!(fds.len(), 1);
+    assert_eq!(fds.len(), 2, "the socket and the shared rings");
     let header = Header {
         len: payload.len() as u64,
         tag: handle::type_tag::<Connection<u8>>(),
         nfds: 0,
     }
     .encode();
+    announce(&a);
     raw_write(&a, &header);
     raw_write(&a, &payload);
     let err = b.recv_timeout(LONG).unwrap_err();
@@ -533,6 +544,7 @@ fn header_announcing_missing_descriptors_breaks_the_connection() {
         nfds: 2,
     }
     .encode();
+    announce(&a);
     raw_write(&a, &header);
     let err = b.recv_bytes_timeout(LONG).unwrap_err();
     assert!(err.to_string().contains("2 descriptor(s)"), "{err}");
@@ -643,17 +655,26 @@ fn one_thread_sends_while_another_receives() {
 
 #[test]
 fn serializing_a_connection_needs_multiprocess_and_no_buffered_data() {
-    let (a, b) = Pipe::new::<u8, u8>().unwrap();
+    let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
     assert!(postcard::to_stdvec(&a).is_err());
-    a.send(1).unwrap();
-    a.send(2).unwrap();
-    assert_eq!(b.recv_timeout(LONG).unwrap(), 1);
-    // `2` was read along with `1` and sits in b's buffer: sending b would lose it.
-    let (x, _y) = Pipe::new::<Connection<u8>, Connection<u8>>().unwrap();
+    // Small messages wait in the shared ring, which travels with the handle.
+    a.send(vec![1]).unwrap();
+    a.send(vec![2]).unwrap();
+    assert_eq!(b.recv_timeout(LONG).unwrap(), [1]);
+    let (x, y) = Pipe::new::<Connection<Vec<u8>>, Connection<Vec<u8>>>().unwrap();
+    x.send(b).unwrap();
+    let b = y.recv_timeout(LONG).unwrap();
+    assert_eq!(b.recv_timeout(LONG).unwrap(), [2]);
+    // Large ones go through the socket; the first receive reads part of the
+    // second into b's buffer, and sending b would lose it.
+    let big = vec![3u8; ring::INLINE_MAX + 1000];
+    a.send(big.clone()).unwrap();
+    a.send(big.clone()).unwrap();
+    assert_eq!(b.recv_timeout(LONG).unwrap(), big);
     let err = x.send(b).unwrap_err();
     assert!(matches!(err, SendError::Encode(..)), "{err:?}");
     let b = err.into_inner();
-    assert_eq!(b.recv_timeout(LONG).unwrap(), 2);
+    assert_eq!(b.recv_timeout(LONG).unwrap(), big);
     x.send(b).unwrap();
 }
 
@@ -765,13 +786,21 @@ fn steady_state_send_and_recv_do_not_allocate() {
         pos: (f64, f64),
         flag: bool,
     }
+    let probe = allocations();
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(8)));
+    assert_eq!(allocations(), probe + 1, "the counting allocator counts");
     let (a, b) = Pipe::new::<Fixed, Fixed>().unwrap();
     let echo = thread::spawn(move || {
         let mut counts = Vec::with_capacity(4);
         for round in 0..4 {
             let before = allocations();
-            for _ in 0..5_000 {
-                let Ok(x) = b.recv_timeout(LONG) else { break };
+            for i in 0..5_000 {
+                let x = b.recv_timeout(LONG).unwrap();
+                if round == 0 && i == 0 {
+                    // Let the other side sleep once: its receive buffer is
+                    // allocated on the first sleep.
+                    thread::sleep(Duration::from_millis(20));
+                }
                 b.send(Fixed { id: x.id + 1, ..x }).unwrap();
             }
             counts.push((round, allocations() - before));
@@ -782,22 +811,24 @@ fn steady_state_send_and_recv_do_not_allocate() {
     for round in 0..4 {
         let before = allocations();
         for i in 0..5_000 {
-            a.send(Fixed {
+            if round == 0 && i == 0 {
+                // Likewise for the echo thread.
+                thread::sleep(Duration::from_millis(20));
+            }
+            let msg = Fixed {
                 id: i,
                 pos: (1.0, 2.0),
                 flag: true,
-            })
-            .unwrap();
+            };
+            a.send(msg).unwrap();
             assert_eq!(a.recv_timeout(LONG).unwrap().id, i + 1);
         }
         counts.push((round, allocations() - before));
     }
     let theirs = echo.join().unwrap();
-    // Round 0 warms up (receive buffers); later rounds must not allocate.
+    // Round 0 warms up (buffers, both sleep paths); later rounds must not
+    // allocate.
     for (round, n) in counts.iter().chain(&theirs).filter(|(r, _)| *r > 0) {
-        assert_eq!(
-            *n, 0,
-            "round {round}: {n} allocations; ours {counts:?}, echo {theirs:?}"
-        );
+        assert_eq!(*n, 0, "round {round}: ours {counts:?}, echo {theirs:?}");
     }
 }

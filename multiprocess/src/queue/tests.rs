@@ -500,7 +500,7 @@ fn put_inside_an_encode_still_refuses_handles() {
 
 #[test]
 fn fixed_size_items_allocate_nothing_in_steady_state() {
-    use crate::sys::shm::tests::allocations;
+    use crate::sys::count_alloc::allocations;
     let q: Queue<(u64, u32)> = Queue::new().unwrap();
     let c = remap(&q);
     // Warm up: the thread's buffer and first-use caches.

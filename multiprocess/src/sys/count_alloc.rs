@@ -1,6 +1,7 @@
-//! A counting global allocator for the test build: tests read how many
-//! allocations the current thread made (`allocations()`), to check that a
-//! steady-state send or receive allocates nothing.
+//! A counting global allocator for the crate's own test build: a test reads
+//! how many allocations the current thread made ([`allocations`]), to check
+//! that a steady-state send, receive, put or get allocates nothing. The one
+//! global allocator of the lib test binary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -26,6 +27,12 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

@@ -13,5 +13,6 @@ pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod pid;
 pub(crate) mod process;
+pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod socket;

@@ -235,53 +235,9 @@ impl Drop for SharedRegion {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
     use std::sync::atomic::Ordering;
-
-    /// The test binary's allocator: the system's, counting allocations per
-    /// thread so a test can check a code path allocates nothing.
-    struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every method forwards to `System` with the caller's arguments
-    // unchanged, so `System`'s guarantees are ours; the counter is a
-    // const-initialised thread-local `Cell` without a destructor, so touching
-    // it never allocates or re-enters the allocator.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: forwarded contract (see the impl).
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: forwarded contract (see the impl).
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: forwarded contract (see the impl).
-            unsafe { System.alloc_zeroed(layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: forwarded contract (see the impl).
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static COUNTING: Counting = Counting;
-
-    /// Allocations (and reallocations) made so far by the calling thread.
-    pub(crate) fn allocations() -> u64 {
-        ALLOCATIONS.with(Cell::get)
-    }
 
     #[test]
     fn two_mappings_share_memory() {

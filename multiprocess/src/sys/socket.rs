@@ -11,6 +11,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{
@@ -203,6 +204,49 @@ pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: Shutdown) -> io::Result<()> {
 pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut polls = [PollFd::new(&fd, PollFlags::OUT)];
     retry(|| rustix::event::poll(&mut polls, None)).map(drop)
+}
+
+/// Waits until `fd` is readable (data, end of stream or an error to read),
+/// or `deadline` passes (`None`: no deadline; a past deadline checks once).
+/// Returns whether it is readable. Unlike `fd::wait_readable` it allocates
+/// nothing, for the per-message receive path. EINTR is retried with the
+/// remaining time.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let mut polls = [PollFd::new(&fd, PollFlags::IN)];
+        let timeout = crate::sys::fd::timespec_until(deadline);
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the peer of a connected stream socket has closed its end
+/// (`POLLHUP` or `POLLERR`, without waiting). A peer that only shut down its
+/// sending side does not count.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn peer_closed(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut polls = [PollFd::new(&fd, PollFlags::empty())];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    retry(|| rustix::event::poll(&mut polls, Some(&zero)))?;
+    Ok(polls[0]
+        .revents()
+        .intersects(PollFlags::HUP | PollFlags::ERR))
 }
 
 /// Sends all of `bytes` (blocking), with `fds` attached to the first chunk.

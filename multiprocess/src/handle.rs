@@ -13,6 +13,7 @@
 //! [`encode`]/[`decode`] run, so serializing a handle with any other serde
 //! serializer (JSON, say) gives a clear error instead of a meaningless number.
 
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -176,6 +177,78 @@ pub(crate) fn malformed<T: ?Sized>(reason: String) -> DecodeError {
         expected: std::any::type_name::<T>(),
         reason,
     }
+}
+
+/// Whether `T` is `Vec<u8>` or `String`: types whose postcard encoding is a
+/// varint length then the raw bytes, which the Queue and Connection copy in
+/// one piece instead of going through serde one byte at a time (serde sees a
+/// `Vec<u8>` as a sequence of `u8`s). The bytes produced are exactly
+/// postcard's, so both paths interoperate.
+pub(crate) fn is_bytes<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>() || TypeId::of::<T>() == TypeId::of::<String>()
+}
+
+/// The bytes of a `Vec<u8>` or `String` item (see [`is_bytes`]).
+pub(crate) fn as_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
+    let any = value as &dyn Any;
+    if let Some(v) = any.downcast_ref::<Vec<u8>>() {
+        return Some(v);
+    }
+    any.downcast_ref::<String>().map(String::as_bytes)
+}
+
+/// Turns the bytes taken for a `Vec<u8>` or `String` item back into a `T`.
+pub(crate) fn from_bytes<T: 'static>(bytes: Vec<u8>) -> Result<T, DecodeError> {
+    let mut slot: Option<T> = None;
+    let any = &mut slot as &mut dyn Any;
+    if let Some(s) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *s = Some(bytes);
+    } else if let Some(s) = any.downcast_mut::<Option<String>>() {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| malformed::<T>(postcard::Error::DeserializeBadUtf8.to_string()))?;
+        *s = Some(text);
+    }
+    slot.ok_or_else(|| malformed::<T>("not a byte type".into()))
+}
+
+/// postcard's length prefix: `len` as a LEB128 varint (bytes, count).
+pub(crate) fn varint(mut len: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut n = 0;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out[n] = byte;
+            return (out, n + 1);
+        }
+        out[n] = byte | 0x80;
+        n += 1;
+    }
+}
+
+/// Decodes a `Vec<u8>` or `String` from its postcard encoding in one copy;
+/// `None` when `T` is another type (use [`decode`]).
+pub(crate) fn decode_bytes<T: 'static>(encoded: &[u8]) -> Option<Result<T, DecodeError>> {
+    if !is_bytes::<T>() {
+        return None;
+    }
+    let mut len: u64 = 0;
+    for (i, &b) in encoded.iter().take(10).enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let body = &encoded[i + 1..];
+            return Some(if body.len() as u64 == len {
+                from_bytes(body.to_vec())
+            } else {
+                Err(malformed::<T>(format!(
+                    "length prefix says {len} bytes, the message holds {}",
+                    body.len()
+                )))
+            });
+        }
+    }
+    Some(Err(malformed::<T>("no valid length prefix".into())))
 }
 
 /// Serializes `value` into fresh bytes plus a handle table.
@@ -342,6 +415,29 @@ mod tests {
     fn foreign_serializer_is_refused() {
         assert!(postcard::to_stdvec(&Fd(devnull())).is_err());
         assert!(encode(&Fd(devnull())).is_ok());
+    }
+
+    #[test]
+    fn byte_fast_path_matches_postcard() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (prefix, n) = varint(v.len());
+            let mut ours = prefix[..n].to_vec();
+            ours.extend_from_slice(&v);
+            assert_eq!(ours, postcard::to_stdvec(&v).unwrap(), "len {len}");
+            let back: Vec<u8> = decode_bytes(&ours).unwrap().unwrap();
+            assert_eq!(back, v);
+            let text = "é".repeat(len / 2);
+            let encoded = postcard::to_stdvec(&text).unwrap();
+            let back: String = decode_bytes(&encoded).unwrap().unwrap();
+            assert_eq!(back, text);
+        }
+        assert!(decode_bytes::<u64>(&[1, 2]).is_none(), "other types take the codec");
+        // A length prefix that disagrees with the body, bad UTF-8, no prefix.
+        assert!(decode_bytes::<Vec<u8>>(&[5, 1, 2]).unwrap().is_err());
+        assert!(decode_bytes::<String>(&[2, 0xff, 0xfe]).unwrap().is_err());
+        assert!(decode_bytes::<Vec<u8>>(&[0x80; 12]).unwrap().is_err());
+        assert!(decode_bytes::<Vec<u8>>(&[]).unwrap().is_err());
     }
 
     #[test]

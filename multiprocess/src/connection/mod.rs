@@ -923,7 +923,17 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
         let tx = &mut *guard;
         tx.buf.clear();
         tx.fds.clear();
-        if let Err(e) = handle::encode_into(&value, &mut tx.buf, &mut tx.fds) {
+        let encoded = match handle::as_bytes(&value) {
+            // `Vec<u8>` and `String`: postcard's bytes, in one copy.
+            Some(bytes) => {
+                let (prefix, n) = handle::varint(bytes.len());
+                tx.buf.extend_from_slice(&prefix[..n]);
+                tx.buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => handle::encode_into(&value, &mut tx.buf, &mut tx.fds),
+        };
+        if let Err(e) = encoded {
             tx.fds.clear();
             return Err(SendError::Encode(value, e));
         }
@@ -1087,7 +1097,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                 };
                 self.rings.advance(&rec);
                 result?;
-                handle::decode(&st.inline, Vec::new())
+                decode_message(&st.inline, Vec::new())
             }
             Next::Frame => {
                 let msg = self.next_frame(st, deadline)?;
@@ -1095,9 +1105,9 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                     return Err(wrong(msg.tag));
                 }
                 match msg.payload {
-                    Payload::Buffered(range) => handle::decode(st.rx.buffered(range), msg.fds),
+                    Payload::Buffered(range) => decode_message(st.rx.buffered(range), msg.fds),
                     Payload::Owned(bytes) => {
-                        let value = handle::decode(&bytes, msg.fds);
+                        let value = decode_message(&bytes, msg.fds);
                         st.rx.recycle(bytes);
                         value
                     }
@@ -1230,6 +1240,20 @@ impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
             .map_err(|e| handle::handle_de_error(format!("bad Connection shared memory: {e}")))?;
         Ok(Connection::from_parts(fd, rings))
     }
+}
+
+/// Decodes a received message: `Vec<u8>` and `String` in one copy (serde
+/// would take them one byte at a time), everything else through the codec.
+fn decode_message<T: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, crate::DecodeError> {
+    if fds.is_empty()
+        && let Some(value) = handle::decode_bytes::<T>(bytes)
+    {
+        return value;
+    }
+    handle::decode(bytes, fds)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 mod error;
 mod ring;
 
-use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
@@ -222,52 +221,6 @@ fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     }
 }
 
-/// Types whose postcard encoding is a varint length then raw bytes, which the
-/// queue copies straight between the caller's buffer and the ring instead of
-/// going through serde one byte at a time.
-fn is_bytes<T: 'static>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<Vec<u8>>() || TypeId::of::<T>() == TypeId::of::<String>()
-}
-
-/// The bytes of a `Vec<u8>` or `String` item (see [`is_bytes`]).
-fn as_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
-    let any = value as &dyn Any;
-    if let Some(v) = any.downcast_ref::<Vec<u8>>() {
-        return Some(v);
-    }
-    any.downcast_ref::<String>().map(String::as_bytes)
-}
-
-/// Turns the bytes taken for a `Vec<u8>` or `String` item back into a `T`.
-fn from_bytes<T: 'static>(bytes: Vec<u8>) -> Result<T, DecodeError> {
-    let mut slot: Option<T> = None;
-    let any = &mut slot as &mut dyn Any;
-    if let Some(s) = any.downcast_mut::<Option<Vec<u8>>>() {
-        *s = Some(bytes);
-    } else if let Some(s) = any.downcast_mut::<Option<String>>() {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| handle::malformed::<T>(postcard::Error::DeserializeBadUtf8.to_string()))?;
-        *s = Some(text);
-    }
-    slot.ok_or_else(|| handle::malformed::<T>("not a byte type".into()))
-}
-
-/// postcard's length prefix: `len` as a LEB128 varint.
-fn varint(mut len: usize) -> ([u8; 10], usize) {
-    let mut out = [0u8; 10];
-    let mut n = 0;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out[n] = byte;
-            return (out, n + 1);
-        }
-        out[n] = byte | 0x80;
-        n += 1;
-    }
-}
-
 enum PutFail<T> {
     Deadline(T),
     Unsendable(PutError<T>),
@@ -334,8 +287,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         deadline: Option<Instant>,
     ) -> Result<(), PutFail<T>> {
         // Byte buffers: prefix and bytes go to the ring as they are.
-        if let Some(bytes) = as_bytes(&value) {
-            let (prefix, n) = varint(bytes.len());
+        if let Some(bytes) = handle::as_bytes(&value) {
+            let (prefix, n) = handle::varint(bytes.len());
             let msg = Msg {
                 head: &prefix[..n],
                 body: bytes,
@@ -376,7 +329,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<T, GetFail> {
-        if is_bytes::<T>() {
+        if handle::is_bytes::<T>() {
             // Straight from the ring into the item's own buffer.
             let mut out = Vec::new();
             let announced = self
@@ -384,7 +337,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 .get(&mut out, true, lock_deadline, deadline)
                 .map_err(|_| GetFail::Deadline)?;
             return match announced {
-                Some(n) if n == out.len() as u64 => from_bytes(out).map_err(GetFail::Decode),
+                Some(n) if n == out.len() as u64 => handle::from_bytes(out).map_err(GetFail::Decode),
                 Some(n) => Err(GetFail::Decode(handle::malformed::<T>(format!(
                     "the length prefix says {n} bytes, the item holds {}",
                     out.len()

@@ -422,12 +422,12 @@ fn bench_1p1c_u64() {
 fn byte_items_are_written_as_postcard_writes_them() {
     for len in [0usize, 1, 127, 128, 16_383, 16_384, 70_000] {
         let v = pattern(2, len);
-        let (prefix, n) = varint(v.len());
+        let (prefix, n) = handle::varint(v.len());
         let mut ours = prefix[..n].to_vec();
         ours.extend_from_slice(&v);
         assert_eq!(ours, encoded(&v), "Vec<u8> of {len}");
         let s = "é".repeat(len / 2);
-        let (prefix, n) = varint(s.len());
+        let (prefix, n) = handle::varint(s.len());
         let mut ours = prefix[..n].to_vec();
         ours.extend_from_slice(s.as_bytes());
         assert_eq!(ours, encoded(&s), "String of {} bytes", s.len());

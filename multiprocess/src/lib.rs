@@ -131,6 +131,7 @@
 mod connection;
 mod deadline;
 mod handle;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -141,6 +142,10 @@ pub use connection::{
     TryRecvError,
 };
 pub use handle::{DecodeError, EncodeError};
+pub use pool::{
+    AsyncResult, Callbacks, Chunked, ImapIter, Pool, PoolBuilder, PoolError, Task, TaskError,
+    TaskReturn,
+};
 pub use process::{
     Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,
     Target, TargetResult, active_children, cpu_count, current_process, get_context,

@@ -118,6 +118,30 @@
 //! }
 //! ```
 //!
+//! # Pools
+//!
+//! A [`Pool`] runs a plain `fn` over many inputs in worker processes
+//! (Python's `multiprocessing.Pool`). A task that panics or returns `Err`
+//! gives a [`TaskError`]; a worker killed mid-task fails only that task
+//! ([`TaskError::WorkerDied`]) and is replaced, where Python's pool hangs.
+//!
+//! ```no_run
+//! use multiprocess::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let pool = Pool::new(4)?;
+//!     assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+//!     let r = pool.apply_async(square, (12,))?;
+//!     assert_eq!(r.get()?, 144);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Errors
 //!
 //! Every blocking call has a timeout form and notices a dead peer; errors

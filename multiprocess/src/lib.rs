@@ -118,6 +118,30 @@
 //! }
 //! ```
 //!
+//! # Pools
+//!
+//! A [`Pool`] runs a plain `fn` over many inputs in worker processes
+//! (Python's `multiprocessing.Pool`). A task that panics or returns `Err`
+//! gives a [`TaskError`]; a worker killed mid-task fails only that task
+//! ([`TaskError::WorkerDied`]) and is replaced, where Python's pool hangs.
+//!
+//! ```no_run
+//! use multiprocess::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let pool = Pool::new(4)?;
+//!     assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+//!     let r = pool.apply_async(square, (12,))?;
+//!     assert_eq!(r.get()?, 144);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Errors
 //!
 //! Every blocking call has a timeout form and notices a dead peer; errors
@@ -131,6 +155,7 @@
 mod connection;
 mod deadline;
 mod handle;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -141,6 +166,10 @@ pub use connection::{
     TryRecvError,
 };
 pub use handle::{DecodeError, EncodeError};
+pub use pool::{
+    AsyncResult, Callbacks, Chunked, ImapIter, Pool, PoolBuilder, PoolError, Task, TaskError,
+    TaskReturn,
+};
 pub use process::{
     Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,
     Target, TargetResult, active_children, cpu_count, current_process, get_context,

@@ -284,3 +284,18 @@ fn the_tour_runs_every_example_under_a_heading() {
         check(section);
     }
 }
+
+#[test]
+fn the_pool_example_prints_its_documented_lines() {
+    let out = run_example("pool_squares");
+    assert_eq!(
+        out,
+        owned(&[
+            "map: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+            "imap: 0 1 4 9 16",
+            "apply_async: 144",
+            "item 3: worker died from signal 9 (the pool replaced it)",
+            "after the death: [0, 1, 4, 100, 16]",
+        ])
+    );
+}

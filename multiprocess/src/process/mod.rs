@@ -671,6 +671,15 @@ impl Process {
         }
     }
 
+    /// The child's pidfd while it runs (readable once it has exited), for
+    /// callers that wait on many processes at once (the pool's monitor).
+    pub(crate) fn sentinel(&self) -> Option<Arc<OwnedFd>> {
+        match &*lock(&self.shared.state) {
+            State::Running(r) => Some(r.pidfd.clone()),
+            _ => None,
+        }
+    }
+
     /// The exit code, or `None` while the process runs (or before start).
     pub fn exitcode(&self) -> Option<i32> {
         poll_state(&mut lock(&self.shared.state)).ok().flatten()

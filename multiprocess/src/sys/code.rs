@@ -83,3 +83,53 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
     let st = rustix::fs::stat("/proc/self/exe")?;
     Ok(*EXE.get_or_init(|| (st.st_dev, st.st_ino)))
 }
+
+/// A pool task entry point: runs one chunk of calls whose encoded arguments
+/// are `payload`, reporting progress through the context, and appends the
+/// encoded outcomes to `out` (instead of returning an exit code).
+pub(crate) type TaskEntry = fn(&[u8], &mut crate::pool::ChunkCtx<'_>, &mut Vec<u8>);
+
+/// The offset of a task entry from the anchor, as sent to a pool worker.
+pub(crate) fn task_entry_offset(entry: TaskEntry) -> i64 {
+    (entry as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+}
+
+/// Turns an offset made by [`task_entry_offset`] back into the task entry.
+///
+/// The caller is a pool worker: a child whose own entry point was already
+/// resolved through [`resolve_entry`], which checked that it runs the very
+/// same executable as the pool's process. Offsets only ever come from the
+/// pool's task messages, which the pool writes with `task_entry_offset`.
+pub(crate) fn resolve_task_entry(offset: i64) -> TaskEntry {
+    let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: the pool computed `offset` with `task_entry_offset` from a
+    // value of type `TaskEntry` in this same executable image (the worker's
+    // start checked the executable identity), and relative distances between
+    // functions of one image do not change with its load address.
+    unsafe { std::mem::transmute::<usize, TaskEntry>(addr) }
+}
+
+/// The task entry point that decodes a chunk of `Args` and calls the task
+/// `F` on each in a pool worker.
+///
+/// Only obtainable from a value of `F` (through `Task::entry`), which is what
+/// makes recreating `F` in the worker sound.
+pub(crate) fn task_entry_for<F, Args>(_task: F) -> TaskEntry
+where
+    F: crate::pool::Task<Args>,
+    Args: serde::de::DeserializeOwned,
+{
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    fn trampoline<F, Args>(payload: &[u8], ctx: &mut crate::pool::ChunkCtx<'_>, out: &mut Vec<u8>)
+    where
+        F: crate::pool::Task<Args>,
+        Args: serde::de::DeserializeOwned,
+    {
+        // SAFETY: as in `entry_for`: `F` is zero-sized (asserted at compile
+        // time in `task_entry_for`) and `Copy`, and this trampoline is only
+        // reachable through `task_entry_for`, which takes a value of `F`.
+        let task: F = unsafe { std::mem::zeroed() };
+        crate::pool::run_chunk::<F, Args>(task, payload, ctx, out)
+    }
+    trampoline::<F, Args>
+}

@@ -1,0 +1,664 @@
+//! The pool's machinery in the parent: worker slots, dispatch windows, the
+//! result thread and the death monitor. The design is described at the top
+//! of `pool/mod.rs`.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::error::{PoolError, TaskError};
+use super::result::{Cancel, Job};
+use super::wire::{InitCall, PassFd, Payload, Progress, ResultMsg, TaskMsg, WorkerArgs};
+use super::worker::worker_main;
+use crate::process::{Process, ProcessError, StartMethod};
+use crate::queue::{GetTimeoutError, PutTimeoutError, Queue, QueueBuilder, TryPutError};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ring size of each worker's task queue; larger chunks stream through.
+const TASK_RING: usize = 4 << 20;
+/// How much queued work (in chunk run time) the window aims to keep ahead
+/// of each worker.
+const WINDOW_TARGET_NANOS: u64 = 500_000;
+/// The most chunks queued ahead of one worker.
+const MAX_WINDOW: usize = 64;
+/// A worker that has shown no progress for this long is not given more
+/// work, and its queued chunks may be taken back for an idle worker.
+const STALL: Duration = Duration::from_millis(1);
+/// How often the monitor rereads the worker list and the stop flag.
+const MONITOR_TICK: Duration = Duration::from_millis(100);
+
+/// The initializer, encoded once.
+pub(crate) struct InitSpec {
+    pub entry: i64,
+    pub exe: (u64, u64),
+    pub args: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+pub(crate) struct Config {
+    pub processes: usize,
+    pub max_tasks: Option<u64>,
+    pub method: StartMethod,
+    pub init: Option<InitSpec>,
+    pub retries: u32,
+    pub window: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    Running,
+    Closed,
+    Terminated,
+    Broken(String),
+}
+
+/// A run of calls dispatched as one task message.
+pub(crate) struct Chunk {
+    pub seq: u64,
+    pub entry: i64,
+    /// The input position of the first call.
+    pub first: usize,
+    pub count: u32,
+    pub payload: Payload,
+    /// Calls already resolved by a worker's death; sorted.
+    pub skip: Vec<u32>,
+    /// How often each call killed its worker: `(position, deaths)`.
+    pub deaths: Vec<(u32, u32)>,
+    pub job: Arc<dyn Job>,
+}
+
+struct Worker {
+    id: u64,
+    process: Arc<Process>,
+    pid: u32,
+    tasks: Queue<TaskMsg>,
+    progress: Progress,
+    /// Chunks sent to this worker whose results have not been processed,
+    /// in dispatch order.
+    inflight: VecDeque<Chunk>,
+    /// Chunks this worker may still be given (`maxtasksperchild`).
+    budget: Option<u64>,
+    /// When it last finished a chunk (or was given one while idle).
+    last_progress: Instant,
+}
+
+pub(crate) struct State {
+    pub phase: Phase,
+    workers: Vec<Worker>,
+    pending: VecDeque<Chunk>,
+    next_seq: u64,
+    next_worker: u64,
+}
+
+pub(crate) struct Core {
+    pub config: Config,
+    pub state: Mutex<State>,
+    results: Queue<ResultMsg>,
+    /// Workers the monitor watches: `(id, process)`.
+    watch: Mutex<Vec<(u64, Arc<Process>)>>,
+    stop_monitor: AtomicBool,
+    /// Chunks submitted and not yet delivered (or cancelled).
+    unfinished: AtomicUsize,
+    idle_lock: Mutex<()>,
+    idle: Condvar,
+    /// Moving average of a chunk's run time in a worker, in nanoseconds.
+    avg_nanos: AtomicU64,
+    /// A worker idles while another holds queued chunks that are not yet
+    /// stalled: the result thread wakes after `STALL` to look again.
+    recheck: AtomicBool,
+}
+
+impl Core {
+    pub(crate) fn new(config: Config) -> Result<Arc<Core>, PoolError> {
+        Ok(Arc::new(Core {
+            config,
+            state: Mutex::new(State {
+                phase: Phase::Running,
+                workers: Vec::new(),
+                pending: VecDeque::new(),
+                next_seq: 0,
+                next_worker: 0,
+            }),
+            results: Queue::new()?,
+            watch: Mutex::new(Vec::new()),
+            stop_monitor: AtomicBool::new(false),
+            unfinished: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
+            idle: Condvar::new(),
+            avg_nanos: AtomicU64::new(0),
+            recheck: AtomicBool::new(false),
+        }))
+    }
+
+    /// Starts the initial workers; on failure, kills those already started.
+    pub(crate) fn start_workers(&self) -> Result<(), PoolError> {
+        let mut st = lock(&self.state);
+        for _ in 0..self.config.processes {
+            match self.start_worker(&mut st) {
+                Ok(w) => st.workers.push(w),
+                Err(e) => {
+                    let workers = std::mem::take(&mut st.workers);
+                    drop(st);
+                    kill_all(&workers);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_worker(&self, st: &mut State) -> Result<Worker, PoolError> {
+        let id = st.next_worker;
+        st.next_worker += 1;
+        let tasks: Queue<TaskMsg> = QueueBuilder::new().capacity_bytes(TASK_RING).build()?;
+        let progress = Progress::new()?;
+        let init = match &self.config.init {
+            None => None,
+            Some(spec) => Some(InitCall {
+                entry: spec.entry,
+                exe: spec.exe,
+                args: spec.args.clone(),
+                fds: spec
+                    .fds
+                    .iter()
+                    .map(|fd| fd.try_clone().map(PassFd))
+                    .collect::<Result<_, _>>()?,
+            }),
+        };
+        let args = WorkerArgs {
+            id,
+            tasks: tasks.clone(),
+            results: self.results.clone(),
+            progress: progress.clone(),
+            init,
+            max_tasks: self.config.max_tasks,
+        };
+        let process = Process::builder()
+            .name(format!("PoolWorker-{}", id + 1))
+            .daemon(true)
+            .start_method(self.config.method)
+            .target(worker_main, (args,));
+        process.start()?;
+        let pid = process.pid().unwrap_or(0);
+        let process = Arc::new(process);
+        lock(&self.watch).push((id, process.clone()));
+        Ok(Worker {
+            id,
+            process,
+            pid,
+            tasks,
+            progress,
+            inflight: VecDeque::new(),
+            budget: self.config.max_tasks,
+            last_progress: Instant::now(),
+        })
+    }
+
+    pub(crate) fn check_open(st: &State) -> Result<(), PoolError> {
+        match &st.phase {
+            Phase::Running => Ok(()),
+            Phase::Closed => Err(PoolError::Closed),
+            Phase::Terminated => Err(PoolError::Terminated),
+            Phase::Broken(m) => Err(PoolError::Broken(m.clone())),
+        }
+    }
+
+    /// Queues chunks for dispatch (numbering them) and dispatches what the
+    /// windows allow.
+    pub(crate) fn submit(&self, chunks: Vec<Chunk>) -> Result<(), PoolError> {
+        let mut st = lock(&self.state);
+        Self::check_open(&st)?;
+        self.unfinished.fetch_add(chunks.len(), Ordering::AcqRel);
+        for mut chunk in chunks {
+            chunk.seq = st.next_seq;
+            st.next_seq += 1;
+            st.pending.push_back(chunk);
+        }
+        self.pump(&mut st);
+        Ok(())
+    }
+
+    /// How many chunks to keep queued per worker: enough to cover about
+    /// `WINDOW_TARGET_NANOS` of work, so a busy worker never waits for the
+    /// pool, yet long tasks are not stuck behind each other in one worker
+    /// while another idles (one at a time once a chunk takes ≥ 0.5 ms).
+    fn window(&self) -> usize {
+        if let Some(w) = self.config.window {
+            return w;
+        }
+        match self.avg_nanos.load(Ordering::Relaxed) {
+            0 => 1,
+            avg => ((WINDOW_TARGET_NANOS / avg) as usize).clamp(1, MAX_WINDOW),
+        }
+    }
+
+    fn record_time(&self, nanos: u64) {
+        let nanos = nanos.max(1);
+        let old = self.avg_nanos.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            nanos
+        } else {
+            (old / 8 * 7).saturating_add(nanos / 8).max(1)
+        };
+        self.avg_nanos.store(new, Ordering::Relaxed);
+    }
+
+    /// Moves pending chunks into worker queues while windows have room,
+    /// each to the worker with the fewest chunks in flight; then, if a
+    /// worker idles, takes back the chunks queued behind a stalled one.
+    fn pump(&self, st: &mut State) {
+        if !matches!(st.phase, Phase::Running | Phase::Closed) {
+            return;
+        }
+        let now = Instant::now();
+        self.dispatch(st, now);
+        if st.pending.is_empty() && self.steal(st, now) {
+            self.dispatch(st, now);
+        }
+    }
+
+    fn dispatch(&self, st: &mut State, now: Instant) {
+        let window = self.window();
+        while !st.pending.is_empty() {
+            let Some(w) = st
+                .workers
+                .iter_mut()
+                .filter(|w| {
+                    w.budget != Some(0)
+                        && (w.inflight.is_empty()
+                            || (w.inflight.len() < window
+                                && now.saturating_duration_since(w.last_progress) < STALL))
+                })
+                .min_by_key(|w| w.inflight.len())
+            else {
+                return;
+            };
+            let chunk = st.pending.pop_front().expect("not empty");
+            let msg = TaskMsg::Run {
+                seq: chunk.seq,
+                entry: chunk.entry,
+                count: chunk.count,
+                skip: chunk.skip.clone(),
+                payload: chunk.payload.clone(),
+            };
+            if w.inflight.is_empty() {
+                // The worker's queue is empty and it is (or will soon be)
+                // reading: a large chunk streams through.
+                w.last_progress = now;
+                put_while_alive(w, msg);
+            } else {
+                match w.tasks.try_put(msg) {
+                    Ok(()) => {}
+                    Err(TryPutError::Full(_)) => {
+                        // No room in this worker's ring now: try again when
+                        // one of its results comes back.
+                        st.pending.push_front(chunk);
+                        return;
+                    }
+                    Err(e) => {
+                        eprintln!("multiprocess: pool cannot queue a task: {e}");
+                    }
+                }
+            }
+            if let Some(b) = &mut w.budget {
+                *b -= 1;
+            }
+            w.inflight.push_back(chunk);
+        }
+    }
+
+    /// If a worker idles, takes the not-yet-started chunks out of the queue
+    /// of every worker that has made no progress for `STALL` (it is running
+    /// a long task) and puts them back in front of the pending queue.
+    /// Chunks the worker takes first are simply not found. Returns whether
+    /// anything was taken back.
+    fn steal(&self, st: &mut State, now: Instant) -> bool {
+        let idle = st
+            .workers
+            .iter()
+            .any(|w| w.inflight.is_empty() && w.budget != Some(0));
+        let mut recheck = false;
+        let mut stolen = Vec::new();
+        if idle {
+            for w in st.workers.iter_mut().filter(|w| w.inflight.len() >= 2) {
+                if now.saturating_duration_since(w.last_progress) < STALL {
+                    recheck = true;
+                    continue;
+                }
+                while let Ok(msg) = w.tasks.try_get() {
+                    let TaskMsg::Run { seq, .. } = msg else {
+                        continue;
+                    };
+                    if let Some(pos) = w.inflight.iter().position(|c| c.seq == seq) {
+                        stolen.extend(w.inflight.remove(pos));
+                        if let Some(b) = &mut w.budget {
+                            *b += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.recheck.store(recheck, Ordering::Relaxed);
+        stolen.sort_by_key(|c| c.seq);
+        let any = !stolen.is_empty();
+        for chunk in stolen.into_iter().rev() {
+            st.pending.push_front(chunk);
+        }
+        any
+    }
+
+    fn finish_chunks(&self, n: usize) {
+        if n > 0 && self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
+            let _guard = lock(&self.idle_lock);
+            self.idle.notify_all();
+        }
+    }
+
+    /// Waits until every submitted chunk is delivered or cancelled.
+    pub(crate) fn wait_idle(&self) {
+        let mut guard = lock(&self.idle_lock);
+        while self.unfinished.load(Ordering::Acquire) > 0 {
+            guard = self
+                .idle
+                .wait_timeout(guard, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The result thread: processes results and worker exits in queue order.
+    pub(crate) fn result_loop(self: Arc<Self>) {
+        loop {
+            let msg = if self.recheck.load(Ordering::Relaxed) {
+                match self.results.get_timeout(STALL) {
+                    Err(GetTimeoutError::Timeout) => {
+                        self.pump(&mut lock(&self.state));
+                        continue;
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
+            } else {
+                self.results.get().map_err(|e| e.to_string())
+            };
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    eprintln!("multiprocess: pool cannot read a result: {e}");
+                    continue;
+                }
+            };
+            match msg {
+                ResultMsg::Shutdown => return,
+                ResultMsg::Done {
+                    worker,
+                    seq,
+                    nanos,
+                    body,
+                } => {
+                    self.record_time(nanos);
+                    let chunk = {
+                        let mut st = lock(&self.state);
+                        let chunk = st
+                            .workers
+                            .iter_mut()
+                            .find(|w| w.id == worker)
+                            .and_then(|w| {
+                                w.last_progress = Instant::now();
+                                let pos = w.inflight.iter().position(|c| c.seq == seq)?;
+                                w.inflight.remove(pos)
+                            });
+                        self.pump(&mut st);
+                        chunk
+                    };
+                    if let Some(chunk) = chunk {
+                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body));
+                        self.finish_chunks(1);
+                    }
+                }
+                ResultMsg::Exited { worker, code } => self.worker_exited(worker, code),
+                ResultMsg::InitFailed { message, .. } => {
+                    self.break_pool(format!("a worker's initializer failed: {message}"))
+                }
+            }
+        }
+    }
+
+    /// Accounts for a worker that exited: the call it was running (per its
+    /// progress words) fails with `WorkerDied` (or is retried), the rest of
+    /// its window goes back to the front of the pending queue, and a
+    /// replacement starts.
+    fn worker_exited(&self, id: u64, code: Option<i32>) {
+        let mut failed: Vec<(Arc<dyn Job>, usize, TaskError)> = Vec::new();
+        let mut finished = 0;
+        {
+            let mut st = lock(&self.state);
+            let Some(pos) = st.workers.iter().position(|w| w.id == id) else {
+                return;
+            };
+            let worker = st.workers.remove(pos);
+            let (seq, index) = worker.progress.read();
+            let signal = code.filter(|c| *c < 0).map(|c| -c);
+            let exitcode = code.filter(|c| *c >= 0);
+            let mut requeue = Vec::new();
+            for mut chunk in worker.inflight {
+                if chunk.seq == seq && index < u64::from(chunk.count) {
+                    let i = index as u32;
+                    let deaths = match chunk.deaths.iter_mut().find(|(j, _)| *j == i) {
+                        Some((_, n)) => {
+                            *n += 1;
+                            *n
+                        }
+                        None => {
+                            chunk.deaths.push((i, 1));
+                            1
+                        }
+                    };
+                    if deaths > self.config.retries {
+                        let at = chunk.skip.partition_point(|&j| j < i);
+                        chunk.skip.insert(at, i);
+                        failed.push((
+                            chunk.job.clone(),
+                            chunk.first + i as usize,
+                            TaskError::WorkerDied {
+                                pid: worker.pid,
+                                signal,
+                                exitcode,
+                            },
+                        ));
+                        if chunk.skip.len() == chunk.count as usize {
+                            finished += 1;
+                            continue;
+                        }
+                    }
+                }
+                requeue.push(chunk);
+            }
+            for chunk in requeue.into_iter().rev() {
+                st.pending.push_front(chunk);
+            }
+            let wanted = match st.phase {
+                Phase::Running => true,
+                Phase::Closed => self.unfinished.load(Ordering::Acquire) > finished,
+                _ => false,
+            };
+            if wanted && st.workers.len() < self.config.processes {
+                match self.start_worker(&mut st) {
+                    Ok(w) => st.workers.push(w),
+                    Err(e) if st.workers.is_empty() => {
+                        drop(st);
+                        for (job, index, error) in failed {
+                            job.fail(index, error);
+                        }
+                        self.finish_chunks(finished);
+                        self.break_pool(format!("cannot replace a dead worker: {e}"));
+                        return;
+                    }
+                    Err(e) => eprintln!("multiprocess: cannot replace a pool worker: {e}"),
+                }
+            }
+            self.pump(&mut st);
+        }
+        for (job, index, error) in failed {
+            guarded(|| job.fail(index, error));
+        }
+        self.finish_chunks(finished);
+    }
+
+    /// Takes every worker and outstanding chunk out of the pool and cancels
+    /// the chunks' jobs; returns the workers.
+    fn take_all(&self, st: &mut State, why: &Cancel) -> Vec<Arc<Process>> {
+        let mut chunks: Vec<Chunk> = st.pending.drain(..).collect();
+        let mut processes = Vec::new();
+        for w in st.workers.drain(..) {
+            chunks.extend(w.inflight);
+            processes.push(w.process);
+        }
+        let n = chunks.len();
+        for chunk in chunks {
+            guarded(|| chunk.job.cancel(why));
+        }
+        self.finish_chunks(n);
+        processes
+    }
+
+    fn break_pool(&self, message: String) {
+        let workers = {
+            let mut st = lock(&self.state);
+            if !matches!(st.phase, Phase::Running | Phase::Closed) {
+                return;
+            }
+            st.phase = Phase::Broken(message.clone());
+            self.take_all(&mut st, &Cancel::Broken(message))
+        };
+        kill_all(&workers);
+    }
+
+    /// Kills the workers and cancels outstanding work. Returns false if the
+    /// pool was already terminated.
+    pub(crate) fn terminate(&self) -> bool {
+        let workers = {
+            let mut st = lock(&self.state);
+            if matches!(st.phase, Phase::Terminated) {
+                return false;
+            }
+            st.phase = Phase::Terminated;
+            self.take_all(&mut st, &Cancel::Terminated)
+        };
+        kill_all(&workers);
+        self.stop_threads();
+        true
+    }
+
+    /// After `close`: waits for all work, then stops the workers.
+    pub(crate) fn join_closed(&self) {
+        self.wait_idle();
+        let workers: Vec<Worker> = {
+            let mut st = lock(&self.state);
+            if matches!(st.phase, Phase::Terminated) {
+                return;
+            }
+            st.phase = Phase::Terminated;
+            st.workers.drain(..).collect()
+        };
+        for w in &workers {
+            put_while_alive(w, TaskMsg::Stop);
+        }
+        for w in &workers {
+            if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
+                let _ = w.process.kill();
+                let _ = w.process.join_timeout(Duration::from_secs(5));
+            }
+        }
+        self.stop_threads();
+    }
+
+    fn stop_threads(&self) {
+        self.stop_monitor.store(true, Ordering::SeqCst);
+        let _ = self.results.put(ResultMsg::Shutdown);
+    }
+
+    /// The monitor thread: waits on the workers' pidfds and reports each
+    /// exit through the results queue, behind every result the worker put.
+    pub(crate) fn monitor_loop(self: Arc<Self>) {
+        while !self.stop_monitor.load(Ordering::SeqCst) {
+            let watched: Vec<(u64, Arc<Process>, Arc<OwnedFd>)> = lock(&self.watch)
+                .iter()
+                .filter_map(|(id, p)| Some((*id, p.clone(), p.sentinel()?)))
+                .collect();
+            let fds: Vec<BorrowedFd<'_>> = watched.iter().map(|(_, _, fd)| fd.as_fd()).collect();
+            let ready =
+                crate::sys::fd::wait_any_readable(&fds, Some(Instant::now() + MONITOR_TICK));
+            let Ok(Some(i)) = ready else {
+                if ready.is_err() {
+                    std::thread::sleep(MONITOR_TICK);
+                }
+                continue;
+            };
+            let (id, process, _) = &watched[i];
+            let code = match process.join_timeout(Duration::from_secs(5)) {
+                Ok(Some(code)) => Some(code),
+                Ok(None) => continue,
+                Err(ProcessError::StatusLost) | Err(_) => None,
+            };
+            lock(&self.watch).retain(|(w, _)| w != id);
+            if self.stop_monitor.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = self.results.put(ResultMsg::Exited { worker: *id, code });
+        }
+    }
+
+    /// The current worker pids (for `Pool::worker_pids`).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        lock(&self.state).workers.iter().map(|w| w.pid).collect()
+    }
+}
+
+/// Puts `msg` on a worker's queue, giving up if the worker dies meanwhile.
+fn put_while_alive(w: &Worker, msg: TaskMsg) {
+    let mut msg = msg;
+    loop {
+        match w.tasks.put_timeout(msg, Duration::from_millis(50)) {
+            Ok(()) => return,
+            Err(PutTimeoutError::Timeout(m)) => {
+                if !w.process.is_alive() {
+                    return;
+                }
+                msg = m;
+            }
+            Err(e) => {
+                eprintln!("multiprocess: pool cannot queue a task: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Kills workers and reaps them (bounded).
+fn kill_all(workers: &[impl AsRef<Process>]) {
+    for w in workers {
+        let _ = w.as_ref().kill();
+    }
+    for w in workers {
+        let _ = w.as_ref().join_timeout(Duration::from_secs(5));
+    }
+}
+
+impl AsRef<Process> for Worker {
+    fn as_ref(&self) -> &Process {
+        &self.process
+    }
+}
+
+/// Runs user-facing delivery (which may run callbacks) so that a panicking
+/// callback does not take the result thread down.
+fn guarded(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        eprintln!("multiprocess: a pool callback panicked");
+    }
+}

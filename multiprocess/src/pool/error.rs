@@ -1,0 +1,162 @@
+//! Errors of the pool: one per task ([`TaskError`]) and one per call
+//! ([`PoolError`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::handle::EncodeError;
+use crate::process::StartError;
+
+/// Why one task gave no result. The pool keeps working after any of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked; `message` is the panic payload (a `&str` or
+    /// `String`, else a placeholder), `backtrace` the worker's backtrace.
+    #[error("task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// Where the panic happened, as `file:line:col`, if known.
+        location: Option<String>,
+        /// The worker's backtrace at the panic, as text.
+        backtrace: Option<String>,
+    },
+    /// The task returned `Err`; `message` is the error's `Display` text.
+    #[error("task failed: {message}")]
+    Failed {
+        /// The error's text.
+        message: String,
+    },
+    /// The worker running the task died (killed by a signal, out of memory,
+    /// or it exited) before the task finished. Other tasks are unaffected; a
+    /// replacement worker was started.
+    #[error("{}", worker_died_text(*pid, *signal, *exitcode))]
+    WorkerDied {
+        /// The worker's pid.
+        pid: u32,
+        /// The signal that killed it, if one did.
+        signal: Option<i32>,
+        /// Its exit status, if it exited (for example through
+        /// `std::process::exit`), or `None` if killed or unknown.
+        exitcode: Option<i32>,
+    },
+    /// The task's result could not be serialized in the worker.
+    #[error("cannot send the task's result: {message}")]
+    Unserializable {
+        /// What the serializer said.
+        message: String,
+    },
+    /// The task's arguments or result did not decode on the other side.
+    #[error("cannot decode the task's {what}: {message}")]
+    Decode {
+        /// `arguments` or `result`.
+        what: String,
+        /// What the decoder said.
+        message: String,
+    },
+    /// The pool was terminated before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    Cancelled,
+}
+
+fn worker_died_text(pid: u32, signal: Option<i32>, exitcode: Option<i32>) -> String {
+    match (signal, exitcode) {
+        (Some(sig), _) => format!("worker {pid} died from signal {sig} while running the task"),
+        (None, Some(code)) => {
+            format!("worker {pid} exited with code {code} while running the task")
+        }
+        (None, None) => format!("worker {pid} died while running the task"),
+    }
+}
+
+impl TaskError {
+    /// The error's message: the panic payload, the error's text, or a
+    /// description of what happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = multiprocess::TaskError::Failed { message: "bad input".into() };
+    /// assert_eq!(e.message(), "bad input");
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            TaskError::Panicked { message, .. }
+            | TaskError::Failed { message }
+            | TaskError::Unserializable { message }
+            | TaskError::Decode { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The remote backtrace text of a panicked task, if captured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = multiprocess::TaskError::Failed { message: "bad input".into() };
+    /// assert!(e.backtrace().is_none());
+    /// ```
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            TaskError::Panicked { backtrace, .. } => backtrace.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a pool call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// A pool needs at least one process (Python's `ValueError`).
+    #[error("number of processes must be at least 1")]
+    ZeroProcesses,
+    /// `maxtasksperchild` must be at least 1.
+    #[error("maxtasksperchild must be at least 1")]
+    ZeroMaxTasks,
+    /// `chunksize` must be at least 1.
+    #[error("chunksize must be at least 1")]
+    ZeroChunksize,
+    /// The pool's workers must be started by re-execution (Spawn or
+    /// ForkServer): the pool has threads, so Fork could not replace workers.
+    #[error("a pool needs the Spawn or ForkServer start method")]
+    ForkUnsupported,
+    /// [`Pool::close`](crate::Pool::close) was called: no new work is taken.
+    #[error("the pool is closed")]
+    Closed,
+    /// [`Pool::join`](crate::Pool::join) before `close` or `terminate`
+    /// (Python's `ValueError`).
+    #[error("the pool is still running; close() or terminate() it before join()")]
+    NotClosed,
+    /// The pool was terminated (or dropped) before the work finished.
+    #[error("the pool was terminated")]
+    Terminated,
+    /// Workers keep dying before they can take work (for example a failing
+    /// initializer), so the pool gave up.
+    #[error("the pool is broken: {0}")]
+    Broken(String),
+    /// A task failed; `index` is its position in the input.
+    #[error("task {index} failed: {error}")]
+    Task {
+        /// The position of the failed item in the input (0 for `apply`).
+        index: usize,
+        /// What went wrong.
+        error: TaskError,
+    },
+    /// No result came within the timeout; the task goes on running.
+    #[error("timed out waiting for the result")]
+    Timeout,
+    /// The result was already taken by an earlier `get`.
+    #[error("the result was already taken")]
+    ResultTaken,
+    /// The arguments could not be serialized; nothing was submitted.
+    #[error("cannot send the task arguments: {0}")]
+    Encode(#[from] EncodeError),
+    /// A worker could not be started.
+    #[error("cannot start a pool worker: {0}")]
+    Start(#[from] StartError),
+    /// The operating system refused (shared memory, threads).
+    #[error("pool setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,130 @@
+//! What a pool runs: plain functions over serde values, returning a value or
+//! a `Result`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt::Display;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::sys::code::{self, TaskEntry};
+
+/// What a pool task may return: a plain value, which is its result, or a
+/// `Result`, whose `Err` becomes a [`TaskError::Failed`](crate::TaskError::Failed)
+/// carrying the error's `Display` text (as a raised exception does in Python).
+///
+/// Implemented for `Result<T, E: Display>` and for the standard library's
+/// serde types (numbers, `bool`, `char`, `String`, `()`, `Vec`, `Option`,
+/// `Box`, tuples, maps and sets). For your own type, implement it in one line:
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Stats { mean: f64 }
+///
+/// impl multiprocess::TaskReturn for Stats {
+///     type Output = Stats;
+///     fn into_result(self) -> Result<Stats, String> { Ok(self) }
+/// }
+/// ```
+///
+/// or return `Result<Stats, E>` from the task.
+pub trait TaskReturn: Send + 'static {
+    /// The value sent back to the pool's caller.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The result, or the error's text.
+    fn into_result(self) -> Result<Self::Output, String>;
+}
+
+impl<T, E> TaskReturn for Result<T, E>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Display + Send + 'static,
+{
+    type Output = T;
+    fn into_result(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+macro_rules! plain_return {
+    ($([$($g:ident),*] $t:ty),* $(,)?) => {$(
+        impl<$($g),*> TaskReturn for $t
+        where
+            $t: Serialize + DeserializeOwned + Send + 'static,
+        {
+            type Output = $t;
+            fn into_result(self) -> Result<$t, String> {
+                Ok(self)
+            }
+        }
+    )*};
+}
+
+plain_return!(
+    [] (), [] bool, [] char, [] String,
+    [] u8, [] u16, [] u32, [] u64, [] u128, [] usize,
+    [] i8, [] i16, [] i32, [] i64, [] i128, [] isize,
+    [] f32, [] f64,
+    [T] Vec<T>, [T] Option<T>, [T] Box<T>, [T] VecDeque<T>,
+    [T] BTreeSet<T>, [T] HashSet<T>, [K, V] BTreeMap<K, V>, [K, V] HashMap<K, V>,
+    [A] (A,), [A, B] (A, B), [A, B, C] (A, B, C), [A, B, C, D] (A, B, C, D),
+    [A, B, C, D, E] (A, B, C, D, E), [A, B, C, D, E, F] (A, B, C, D, E, F),
+);
+
+/// A function that a [`Pool`](crate::Pool) can run with arguments of type
+/// `Args` (a tuple).
+///
+/// Implemented for every `fn` item and non-capturing closure of arity 0 to 6
+/// whose parameters are serde values and whose return type is a
+/// [`TaskReturn`]. As for a [`Process`](crate::Process) target, the function
+/// is named across processes by its code offset, so it must not capture
+/// anything (a capturing closure is a compile-time error).
+pub trait Task<Args>: Copy + Send + Sync + 'static {
+    /// The task's result type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs the task.
+    #[doc(hidden)]
+    fn run(self, args: Args) -> Result<Self::Output, String>;
+
+    /// The worker entry point for this task and argument type.
+    #[doc(hidden)]
+    fn entry(self) -> TaskEntry;
+}
+
+macro_rules! impl_task {
+    ($($a:ident),*) => {
+        impl<Func, Ret, $($a),*> Task<($($a,)*)> for Func
+        where
+            Func: Fn($($a),*) -> Ret + Copy + Send + Sync + 'static,
+            Ret: TaskReturn,
+            $($a: Serialize + DeserializeOwned + Send + 'static,)*
+        {
+            type Output = Ret::Output;
+
+            #[allow(non_snake_case)]
+            fn run(self, args: ($($a,)*)) -> Result<Ret::Output, String> {
+                let ($($a,)*) = args;
+                (self)($($a),*).into_result()
+            }
+
+            fn entry(self) -> TaskEntry {
+                const {
+                    assert!(
+                        std::mem::size_of::<Func>() == 0,
+                        "a pool task must be a fn item or a closure that captures nothing"
+                    )
+                };
+                code::task_entry_for::<Func, ($($a,)*)>(self)
+            }
+        }
+    };
+}
+
+impl_task!();
+impl_task!(A1);
+impl_task!(A1, A2);
+impl_task!(A1, A2, A3);
+impl_task!(A1, A2, A3, A4);
+impl_task!(A1, A2, A3, A4, A5);
+impl_task!(A1, A2, A3, A4, A5, A6);

@@ -1,0 +1,235 @@
+//! The worker process: runs chunks from its task queue until told to stop,
+//! its task budget is spent, or the pool's process dies (workers are
+//! daemons).
+
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use super::error::TaskError;
+use super::task::Task;
+use super::wire::{Outcome, Progress, ResultMsg, TaskMsg, WorkerArgs};
+use crate::handle;
+use crate::sys::code;
+
+/// What a running chunk knows about itself: its number, the calls to skip,
+/// and where to record progress.
+pub struct ChunkCtx<'a> {
+    seq: u64,
+    count: u32,
+    skip: &'a [u32],
+    progress: &'a Progress,
+}
+
+thread_local! {
+    /// Whether a task is running on this thread (the panic hook records
+    /// panics only then, and lets others print as usual).
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    /// The last task panic's message, location and backtrace.
+    static LAST_PANIC: RefCell<Option<(String, Option<String>, String)>> =
+        const { RefCell::new(None) };
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+/// Installs a panic hook that, while a task runs, keeps the panic's message
+/// and backtrace for the pool instead of printing them (the caller gets
+/// them in a `TaskError`, as Python re-raises a task's exception).
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_TASK.with(Cell::get) {
+            let message = payload_text(info.payload());
+            let location = info.location().map(|l| l.to_string());
+            let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location, backtrace)));
+        } else {
+            previous(info);
+        }
+    }));
+}
+
+fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
+    IN_TASK.with(|t| t.set(true));
+    let result = catch_unwind(AssertUnwindSafe(|| task.run(args)));
+    IN_TASK.with(|t| t.set(false));
+    match result {
+        Ok(Ok(value)) => Outcome::Ok(value),
+        Ok(Err(message)) => Outcome::Err(TaskError::Failed { message }),
+        Err(payload) => {
+            let recorded = LAST_PANIC.with(|p| p.borrow_mut().take());
+            let (message, location, backtrace) = match recorded {
+                Some((m, l, b)) => (m, l, Some(b)),
+                None => (payload_text(&*payload), None, None),
+            };
+            Outcome::Err(TaskError::Panicked {
+                message,
+                location,
+                backtrace,
+            })
+        }
+    }
+}
+
+/// Runs a chunk: decodes the calls' arguments, runs each (recording
+/// progress before each call), and encodes the outcomes into `out`. Called
+/// from the task entry trampoline in `sys::code`.
+pub(crate) fn run_chunk<F, Args>(task: F, payload: &[u8], ctx: &mut ChunkCtx<'_>, out: &mut Vec<u8>)
+where
+    F: Task<Args>,
+    Args: DeserializeOwned,
+{
+    let items: Vec<Args> = match handle::decode(payload, Vec::new()) {
+        Ok(items) => items,
+        Err(e) => {
+            let error = TaskError::Decode {
+                what: "arguments".into(),
+                message: e.to_string(),
+            };
+            let outcomes: Vec<Outcome<F::Output>> = (0..ctx.count)
+                .map(|_| Outcome::Err(error.clone()))
+                .collect();
+            return encode_outcomes(outcomes, out);
+        }
+    };
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut skip = ctx.skip.iter().copied().peekable();
+    for (i, args) in items.into_iter().enumerate() {
+        let i = i as u32;
+        if skip.peek() == Some(&i) {
+            skip.next();
+            outcomes.push(Outcome::Skipped);
+            continue;
+        }
+        ctx.progress.start(ctx.seq, i);
+        outcomes.push(call(task, args));
+    }
+    // Past the last call: a death from now on (while sending the results)
+    // blames no call, and the chunk is simply run again.
+    ctx.progress.start(ctx.seq, ctx.count);
+    encode_outcomes(outcomes, out)
+}
+
+/// Encodes the outcomes; if that fails (a result that does not serialize,
+/// or holds an OS handle), encodes them one by one, replacing each failing
+/// result with an error, so the other results and the worker survive.
+fn encode_outcomes<R: serde::Serialize>(outcomes: Vec<Outcome<R>>, out: &mut Vec<u8>) {
+    let mut fds = Vec::new();
+    out.clear();
+    if handle::encode_into(&outcomes, out, &mut fds).is_ok() && fds.is_empty() {
+        return;
+    }
+    out.clear();
+    fds.clear();
+    handle::encode_into(&outcomes.len(), out, &mut fds).expect("a length always encodes");
+    let mut one = Vec::new();
+    for outcome in &outcomes {
+        one.clear();
+        fds.clear();
+        let failure = match handle::encode_into(outcome, &mut one, &mut fds) {
+            Ok(()) if fds.is_empty() => None,
+            Ok(()) => {
+                Some("a task result cannot carry an OS handle (Queue, Lock, Connection)".into())
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            None => out.extend_from_slice(&one),
+            Some(message) => {
+                let error: Outcome<R> = Outcome::Err(TaskError::Unserializable { message });
+                one.clear();
+                handle::encode_into(&error, &mut one, &mut fds).expect("an error always encodes");
+                out.extend_from_slice(&one);
+            }
+        }
+    }
+}
+
+/// The worker process's target.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    install_panic_hook();
+    let WorkerArgs {
+        id,
+        tasks,
+        results,
+        progress,
+        init,
+        max_tasks,
+    } = args;
+    if let Some(init) = init {
+        let failure = match code::resolve_entry(init.entry, init.exe) {
+            Err(e) => Some(e.to_string()),
+            Ok(entry) => {
+                let fds = init.fds.into_iter().map(|f| f.0).collect();
+                match catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))) {
+                    Ok(0) => None,
+                    Ok(code) => Some(format!("the initializer failed (exit code {code})")),
+                    Err(p) => Some(format!("the initializer panicked: {}", payload_text(&*p))),
+                }
+            }
+        };
+        if let Some(message) = failure {
+            let _ = results.put(ResultMsg::InitFailed {
+                worker: id,
+                message,
+            });
+            std::process::exit(1);
+        }
+    }
+    let mut done = 0u64;
+    loop {
+        let msg = match tasks.get() {
+            Ok(msg) => msg,
+            Err(e) => {
+                eprintln!("multiprocess: pool worker cannot read its task queue: {e}");
+                std::process::exit(1);
+            }
+        };
+        let (seq, entry, count, skip, payload) = match msg {
+            TaskMsg::Stop => return,
+            TaskMsg::Run {
+                seq,
+                entry,
+                count,
+                skip,
+                payload,
+            } => (seq, entry, count, skip, payload),
+        };
+        let started = Instant::now();
+        let entry = code::resolve_task_entry(entry);
+        let mut ctx = ChunkCtx {
+            seq,
+            count,
+            skip: &skip,
+            progress: &progress,
+        };
+        let mut body = Vec::new();
+        entry(&payload.0, &mut ctx, &mut body);
+        drop(payload);
+        let nanos = started.elapsed().as_nanos() as u64;
+        let done_msg = ResultMsg::Done {
+            worker: id,
+            seq,
+            nanos,
+            body,
+        };
+        if let Err(e) = results.put(done_msg) {
+            eprintln!("multiprocess: pool worker cannot send results: {e}");
+            std::process::exit(1);
+        }
+        done += 1;
+        if max_tasks.is_some_and(|max| done >= max) {
+            return;
+        }
+    }
+}

@@ -432,7 +432,10 @@ mod tests {
             let back: String = decode_bytes(&encoded).unwrap().unwrap();
             assert_eq!(back, text);
         }
-        assert!(decode_bytes::<u64>(&[1, 2]).is_none(), "other types take the codec");
+        assert!(
+            decode_bytes::<u64>(&[1, 2]).is_none(),
+            "other types take the codec"
+        );
         // A length prefix that disagrees with the body, bad UTF-8, no prefix.
         assert!(decode_bytes::<Vec<u8>>(&[5, 1, 2]).unwrap().is_err());
         assert!(decode_bytes::<String>(&[2, 0xff, 0xfe]).unwrap().is_err());

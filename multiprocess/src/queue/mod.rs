@@ -337,7 +337,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 .get(&mut out, true, lock_deadline, deadline)
                 .map_err(|_| GetFail::Deadline)?;
             return match announced {
-                Some(n) if n == out.len() as u64 => handle::from_bytes(out).map_err(GetFail::Decode),
+                Some(n) if n == out.len() as u64 => {
+                    handle::from_bytes(out).map_err(GetFail::Decode)
+                }
                 Some(n) => Err(GetFail::Decode(handle::malformed::<T>(format!(
                     "the length prefix says {n} bytes, the item holds {}",
                     out.len()

@@ -261,13 +261,13 @@ pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), St
     };
     let n = rows.len().max(1);
     let width = 120 + 70 * n as u32;
-    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
+    let root = SVGBackend::new(path, (width, 620)).into_drawing_area();
     let e = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(170)
+        .x_label_area_size(230)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (0.1f64..10000f64).log_scale())
         .map_err(|x| e(&x))?;

@@ -162,8 +162,9 @@ mod sync;
 mod sys;
 
 pub use connection::{
-    Connection, DEFAULT_MAX_MESSAGE_SIZE, Pipe, RecvError, RecvTimeoutError, SendError,
-    TryRecvError,
+    AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
+    RecvTimeoutError, SendError, TryRecvError,
 };
 pub use handle::{DecodeError, EncodeError};
 pub use pool::{

@@ -164,7 +164,7 @@ mod sys;
 pub use connection::{
     AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
-    RecvTimeoutError, SendError, TryRecvError,
+    RecvTimeoutError, SendError, TryRecvError, Waitable, wait,
 };
 pub use handle::{DecodeError, EncodeError};
 pub use pool::{

@@ -24,6 +24,7 @@ mod error;
 mod frame;
 mod listener;
 mod ring;
+mod wait;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -42,6 +43,7 @@ pub use error::{
     TryRecvError,
 };
 pub use listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener};
+pub use wait::{Waitable, wait};
 
 use crate::EncodeError;
 use crate::deadline;

@@ -251,3 +251,23 @@ fn a_connection_another_thread_receives_on_is_rechecked() {
         assert_eq!(b.recv().unwrap(), 3);
     });
 }
+
+#[test]
+fn raw_descriptors() {
+    // Python's wait() takes raw sockets too.
+    bounded(LIMIT, || {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let (r1, _w1) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (r2, mut w2) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (f1, f2) = (r1.as_fd(), r2.as_fd());
+        assert!(wait(&[&f1, &f2], Some(Duration::ZERO)).unwrap().is_empty());
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w2.write_all(b"x").unwrap();
+            w2
+        });
+        assert_eq!(wait(&[&f1, &f2], Some(T)).unwrap(), [1]);
+        drop(writer.join().unwrap());
+    });
+}

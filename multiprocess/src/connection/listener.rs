@@ -141,7 +141,11 @@ impl Socket {
 
 /// Accepts connections from [`Client`]s (Python's
 /// `multiprocessing.connection.Listener`). Each accepted connection sends
-/// `S` and receives `R`; the client's end is a `Connection<R, S>`.
+/// `S` and receives `R`; the client's end is a `Connection<R, S>`. The
+/// types are checked at run time like a `Pipe`'s (a message of another type
+/// is [`RecvError::WrongType`](crate::RecvError::WrongType)); a protocol
+/// whose types change over time uses
+/// [`Connection::retype`](crate::Connection::retype).
 ///
 /// With an `authkey`, every connection is authenticated before
 /// [`accept`](Listener::accept) returns it: an HMAC-SHA256
@@ -180,7 +184,11 @@ impl Socket {
 ///   nothing holds it up to the handshake timeout
 ///   ([`set_handshake_timeout`](Listener::set_handshake_timeout)).
 /// - Both ends must run the same binary (message type tags hash the Rust
-///   type), as with a `Pipe`.
+///   type), as with a `Pipe`. The handshake follows Python's message for
+///   message, but the framing is this crate's, so a Python `Client` cannot
+///   talk to a `Listener` (nor the reverse).
+/// - An accepted connection can be handed to a child process (it is a
+///   process argument like any `Connection`).
 pub struct Listener<S, R = S> {
     socket: Socket,
     address: Address,

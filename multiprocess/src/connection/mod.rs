@@ -250,8 +250,14 @@ enum Next {
 /// of messages up to a few MiB does not allocate per message.
 const KEEP_TX_BUF: usize = 8 << 20;
 
-/// One end of a [`Pipe`]: sends values of type `S` and receives values of
-/// type `R` (Python's `multiprocessing.connection.Connection`).
+/// One end of a [`Pipe`], or of a connection made by a [`Listener`] and a
+/// [`Client`]: sends values of type `S` and receives values of type `R`
+/// (Python's `multiprocessing.connection.Connection`).
+///
+/// A `Pipe`'s ends share memory: small messages go through rings in it. A
+/// `Listener`/`Client` connection is *socket-only*: every message is a frame
+/// on the (TCP or Unix) socket. The API is the same; only handles differ,
+/// which cannot travel over TCP.
 ///
 /// Values travel through serde (postcard) and keep their message boundaries.
 /// Each typed message carries a tag of its Rust type, so receiving a value
@@ -1249,9 +1255,11 @@ impl<S, R> AsFd for Connection<S, R> {
     /// The socket. Reading or writing it directly desynchronizes the stream.
     ///
     /// Its readiness is *not* a reliable sign of a message: small messages
-    /// travel through shared memory and make the socket readable only when
-    /// the receiver announced it sleeps. Use [`poll`](Connection::poll) to
-    /// wait for a message; the socket does report the peer closing (`POLLHUP`).
+    /// of a [`Pipe`] travel through shared memory and make the socket
+    /// readable only when the receiver announced it sleeps. Use
+    /// [`poll`](Connection::poll), or [`wait`] for several objects at once,
+    /// to wait for a message; the socket does report the peer closing
+    /// (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

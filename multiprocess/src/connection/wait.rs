@@ -39,9 +39,27 @@ pub(crate) const BUSY_RECHECK: Duration = Duration::from_millis(10);
 
 /// Something [`wait`] can wait for: a [`Connection`] (a message or end of
 /// stream to receive), a [`Process`] (it has exited), a [`Listener`] (a
-/// client to accept) or a [`Queue`] (an item to get).
+/// client to accept), a [`Queue`] (an item to get), or any descriptor as a
+/// [`BorrowedFd`] (readable: Python's `wait` on a raw socket or `fileno()`).
 ///
-/// Sealed: it is implemented by this crate's types only.
+/// Sealed: it is implemented by this crate's types (and `BorrowedFd`) only.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// use multiprocess::{Pipe, Queue, Waitable, wait};
+///
+/// let (a, b) = Pipe::new::<u8, u8>()?;
+/// let queue = Queue::<u8>::new()?;
+/// let (reader, mut writer) = std::os::unix::net::UnixStream::pair()?;
+/// let objects: [&dyn Waitable; 3] = [&b, &queue, &reader.as_fd()];
+/// queue.put(1).unwrap();
+/// std::io::Write::write_all(&mut writer, b"x")?;
+/// assert_eq!(wait(&objects, Some(Duration::from_secs(5)))?, [1, 2]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Waitable: sealed::Sealed {}
 
 mod sealed {
@@ -86,7 +104,8 @@ pub(crate) trait Source {
 /// message, or end of stream: the peer closed); for a [`Process`], that it
 /// has exited (Python's `sentinel`); for a [`Listener`], that a client is
 /// waiting to be accepted; for a [`Queue`], that it holds an item (another
-/// consumer may take it first). Nothing is consumed.
+/// consumer may take it first); for a [`BorrowedFd`], that it is readable
+/// (or hung up). Nothing is consumed.
 ///
 /// # Examples
 ///
@@ -299,7 +318,7 @@ impl sealed::Sealed for Process {
 
 impl Waitable for Process {}
 
-// ---- listeners ----
+// ---- listeners and raw descriptors ----
 
 struct FdSource<'a>(BorrowedFd<'a>);
 
@@ -320,6 +339,14 @@ impl<S, R> sealed::Sealed for Listener<S, R> {
 }
 
 impl<S, R> Waitable for Listener<S, R> {}
+
+impl sealed::Sealed for BorrowedFd<'_> {
+    fn entry(&self) -> Entry<'_> {
+        Entry(Box::new(FdSource(*self)))
+    }
+}
+
+impl Waitable for BorrowedFd<'_> {}
 
 // ---- queues ----
 

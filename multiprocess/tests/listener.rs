@@ -427,3 +427,15 @@ fn an_accepted_connection_can_be_handed_to_a_child() {
         assert_eq!(p.join_timeout(T).unwrap(), Some(0));
     });
 }
+
+#[test]
+fn an_unbounded_handshake_timeout_does_not_overflow() {
+    bounded(LIMIT, || {
+        let listener = Listener::<()>::bind("127.0.0.1:0", Some(KEY)).unwrap();
+        listener.set_handshake_timeout(Duration::MAX);
+        let a = listener.address().clone();
+        let t = std::thread::spawn(move || Client::connect::<(), ()>(a, Some(KEY)).map(drop));
+        listener.accept_timeout(T).unwrap();
+        t.join().unwrap().unwrap();
+    });
+}

@@ -328,6 +328,8 @@ impl<S, R> Listener<S, R> {
             match socket::accept(self.socket.fd()) {
                 Ok(fd) => break fd,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A client that gave up before we accepted it: take the next.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(_) if self.closed.load(Ordering::Acquire) => return Err(AcceptError::Closed),
                 Err(e) => return Err(AcceptError::Io(e)),
             }
@@ -339,7 +341,7 @@ impl<S, R> Listener<S, R> {
             .map_err(AcceptError::Io)?;
         if let Some(key) = &self.authkey {
             let timeout = Duration::from_nanos(self.handshake_ns.load(Ordering::Relaxed));
-            let until = Instant::now() + timeout;
+            let until = far_deadline(timeout);
             auth::server(&conn, key, until).map_err(|e| match e {
                 auth::Fail::Auth(e) => AcceptError::Authentication(e),
                 auth::Fail::Io(e) => AcceptError::Io(e),
@@ -400,6 +402,14 @@ impl<S, R> fmt::Debug for Listener<S, R> {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
+}
+
+/// `now + timeout`, capped at about a century (a handshake deadline is
+/// always finite).
+fn far_deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// A connected socket as a socket-only [`Connection`].

@@ -439,3 +439,61 @@ fn an_unbounded_handshake_timeout_does_not_overflow() {
         t.join().unwrap().unwrap();
     });
 }
+
+#[test]
+fn a_key_on_one_side_only_fails_without_hanging() {
+    bounded(LIMIT, || {
+        // The client expects a challenge that never comes.
+        let open = Listener::<(), ()>::bind("127.0.0.1:0", None).unwrap();
+        match Client::connect_timeout::<(), ()>(
+            open.address(),
+            Some(KEY),
+            Duration::from_millis(100),
+        ) {
+            Err(ConnectError::Authentication(AuthenticationError::Timeout)) => {}
+            other => panic!("{other:?}"),
+        }
+        // The listener challenges a client that has no key and just talks.
+        let guarded = Listener::<(), ()>::bind("127.0.0.1:0", Some(KEY)).unwrap();
+        let a = guarded.address().clone();
+        let t = std::thread::spawn(move || {
+            let conn = Client::connect::<(), ()>(a, None).unwrap();
+            let _ = conn.send(());
+            let _ = conn.recv_timeout(T);
+        });
+        match guarded.accept_timeout(T) {
+            Err(AcceptError::Authentication(AuthenticationError::Protocol(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn socket_only_connections_keep_poll_and_message_boundaries() {
+    bounded(LIMIT, || {
+        let listener = Listener::<(), ()>::bind(abstract_name("poll").as_str(), None).unwrap();
+        let a = listener.address().clone();
+        let t = std::thread::spawn(move || Client::connect::<(), ()>(a, None).unwrap());
+        let server = listener.accept_timeout(T).unwrap();
+        let client = t.join().unwrap();
+        assert!(!server.poll(Some(Duration::ZERO)).unwrap());
+        let start = Instant::now();
+        assert!(!server.poll(Some(Duration::from_millis(50))).unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        client.send_bytes(b"").unwrap();
+        client.send_bytes(b"one").unwrap();
+        client.send_bytes(b"").unwrap();
+        client.send(()).unwrap();
+        assert!(server.poll(Some(T)).unwrap());
+        assert!(server.poll(None).unwrap());
+        assert_eq!(server.recv_bytes().unwrap(), b"");
+        assert_eq!(server.recv_bytes().unwrap(), b"one");
+        assert_eq!(server.recv_bytes().unwrap(), b"");
+        server.recv().unwrap();
+        assert!(!server.poll(Some(Duration::ZERO)).unwrap());
+        drop(client);
+        assert!(server.poll(Some(T)).unwrap());
+        assert!(matches!(server.recv(), Err(RecvError::Disconnected)));
+    });
+}

@@ -467,11 +467,45 @@ impl Client {
         address: impl Into<Address>,
         authkey: Option<&[u8]>,
     ) -> Result<Connection<S, R>, ConnectError> {
+        Self::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+
+    /// Like [`connect`](Client::connect), with the TCP connect and the
+    /// handshake each bounded by `timeout` instead of
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocess::{AuthenticationError, Client, ConnectError, Listener};
+    ///
+    /// // A listener without a key never challenges: a client that expects
+    /// // a challenge gives up after its timeout.
+    /// let listener = Listener::<(), ()>::bind("127.0.0.1:0", None)?;
+    /// let err = Client::connect_timeout::<(), ()>(
+    ///     listener.address(),
+    ///     Some(b"key"),
+    ///     Duration::from_millis(50),
+    /// )
+    /// .unwrap_err();
+    /// assert!(matches!(err, ConnectError::Authentication(AuthenticationError::Timeout)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Client::connect); a handshake that takes too long is
+    /// [`AuthenticationError::Timeout`](crate::AuthenticationError::Timeout).
+    pub fn connect_timeout<S, R>(
+        address: impl Into<Address>,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Connection<S, R>, ConnectError> {
         let address = address.into();
         let (fd, unix): (OwnedFd, bool) = match &address {
             Address::Tcp(a) => {
-                let s = TcpStream::connect_timeout(a, DEFAULT_HANDSHAKE_TIMEOUT)
-                    .map_err(ConnectError::Io)?;
+                let s = TcpStream::connect_timeout(a, timeout).map_err(ConnectError::Io)?;
                 (s.into(), false)
             }
             Address::Unix(p) => (
@@ -486,7 +520,7 @@ impl Client {
         };
         let conn = stream_connection(fd, unix).map_err(ConnectError::Io)?;
         if let Some(key) = authkey {
-            let until = Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT;
+            let until = far_deadline(timeout);
             auth::client(&conn, key, until).map_err(|e| match e {
                 auth::Fail::Auth(e) => ConnectError::Authentication(e),
                 auth::Fail::Io(e) => ConnectError::Io(e),

@@ -5,8 +5,8 @@
 //!
 //! A connection made here is socket-only: every message is a frame on the
 //! socket (there is no shared memory to put rings in), with the same API
-//! and errors as a [`Pipe`](crate::Pipe)'s. The handshake is in
-//! [`auth`](super::auth).
+//! and errors as a [`Pipe`](crate::Pipe)'s. The handshake is in the
+//! `auth` module.
 
 use std::fmt;
 use std::io;

@@ -4,7 +4,9 @@
 //!
 //! Small messages travel in the rings ([`ring`]), the rest as socket frames
 //! ([`frame`]) announced in the rings; errors, one type per operation, are in
-//! [`error`].
+//! [`error`]. [`Listener`] and [`Client`] ([`listener`], with the handshake
+//! in [`auth`]) make socket-only connections, where every message is a
+//! frame; [`fn@wait`] ([`mod@wait`]) waits for any of several objects.
 //!
 //! # Waiting
 //!
@@ -409,7 +411,8 @@ impl<S, R> Connection<S, R> {
     /// while recent messages arrived within about twice the limit, so an
     /// idle connection sleeps at once, and while the peer runs on the same
     /// CPU the spin yields the CPU instead of burning it. A receive with a
-    /// deadline stops spinning at the deadline.
+    /// deadline stops spinning at the deadline. A socket-only connection
+    /// ([`Listener`], [`Client`]) does not spin.
     ///
     /// # Examples
     ///
@@ -1257,7 +1260,7 @@ impl<S, R> AsFd for Connection<S, R> {
     /// Its readiness is *not* a reliable sign of a message: small messages
     /// of a [`Pipe`] travel through shared memory and make the socket
     /// readable only when the receiver announced it sleeps. Use
-    /// [`poll`](Connection::poll), or [`wait`] for several objects at once,
+    /// [`poll`](Connection::poll), or [`fn@wait`] for several objects at once,
     /// to wait for a message; the socket does report the peer closing
     /// (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -10,6 +10,9 @@
 #[path = "cube_and_square.rs"]
 mod cube_and_square;
 #[allow(dead_code)]
+#[path = "echo_authkey.rs"]
+mod echo_authkey;
+#[allow(dead_code)]
 #[path = "four_parts.rs"]
 mod four_parts;
 #[allow(dead_code)]
@@ -32,7 +35,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 7] = [
+    let examples: [(&str, Example); 8] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -57,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Pipe: ping-pong over one duplex pipe (pipe_ping_pong)",
             pipe_ping_pong::run,
+        ),
+        (
+            "Listener and Client: an echo with an authkey (echo_authkey)",
+            echo_authkey::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

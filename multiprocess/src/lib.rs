@@ -87,6 +87,33 @@
 //! }
 //! ```
 //!
+//! # Listeners, clients and waiting
+//!
+//! Processes that did not inherit a pipe meet through a [`Listener`] and a
+//! [`Client`] (TCP, a Unix socket path or a Linux abstract name), optionally
+//! proving to each other that they share a key, as Python's
+//! `multiprocessing.connection` does. [`wait`] blocks until any of several
+//! connections, processes, listeners or queues is ready.
+//!
+//! ```
+//! use std::time::Duration;
+//! use multiprocess::{Client, Listener, wait};
+//!
+//! let listener = Listener::<String, String>::bind("127.0.0.1:0", Some(b"key"))?;
+//! let address = listener.address().clone();
+//! let client = std::thread::spawn(move || {
+//!     let conn = Client::connect::<String, String>(address, Some(b"key")).unwrap();
+//!     conn.send("hi".into()).unwrap();
+//!     conn.recv().unwrap()
+//! });
+//! let conn = listener.accept().unwrap();
+//! assert_eq!(wait(&[&conn], Some(Duration::from_secs(10)))?, [0]);
+//! let hi = conn.recv().unwrap();
+//! conn.send(hi + " back").unwrap();
+//! assert_eq!(client.join().unwrap(), "hi back");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Locks
 //!
 //! A [`Lock`] gives mutual exclusion across processes; the guard releases it
@@ -162,8 +189,9 @@ mod sync;
 mod sys;
 
 pub use connection::{
-    Connection, DEFAULT_MAX_MESSAGE_SIZE, Pipe, RecvError, RecvTimeoutError, SendError,
-    TryRecvError,
+    AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
+    RecvTimeoutError, SendError, TryRecvError, Waitable, wait,
 };
 pub use handle::{DecodeError, EncodeError};
 pub use pool::{

@@ -251,9 +251,27 @@ fn check_pipe_ping_pong(out: &[String]) {
     assert_eq!(out, want);
 }
 
+fn check_echo_authkey(out: &[String]) {
+    assert_eq!(
+        out,
+        owned(&[
+            "Server listening on loopback TCP with an authkey",
+            "Client sends: hello",
+            "Server received: hello",
+            "Client received: echo: hello",
+            "Client sends: world",
+            "Server received: world",
+            "Client received: echo: world",
+            "Client with the wrong key: digest sent was rejected",
+            "Server refused it: digest received was wrong",
+            "Done",
+        ])
+    );
+}
+
 type Check = fn(&[String]);
 
-const EXAMPLES: [(&str, Check); 7] = [
+const EXAMPLES: [(&str, Check); 8] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -261,6 +279,7 @@ const EXAMPLES: [(&str, Check); 7] = [
     ("queue_square_list", check_queue_square_list),
     ("queue_workers_with_lock", check_queue_workers_with_lock),
     ("pipe_ping_pong", check_pipe_ping_pong),
+    ("echo_authkey", check_echo_authkey),
 ];
 
 #[test]

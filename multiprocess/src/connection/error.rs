@@ -268,3 +268,105 @@ impl From<RecvError> for TryRecvError {
         }
     }
 }
+
+/// The authentication handshake of a [`Listener`](crate::Listener) and
+/// [`Client`](crate::Client) failed (Python's
+/// `multiprocessing.AuthenticationError`).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{AcceptError, AuthenticationError, Client, ConnectError, Listener};
+///
+/// let listener = Listener::<(), ()>::bind("127.0.0.1:0", Some(b"right"))?;
+/// let address = listener.address().clone();
+/// let client = std::thread::spawn(move || Client::connect::<(), ()>(address, Some(b"wrong")));
+/// assert!(matches!(
+///     listener.accept(),
+///     Err(AcceptError::Authentication(AuthenticationError::WrongDigest))
+/// ));
+/// assert!(matches!(
+///     client.join().unwrap(),
+///     Err(ConnectError::Authentication(AuthenticationError::Rejected))
+/// ));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthenticationError {
+    /// The peer answered our challenge with the wrong digest: its key is
+    /// not ours (or it replayed an answer to another challenge).
+    #[error("digest received was wrong")]
+    WrongDigest,
+    /// The peer rejected the digest we sent: our key is not its key.
+    #[error("digest sent was rejected")]
+    Rejected,
+    /// The peer sent something that is not part of the handshake.
+    #[error("authentication protocol error: {0}")]
+    Protocol(String),
+    /// The peer said nothing for longer than the handshake timeout.
+    #[error("timed out waiting for the peer's authentication message")]
+    Timeout,
+    /// The peer closed the connection during the handshake.
+    #[error("the peer closed the connection during authentication")]
+    Disconnected,
+}
+
+/// Error from [`Listener::accept`](crate::Listener::accept) and
+/// [`Listener::accept_timeout`](crate::Listener::accept_timeout).
+///
+/// After `Authentication` (and `Timeout`) the listener stays usable; the
+/// failed connection is closed.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiprocess::{AcceptError, Listener};
+///
+/// let listener = Listener::<(), ()>::bind("127.0.0.1:0", None)?;
+/// let err = listener.accept_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert!(matches!(err, AcceptError::Timeout));
+/// listener.close();
+/// assert!(matches!(listener.accept(), Err(AcceptError::Closed)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// No client connected in time.
+    #[error("timed out waiting for a connection")]
+    Timeout,
+    /// The listener was closed (Python's `OSError` on a closed listener).
+    #[error("the listener is closed")]
+    Closed,
+    /// A client connected but failed the authentication handshake.
+    #[error(transparent)]
+    Authentication(AuthenticationError),
+    /// The operating system reported an error.
+    #[error("cannot accept: {0}")]
+    Io(io::Error),
+}
+
+/// Error from [`Client::connect`](crate::Client::connect).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{Client, ConnectError};
+///
+/// // Nothing listens on this abstract name.
+/// let err = Client::connect::<(), ()>("\0multiprocess-doc-nobody", None).unwrap_err();
+/// assert!(matches!(err, ConnectError::Io(_)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The listener was reached but the authentication handshake failed.
+    #[error(transparent)]
+    Authentication(AuthenticationError),
+    /// The address cannot be reached (nothing listens there, refused, …) or
+    /// another OS error.
+    #[error("cannot connect: {0}")]
+    Io(io::Error),
+}

@@ -4,7 +4,9 @@
 //!
 //! Small messages travel in the rings ([`ring`]), the rest as socket frames
 //! ([`frame`]) announced in the rings; errors, one type per operation, are in
-//! [`error`].
+//! [`error`]. [`Listener`] and [`Client`] ([`listener`], with the handshake
+//! in [`auth`]) make socket-only connections, where every message is a
+//! frame; [`fn@wait`] ([`mod@wait`]) waits for any of several objects.
 //!
 //! # Waiting
 //!
@@ -19,9 +21,12 @@
 //! same CPU, the spin gives the CPU away (`sched_yield`) instead of burning
 //! it, so the peer can run and answer.
 
+mod auth;
 mod error;
 mod frame;
+mod listener;
 mod ring;
+mod wait;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -35,8 +40,14 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+pub use error::{
+    AcceptError, AuthenticationError, ConnectError, RecvError, RecvTimeoutError, SendError,
+    TryRecvError,
+};
+pub use listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener};
+pub use wait::{Waitable, wait};
 
+use crate::EncodeError;
 use crate::deadline;
 use crate::handle;
 use crate::sys::sched;
@@ -241,8 +252,14 @@ enum Next {
 /// of messages up to a few MiB does not allocate per message.
 const KEEP_TX_BUF: usize = 8 << 20;
 
-/// One end of a [`Pipe`]: sends values of type `S` and receives values of
-/// type `R` (Python's `multiprocessing.connection.Connection`).
+/// One end of a [`Pipe`], or of a connection made by a [`Listener`] and a
+/// [`Client`]: sends values of type `S` and receives values of type `R`
+/// (Python's `multiprocessing.connection.Connection`).
+///
+/// A `Pipe`'s ends share memory: small messages go through rings in it. A
+/// `Listener`/`Client` connection is *socket-only*: every message is a frame
+/// on the (TCP or Unix) socket. The API is the same; only handles differ,
+/// which cannot travel over TCP.
 ///
 /// Values travel through serde (postcard) and keep their message boundaries.
 /// Each typed message carries a tag of its Rust type, so receiving a value
@@ -289,7 +306,12 @@ const KEEP_TX_BUF: usize = 8 << 20;
 ///   tag hashes the Rust type.
 pub struct Connection<S, R = S> {
     fd: OwnedFd,
-    rings: Rings,
+    /// The shared-memory rings of a [`Pipe`]; `None` for a connection over a
+    /// network or named socket ([`Listener`], [`Client`]), where every
+    /// message is a socket frame.
+    rings: Option<Rings>,
+    /// Whether handles (descriptors) may travel: not over TCP.
+    fds_ok: bool,
     tx: Mutex<Tx>,
     rx: Mutex<RxState>,
     max_message_size: AtomicUsize,
@@ -301,9 +323,21 @@ pub struct Connection<S, R = S> {
 impl<S, R> Connection<S, R> {
     /// Wraps a connected stream socket and this end's view of the rings.
     fn from_parts(fd: OwnedFd, rings: Rings) -> Self {
+        Self::new(fd, Some(rings), true)
+    }
+
+    /// Wraps a connected stream socket with no rings (socket-only mode):
+    /// every message is a frame. `fds_ok` says whether descriptors can be
+    /// attached (a Unix socket) or not (TCP).
+    fn from_stream(fd: OwnedFd, fds_ok: bool) -> Self {
+        Self::new(fd, None, fds_ok)
+    }
+
+    fn new(fd: OwnedFd, rings: Option<Rings>, fds_ok: bool) -> Self {
         Connection {
             fd,
             rings,
+            fds_ok,
             tx: Mutex::default(),
             rx: Mutex::default(),
             max_message_size: AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE),
@@ -377,7 +411,8 @@ impl<S, R> Connection<S, R> {
     /// while recent messages arrived within about twice the limit, so an
     /// idle connection sleeps at once, and while the peer runs on the same
     /// CPU the spin yields the CPU instead of burning it. A receive with a
-    /// deadline stops spinning at the deadline.
+    /// deadline stops spinning at the deadline. A socket-only connection
+    /// ([`Listener`], [`Client`]) does not spin.
     ///
     /// # Examples
     ///
@@ -402,12 +437,24 @@ impl<S, R> Connection<S, R> {
 
     /// The spin for a wait whose data is known to be on its way.
     fn spin_now(&self) -> Spin {
+        let Some(rings) = &self.rings else {
+            // A socket-only connection sleeps in the kernel at once.
+            return Spin::default();
+        };
         let cpu = sched::current_cpu();
-        self.rings.note_cpu(cpu);
+        rings.note_cpu(cpu);
         Spin {
             budget: self.spin_cap(),
-            yield_cpu: self.rings.peer_on(cpu),
+            yield_cpu: rings.peer_on(cpu),
         }
+    }
+
+    /// The rings, on a path only a [`Pipe`] connection takes (a ring record
+    /// was found, so there are rings).
+    fn ring(&self) -> &Rings {
+        self.rings
+            .as_ref()
+            .expect("ring records exist only on a Pipe connection")
     }
 
     /// Sends `bytes` as one raw message (Python's `send_bytes`). The peer
@@ -464,7 +511,7 @@ impl<S, R> Connection<S, R> {
                 "an earlier send failed half-way through a message",
             ));
         }
-        if self.rings.out_shut() {
+        if self.rings.as_ref().is_some_and(Rings::out_shut) {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         self.check_peer(tx)?;
@@ -477,24 +524,33 @@ impl<S, R> Connection<S, R> {
                 ),
             ));
         }
-        self.rings.note_cpu(sched::current_cpu());
-        if fds.is_empty() && payload.len() <= INLINE_MAX {
-            self.wait_space(tx, RECORD_HEADER + payload.len())?;
-            self.rings.push(INLINE, tag, payload);
-            if self.rings.take_sleeper() {
-                frame::send_control(self.fd.as_fd(), &frame::DOORBELL, &mut tx.broken)?;
-            }
-            return Ok(());
-        }
-        self.wait_space(tx, RECORD_HEADER)?;
-        self.rings.push(MARKER, 0, &[]);
-        // A sleeping receiver wakes on the frame itself.
-        self.rings.take_sleeper();
         let header = Header {
             len: payload.len() as u64,
             tag,
             nfds: fds.len() as u32,
         };
+        let Some(rings) = &self.rings else {
+            if !fds.is_empty() && !self.fds_ok {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "descriptors cannot travel over a TCP connection",
+                ));
+            }
+            return frame::send_frame(self.fd.as_fd(), &header, payload, fds, &mut tx.broken);
+        };
+        rings.note_cpu(sched::current_cpu());
+        if fds.is_empty() && payload.len() <= INLINE_MAX {
+            self.wait_space(rings, tx, RECORD_HEADER + payload.len())?;
+            rings.push(INLINE, tag, payload);
+            if rings.take_sleeper() {
+                frame::send_control(self.fd.as_fd(), &frame::DOORBELL, &mut tx.broken)?;
+            }
+            return Ok(());
+        }
+        self.wait_space(rings, tx, RECORD_HEADER)?;
+        rings.push(MARKER, 0, &[]);
+        // A sleeping receiver wakes on the frame itself.
+        rings.take_sleeper();
         let result = frame::send_frame(self.fd.as_fd(), &header, payload, fds, &mut tx.broken);
         if result.is_err() && !tx.broken {
             // Nothing of the frame went out, but its marker is published:
@@ -526,14 +582,14 @@ impl<S, R> Connection<S, R> {
     /// Waits until the outgoing ring has `need` free bytes: spins, then
     /// sleeps on the ring's futex in slices, checking between them that the
     /// peer is still there.
-    fn wait_space(&self, tx: &mut Tx, need: usize) -> io::Result<()> {
-        if self.rings.free() >= need {
+    fn wait_space(&self, rings: &Rings, tx: &mut Tx, need: usize) -> io::Result<()> {
+        if rings.free() >= need {
             return Ok(());
         }
         let spin = self.spin_now();
         let until = Instant::now() + spin.budget;
         while Instant::now() < until {
-            if self.rings.free() >= need {
+            if rings.free() >= need {
                 return Ok(());
             }
             if spin.yield_cpu {
@@ -543,12 +599,12 @@ impl<S, R> Connection<S, R> {
             }
         }
         loop {
-            let seq = self.rings.announce_tx_wait();
-            if self.rings.free() >= need {
+            let seq = rings.announce_tx_wait();
+            if rings.free() >= need {
                 return Ok(());
             }
-            self.rings.wait_space(seq, Instant::now() + SPACE_SLICE)?;
-            if self.rings.free() >= need {
+            rings.wait_space(seq, Instant::now() + SPACE_SLICE)?;
+            if rings.free() >= need {
                 return Ok(());
             }
             tx.last_check = None;
@@ -636,10 +692,10 @@ impl<S, R> Connection<S, R> {
                     }))
                 } else {
                     let mut bytes = Vec::with_capacity(rec.len);
-                    self.rings.read_payload(&rec, &mut bytes);
+                    self.ring().read_payload(&rec, &mut bytes);
                     Ok(bytes)
                 };
-                self.rings.advance(&rec);
+                self.ring().advance(&rec);
                 result
             }
             Next::Frame => {
@@ -666,15 +722,19 @@ impl<S, R> Connection<S, R> {
                 format!("connection is broken: {why}"),
             ))));
         }
+        let Some(rings) = &self.rings else {
+            // Socket-only: every message is the next frame.
+            return Ok(Next::Frame);
+        };
         let mut waited: Option<Instant> = None;
         let mut spun = false;
         loop {
             if st.pending > 0 {
                 return Ok(Next::Frame);
             }
-            match self.rings.peek() {
+            match rings.peek() {
                 Ok(Some(rec)) if rec.kind == MARKER => {
-                    self.rings.advance(&rec);
+                    rings.advance(&rec);
                     st.pending += 1;
                     continue;
                 }
@@ -686,7 +746,7 @@ impl<S, R> Connection<S, R> {
                 Ok(None) => {}
                 Err(why) => return Err(st.rx.fail_with(why).into()),
             }
-            if st.eof || self.rings.in_shut() {
+            if st.eof || rings.in_shut() {
                 return Err(Fail::Recv(RecvError::Disconnected));
             }
             let start = *waited.get_or_insert_with(Instant::now);
@@ -703,6 +763,7 @@ impl<S, R> Connection<S, R> {
     /// Spins (or yields, while the peer shares our CPU) until a record
     /// appears or the adaptive budget runs out; returns whether one appeared.
     fn spin_for_record(&self, st: &RxState, start: Instant, deadline: Option<Instant>) -> bool {
+        let rings = self.ring();
         let budget = st.spin_budget(self.spin_cap());
         if budget.is_zero() {
             return false;
@@ -712,16 +773,16 @@ impl<S, R> Connection<S, R> {
             until = until.min(d);
         }
         let mut cpu = sched::current_cpu();
-        self.rings.note_cpu(cpu);
+        rings.note_cpu(cpu);
         let mut i = 0u32;
         loop {
-            if self.rings.has_record() {
+            if rings.has_record() {
                 return true;
             }
-            if self.rings.peer_on(cpu) {
+            if rings.peer_on(cpu) {
                 sched::yield_now();
                 cpu = sched::current_cpu();
-                self.rings.note_cpu(cpu);
+                rings.note_cpu(cpu);
                 if Instant::now() >= until {
                     return false;
                 }
@@ -733,7 +794,7 @@ impl<S, R> Connection<S, R> {
                         return false;
                     }
                     cpu = sched::current_cpu();
-                    self.rings.note_cpu(cpu);
+                    rings.note_cpu(cpu);
                 }
             }
         }
@@ -742,16 +803,17 @@ impl<S, R> Connection<S, R> {
     /// Sleeps on the socket until the ring has a record, the socket has a
     /// frame or end of stream, or `deadline` passes.
     fn sleep_for_record(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<(), Fail> {
+        let rings = self.ring();
         loop {
-            self.rings.set_sleeping();
-            if self.rings.has_record() {
-                self.rings.clear_sleeping();
+            rings.set_sleeping();
+            if rings.has_record() {
+                rings.clear_sleeping();
                 return Ok(());
             }
             let readable = socket::poll_readable(self.fd.as_fd(), deadline);
-            self.rings.clear_sleeping();
+            rings.clear_sleeping();
             if !readable.map_err(|e| Fail::Recv(RecvError::Io(e)))? {
-                return if self.rings.has_record() {
+                return if rings.has_record() {
                     Ok(())
                 } else {
                     Err(Fail::Timeout)
@@ -761,13 +823,22 @@ impl<S, R> Connection<S, R> {
                 st.eof = true;
                 return Ok(());
             }
-            if self.rings.has_record() {
+            if rings.has_record() {
                 return Ok(());
             }
         }
     }
 
-    /// Receives the socket frame of a marker already taken from the ring.
+    /// Accounts for a frame taken off the socket: on a [`Pipe`] connection,
+    /// its marker.
+    fn took_frame(&self, st: &mut RxState) {
+        if self.rings.is_some() {
+            st.pending -= 1;
+        }
+    }
+
+    /// Receives the socket frame of a marker already taken from the ring
+    /// (or, socket-only, the next frame).
     fn next_frame(
         &self,
         st: &mut RxState,
@@ -779,16 +850,16 @@ impl<S, R> Connection<S, R> {
             .next(self.fd.as_fd(), self.max_message_size(), deadline, spin)
         {
             Ok(msg) => {
-                st.pending -= 1;
+                self.took_frame(st);
                 Ok(msg)
             }
             Err(RxError::Aborted) => {
-                st.pending -= 1;
+                self.took_frame(st);
                 // The real next message is wherever the ring says.
                 Err(Fail::Aborted)
             }
             Err(e @ RxError::TooLarge { .. }) => {
-                st.pending -= 1;
+                self.took_frame(st);
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
@@ -827,8 +898,13 @@ impl<S, R> Connection<S, R> {
         let deadline = timeout.and_then(deadline::after);
         let mut guard = self.lock_rx();
         let st = &mut *guard;
-        if st.pending > 0 || st.rx.broken().is_some() {
+        if st.pending > 0 || st.rx.broken().is_some() || st.eof {
             return Ok(true);
+        }
+        if self.rings.is_none() {
+            // Socket-only: buffered bytes (a whole or partial frame), or a
+            // readable socket.
+            return Ok(!st.rx.is_empty() || socket::poll_readable(self.fd.as_fd(), deadline)?);
         }
         match self.next(st, deadline) {
             Ok(_) => Ok(true),
@@ -878,6 +954,7 @@ impl<S, R> Connection<S, R> {
         Connection {
             fd: self.fd,
             rings: self.rings,
+            fds_ok: self.fds_ok,
             tx: self.tx,
             rx: self.rx,
             max_message_size: self.max_message_size,
@@ -936,6 +1013,15 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
         if let Err(e) = encoded {
             tx.fds.clear();
             return Err(SendError::Encode(value, e));
+        }
+        if !tx.fds.is_empty() && !self.fds_ok {
+            tx.fds.clear();
+            let why = "a message with handles (a Connection, Queue or Lock) cannot travel over \
+                       a TCP connection: descriptors do not cross machines";
+            return Err(SendError::Encode(
+                value,
+                EncodeError::Serialize(why.to_string()),
+            ));
         }
         let size = tx.buf.len();
         let max = self.max_message_size();
@@ -1092,10 +1178,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                     Err(wrong(rec.tag))
                 } else {
                     st.inline.clear();
-                    self.rings.read_payload(&rec, &mut st.inline);
+                    self.ring().read_payload(&rec, &mut st.inline);
                     Ok(())
                 };
-                self.rings.advance(&rec);
+                self.ring().advance(&rec);
                 result?;
                 decode_message(&st.inline, Vec::new())
             }
@@ -1172,9 +1258,11 @@ impl<S, R> AsFd for Connection<S, R> {
     /// The socket. Reading or writing it directly desynchronizes the stream.
     ///
     /// Its readiness is *not* a reliable sign of a message: small messages
-    /// travel through shared memory and make the socket readable only when
-    /// the receiver announced it sleeps. Use [`poll`](Connection::poll) to
-    /// wait for a message; the socket does report the peer closing (`POLLHUP`).
+    /// of a [`Pipe`] travel through shared memory and make the socket
+    /// readable only when the receiver announced it sleeps. Use
+    /// [`poll`](Connection::poll), or [`fn@wait`] for several objects at once,
+    /// to wait for a message; the socket does report the peer closing
+    /// (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -1201,14 +1289,21 @@ impl<S, R> Serialize for Connection<S, R> {
                     .to_string(),
             ));
         }
-        (
-            FdHandle(self.fd.as_fd()),
-            FdHandle(self.rings.fd()),
-            self.rings.side(),
-        )
-            .serialize(serializer)
+        // The third field is the ring side (0, 1) of a Pipe connection, or
+        // `SOCKET_FDS`/`SOCKET_NO_FDS` for a socket-only one.
+        let (rings, side) = match &self.rings {
+            Some(r) => (Some(FdHandle(r.fd())), r.side()),
+            None if self.fds_ok => (None, SOCKET_FDS),
+            None => (None, SOCKET_NO_FDS),
+        };
+        (FdHandle(self.fd.as_fd()), rings, side).serialize(serializer)
     }
 }
+
+/// Serialized mode of a socket-only connection that may pass descriptors.
+const SOCKET_FDS: u8 = 2;
+/// Serialized mode of a socket-only connection over TCP.
+const SOCKET_NO_FDS: u8 = 3;
 
 /// A descriptor serialized as a handle (an index into the side table).
 struct FdHandle<'a>(BorrowedFd<'a>);
@@ -1234,11 +1329,21 @@ impl<'de> Deserialize<'de> for OwnedHandle {
 /// defaults.
 impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (OwnedHandle(fd), OwnedHandle(mem), side) =
-            <(OwnedHandle, OwnedHandle, u8)>::deserialize(deserializer)?;
-        let rings = Rings::from_fd(mem, side)
-            .map_err(|e| handle::handle_de_error(format!("bad Connection shared memory: {e}")))?;
-        Ok(Connection::from_parts(fd, rings))
+        let (OwnedHandle(fd), mem, side) =
+            <(OwnedHandle, Option<OwnedHandle>, u8)>::deserialize(deserializer)?;
+        match (mem, side) {
+            (Some(OwnedHandle(mem)), side) => {
+                let rings = Rings::from_fd(mem, side).map_err(|e| {
+                    handle::handle_de_error(format!("bad Connection shared memory: {e}"))
+                })?;
+                Ok(Connection::from_parts(fd, rings))
+            }
+            (None, SOCKET_FDS) => Ok(Connection::from_stream(fd, true)),
+            (None, SOCKET_NO_FDS) => Ok(Connection::from_stream(fd, false)),
+            (None, other) => Err(handle::handle_de_error(format!(
+                "bad Connection handle: mode {other} without shared memory"
+            ))),
+        }
     }
 }
 

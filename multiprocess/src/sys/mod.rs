@@ -13,6 +13,7 @@ pub(crate) mod fd;
 pub(crate) mod futex;
 pub(crate) mod pid;
 pub(crate) mod process;
+pub(crate) mod random;
 pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod socket;

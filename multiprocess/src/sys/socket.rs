@@ -281,6 +281,26 @@ pub(crate) fn recv_exact_with_fds(
     Ok(())
 }
 
+/// The address of a Linux abstract Unix socket (`"\0name"` in Python): a
+/// name in the kernel's namespace, with no file, gone with its last socket.
+///
+/// # References
+/// - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html) ("Abstract sockets")
+pub(crate) fn abstract_addr(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
+/// Accepts one pending connection on a non-blocking listening socket,
+/// close-on-exec and blocking: `WouldBlock` if none is pending. EINTR is
+/// retried.
+///
+/// # References
+/// - [`accept4(2)`](https://man7.org/linux/man-pages/man2/accept4.2.html)
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

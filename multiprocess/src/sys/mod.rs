@@ -6,6 +6,7 @@
 //! Linux is the first target; a macOS port provides the same names.
 #![allow(unsafe_code)]
 
+pub(crate) mod abstract_socket;
 pub(crate) mod code;
 #[cfg(test)]
 pub(crate) mod count_alloc;
@@ -15,4 +16,5 @@ pub(crate) mod pid;
 pub(crate) mod process;
 pub(crate) mod sched;
 pub(crate) mod shm;
+pub(crate) mod shm_named;
 pub(crate) mod socket;

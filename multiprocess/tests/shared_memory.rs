@@ -7,11 +7,21 @@ multiprocess::init_before_main!();
 mod common;
 
 use std::path::Path;
+use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, bounded, eventually};
+use common::{LIMIT, eventually, pid_gone};
 use multiprocess::{Process, Queue, SharedMemory, SharedMemoryError, StartMethod, get_context};
+
+/// The test that kills the tracker runs alone; the others share.
+static TRACKER: RwLock<()> = RwLock::new(());
+
+/// `common::bounded`, sharing the tracker with the other tests.
+fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let _shared = TRACKER.read().unwrap_or_else(|e| e.into_inner());
+    common::bounded(limit, body)
+}
 
 /// A name no other test (or run) uses.
 fn unique(tag: &str) -> String {
@@ -218,25 +228,103 @@ fn create_and_wait(name: String, ready: Queue<String>) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+/// Starts a child that creates segment `tag…`, then ends it with `signal`
+/// and checks that the tracker unlinks the segment within 2 s.
+fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32) {
+    let name = unique(tag);
+    let ready = Queue::new().unwrap();
+    let p = Process::new(create_and_wait, (name.clone(), ready.clone()));
+    p.start().unwrap();
+    assert_eq!(ready.get_timeout(Duration::from_secs(20)).unwrap(), name);
+    assert!(exists(&name));
+    if signal == 9 {
+        p.kill().unwrap();
+    } else {
+        p.terminate().unwrap();
+    }
+    assert_eq!(p.join().unwrap(), -signal);
+    let ended = Instant::now();
+    assert_gone_within(&name, Duration::from_secs(2));
+    eprintln!("unlinked {:?} after the signal", ended.elapsed());
+    assert!(matches!(
+        SharedMemory::attach(&name),
+        Err(SharedMemoryError::NotFound { .. })
+    ));
+}
+
 #[test]
 fn segment_of_a_killed_creator_is_unlinked() {
     // CPython test_shared_memory_cleaned_after_process_termination.
+    bounded(LIMIT, || creator_ended_by_signal_leaks_nothing("killed", 9));
+}
+
+#[test]
+fn segment_of_a_terminated_creator_is_unlinked() {
     bounded(LIMIT, || {
-        let name = unique("killed");
-        let ready = Queue::new().unwrap();
-        let p = Process::new(create_and_wait, (name.clone(), ready.clone()));
-        p.start().unwrap();
-        assert_eq!(ready.get_timeout(Duration::from_secs(20)).unwrap(), name);
-        assert!(exists(&name));
-        p.kill().unwrap();
-        assert_eq!(p.join().unwrap(), -9);
-        let killed = Instant::now();
-        assert_gone_within(&name, Duration::from_secs(2));
-        eprintln!("unlinked {:?} after the kill", killed.elapsed());
-        assert!(matches!(
-            SharedMemory::attach(&name),
-            Err(SharedMemoryError::NotFound { .. })
-        ));
+        creator_ended_by_signal_leaks_nothing("terminated", 15)
+    });
+}
+
+/// The pid of the process listening on this test binary's tracker address
+/// (from /proc/net/unix and /proc/*/fd).
+fn tracker_pid() -> Option<u32> {
+    let uid = rustix::process::getuid().as_raw();
+    let path = format!("@multiprocess-shm-{uid}-{}", std::process::id());
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let inode = table.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening.
+        (cols.len() == 8 && cols[7] == path && cols[3] == "00010000").then(|| cols[6].to_owned())
+    })?;
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&target)) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn tracker_ignores_ctrl_c_and_restarts_after_being_killed() {
+    // CPython TestResourceTracker: the tracker survives SIGINT/SIGTERM and is
+    // restarted if killed. Runs alone: it kills the tracker the others share.
+    let _alone = TRACKER.write().unwrap_or_else(|e| e.into_inner());
+    common::bounded(LIMIT, || {
+        let held = SharedMemory::create(Some(&unique("held")), 64).unwrap();
+        let pid = tracker_pid().expect("the tracker listens");
+        let tracker = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        for sig in [
+            rustix::process::Signal::INT,
+            rustix::process::Signal::TERM,
+            rustix::process::Signal::HUP,
+        ] {
+            rustix::process::kill_process(tracker, sig).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!pid_gone(pid), "the tracker died of a termination signal");
+        rustix::process::kill_process(tracker, rustix::process::Signal::KILL).unwrap();
+        assert!(eventually(Duration::from_secs(5), || pid_gone(pid)));
+        // A child starts a new tracker, which cleans up after the child.
+        creator_ended_by_signal_leaks_nothing("restarted", 9);
+        // Our own handle still works; unlinking reconnects us to a tracker
+        // (that one exited with the child, its only client).
+        held.write_at(0, b"still here").unwrap();
+        held.unlink().unwrap();
+        let restarted = tracker_pid().expect("a new tracker listens");
+        assert_ne!(restarted, pid);
     });
 }
 

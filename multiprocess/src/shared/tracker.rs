@@ -48,8 +48,9 @@ use crate::sys::abstract_socket as sock;
 /// Environment variable naming the tracker's listening socket.
 pub(crate) const TRACKER_ENV: &str = "MULTIPROCESS_SHM_TRACKER_FD";
 
-/// How long a client waits for the tracker's greeting (it may be starting).
-const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client keeps trying to reach the tracker, waiting for its
+/// greeting included (a fresh tracker is a re-executed binary).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a fresh tracker waits for its first client before giving up.
 const FIRST_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,9 +88,13 @@ fn address() -> String {
 /// Opens a greeted connection to the tree's tracker, starting it if needed.
 fn open() -> io::Result<OwnedFd> {
     let addr = address();
+    let deadline = Instant::now() + OPEN_TIMEOUT;
     let mut last = None;
-    for attempt in 0..50 {
+    for attempt in 0.. {
         if attempt > 0 {
+            if Instant::now() >= deadline {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         let conn = match sock::connect(&addr) {
@@ -105,7 +110,7 @@ fn open() -> io::Result<OwnedFd> {
             },
             Err(e) => return Err(e),
         };
-        match greeted(conn) {
+        match greeted(conn, deadline) {
             Ok(conn) => return Ok(conn),
             // The tracker was exiting as we connected: try again.
             Err(e) => last = Some(e),
@@ -137,8 +142,7 @@ fn start(addr: &str) -> io::Result<OwnedFd> {
 }
 
 /// Waits for the tracker's greeting byte and checks it runs as our user.
-fn greeted(conn: OwnedFd) -> io::Result<OwnedFd> {
-    let deadline = Instant::now() + GREETING_TIMEOUT;
+fn greeted(conn: OwnedFd, deadline: Instant) -> io::Result<OwnedFd> {
     if !sys::socket::poll_readable(conn.as_fd(), Some(deadline))? {
         return Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -318,6 +322,9 @@ fn take_records(buf: &mut Vec<u8>) -> Vec<(u8, String)> {
 
 /// The tracker's main loop; never returns.
 pub(crate) fn serve(listener: OwnedFd) -> ! {
+    // Outlive a Ctrl-C of the process group: cleaning up after it is the
+    // point. The tracker still exits once its last client is gone.
+    sys::signal::ignore_termination_signals();
     let mut peers: Vec<Peer> = Vec::new();
     let mut table = Table::default();
     let mut had_peer = false;

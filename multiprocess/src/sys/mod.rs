@@ -17,4 +17,5 @@ pub(crate) mod process;
 pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod shm_named;
+pub(crate) mod signal;
 pub(crate) mod socket;

@@ -367,3 +367,31 @@ fn a_segment_dropped_without_unlink_stays_while_its_creator_lives() {
         assert!(!exists(&name));
     });
 }
+
+/// Creates a segment, sends it to the parent, and waits for the parent to
+/// say it attached before exiting.
+fn create_and_send(out: Queue<SharedMemory>, ack: Queue<()>) {
+    let shm = SharedMemory::create(None, 32).unwrap();
+    shm.write_at(0, b"made by a worker").unwrap();
+    out.put(shm).unwrap();
+    ack.get_timeout(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn a_segment_sent_through_a_queue_is_attached_by_the_receiver() {
+    bounded(LIMIT, || {
+        let (out, ack) = (Queue::new().unwrap(), Queue::new().unwrap());
+        let p = Process::new(create_and_send, (out.clone(), ack.clone()));
+        p.start().unwrap();
+        let shm = out.get_timeout(Duration::from_secs(20)).unwrap();
+        ack.put(()).unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        // We hold it now, so the worker's exit did not unlink it.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(exists(shm.name()));
+        let mut buf = [0u8; 16];
+        shm.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"made by a worker");
+        shm.unlink().unwrap();
+    });
+}

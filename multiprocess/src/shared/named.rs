@@ -92,6 +92,16 @@ const MAX_NAME: usize = 254;
 /// - Serializing a `SharedMemory` writes its name, size and tracking; the
 ///   receiving side attaches by name, so deserializing fails once the
 ///   segment has been unlinked.
+/// - A segment's tracked holders are processes, not handles: dropping a
+///   handle keeps the hold until the process exits. So a worker that creates
+///   a segment and sends it to its parent must stay alive until the parent
+///   has attached it (deserializing does): if the worker exits first, the
+///   tracker unlinks the segment it alone held. (Python's tracker waits for
+///   the whole tree instead, and so cannot clean up after a killed worker
+///   while its parent lives.)
+/// - If the tracker itself is killed, the next tracked operation of each
+///   process starts a new one and registers that process's segments again;
+///   a process that makes no further tracked call is not re-registered.
 /// - The tracker of a process tree is found through the chain of parent
 ///   processes running the same executable; a process running a different
 ///   executable has a tracker of its own, so attach there with

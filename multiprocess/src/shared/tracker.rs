@@ -261,15 +261,15 @@ struct Table {
 }
 
 impl Table {
-    fn apply(&mut self, peer: &mut Peer, op: u8, name: String, peers: &mut [Peer]) {
+    /// Applies one record from `peers[i]`.
+    fn apply(&mut self, peers: &mut [Peer], i: usize, op: u8, name: String) {
         match op {
-            OP_REGISTER if peer.names.insert(name.clone()) => {
+            OP_REGISTER if peers[i].names.insert(name.clone()) => {
                 *self.holders.entry(name).or_insert(0) += 1;
             }
             OP_UNLINK => {
                 self.holders.remove(&name);
-                peer.names.remove(&name);
-                for p in peers {
+                for p in peers.iter_mut() {
                     p.names.remove(&name);
                 }
             }
@@ -321,6 +321,11 @@ fn take_records(buf: &mut Vec<u8>) -> Vec<(u8, String)> {
 }
 
 /// The tracker's main loop; never returns.
+///
+/// Each round drains every client's socket before handling any hang-up, so
+/// a registration that causally precedes another process's exit (sent, then
+/// signalled to that process, which then exits) is always counted before
+/// that exit is: its bytes were buffered before the hang-up was visible.
 pub(crate) fn serve(listener: OwnedFd) -> ! {
     // Outlive a Ctrl-C of the process group: cleaning up after it is the
     // point. The tracker still exits once its last client is gone.
@@ -329,6 +334,7 @@ pub(crate) fn serve(listener: OwnedFd) -> ! {
     let mut table = Table::default();
     let mut had_peer = false;
     let first_deadline = Instant::now() + FIRST_CLIENT_TIMEOUT;
+    let mut chunk = [0u8; 4096];
     loop {
         let deadline = match (had_peer, peers.is_empty()) {
             (false, _) => Some(first_deadline),
@@ -340,45 +346,46 @@ pub(crate) fn serve(listener: OwnedFd) -> ! {
         watch.extend(peers.iter().map(|p| p.sock.as_fd()));
         let ready = sys::fd::wait_any_readable(&watch, deadline);
         drop(watch);
-        let ready = match ready {
-            Ok(Some(i)) => i,
+        match ready {
+            Ok(Some(_)) => {}
             Ok(None) if peers.is_empty() => {
                 drop(listener);
                 sys::process::exit_now(i32::from(table.leaked_any))
             }
             Ok(None) => continue,
             Err(_) => sys::process::exit_now(2),
-        };
-        if ready == 0 {
-            if let Ok(conn) = sock::accept(&listener) {
-                let ours = sock::peer_uid(&conn).is_ok_and(|uid| uid == sock::own_uid());
-                if ours && sock::send_all(&conn, &[GREETING]).is_ok() {
-                    had_peer = true;
-                    peers.push(Peer {
-                        sock: conn,
-                        buf: Vec::new(),
-                        names: BTreeSet::new(),
-                    });
-                }
-            }
-            continue;
         }
-        let i = ready - 1;
-        let mut chunk = [0u8; 4096];
-        match sock::read_some(&peers[i].sock, &mut chunk) {
-            Ok(n) if n > 0 => {
-                let mut peer = peers.swap_remove(i);
-                peer.buf.extend_from_slice(&chunk[..n]);
-                for (op, name) in take_records(&mut peer.buf) {
-                    table.apply(&mut peer, op, name, &mut peers);
+        if let Ok(Some(conn)) = sock::accept_nonblocking(&listener) {
+            let ours = sock::peer_uid(&conn).is_ok_and(|uid| uid == sock::own_uid());
+            if ours && sock::send_all(&conn, &[GREETING]).is_ok() {
+                had_peer = true;
+                peers.push(Peer {
+                    sock: conn,
+                    buf: Vec::new(),
+                    names: BTreeSet::new(),
+                });
+            }
+        }
+        let mut gone = Vec::new();
+        for i in 0..peers.len() {
+            loop {
+                match sock::read_nonblocking(&peers[i].sock, &mut chunk) {
+                    Ok(Some(0)) | Err(_) => {
+                        gone.push(i);
+                        break;
+                    }
+                    Ok(Some(n)) => peers[i].buf.extend_from_slice(&chunk[..n]),
+                    Ok(None) => break,
                 }
-                peers.push(peer);
             }
-            // End of stream or reset: the process is gone.
-            _ => {
-                let peer = peers.swap_remove(i);
-                table.release(peer);
+            for (op, name) in take_records(&mut peers[i].buf) {
+                table.apply(&mut peers, i, op, name);
             }
+        }
+        // End of stream or reset: those processes are gone.
+        for i in gone.into_iter().rev() {
+            let peer = peers.remove(i);
+            table.release(peer);
         }
     }
 }

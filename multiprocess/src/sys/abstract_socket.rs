@@ -53,6 +53,28 @@ pub(crate) fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
     }
 }
 
+/// Accepts one pending connection if there is one, without waiting.
+pub(crate) fn accept_nonblocking(listener: impl AsFd) -> io::Result<Option<OwnedFd>> {
+    // Only called after poll reported the listener readable, or harmlessly
+    // when it did not: a blocking listener would wait, so check first.
+    match super::fd::wait_readable(&listener, Some(std::time::Instant::now()))? {
+        super::fd::Ready::Readable => accept(listener).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Reads what is available without waiting: `None` if nothing is, `Some(0)`
+/// at end of stream.
+pub(crate) fn read_nonblocking(sock: impl AsFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match rustix::net::recv(&sock, &mut *buf, RecvFlags::DONTWAIT) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            r => return Ok(Some(r?.0)),
+        }
+    }
+}
+
 /// The uid of the process at the other end of `sock` (`SO_PEERCRED`).
 pub(crate) fn peer_uid(sock: impl AsFd) -> io::Result<u32> {
     Ok(rustix::net::sockopt::socket_peercred(sock)?.uid.as_raw())

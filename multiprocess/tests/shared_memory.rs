@@ -136,6 +136,14 @@ fn errors_match_python() {
             shm.atomic_u64(4),
             Err(SharedMemoryError::Misaligned { .. })
         ));
+        // A segment whose creator has not sized it yet.
+        let empty = unique("empty");
+        std::fs::File::create(Path::new("/dev/shm").join(&empty)).unwrap();
+        assert!(matches!(
+            SharedMemory::attach(&empty),
+            Err(SharedMemoryError::Empty { .. })
+        ));
+        std::fs::remove_file(Path::new("/dev/shm").join(&empty)).unwrap();
         // The mapping outlives the name.
         shm.write_at(0, b"still mapped").unwrap();
     });

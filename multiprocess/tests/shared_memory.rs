@@ -238,10 +238,10 @@ fn create_and_wait(name: String, ready: Queue<String>) {
 
 /// Starts a child that creates segment `tag…`, then ends it with `signal`
 /// and checks that the tracker unlinks the segment within 2 s.
-fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32) {
+fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32, method: StartMethod) {
     let name = unique(tag);
     let ready = Queue::new().unwrap();
-    let p = Process::new(create_and_wait, (name.clone(), ready.clone()));
+    let p = get_context(method).process(create_and_wait, (name.clone(), ready.clone()));
     p.start().unwrap();
     assert_eq!(ready.get_timeout(Duration::from_secs(20)).unwrap(), name);
     assert!(exists(&name));
@@ -263,13 +263,22 @@ fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32) {
 #[test]
 fn segment_of_a_killed_creator_is_unlinked() {
     // CPython test_shared_memory_cleaned_after_process_termination.
-    bounded(LIMIT, || creator_ended_by_signal_leaks_nothing("killed", 9));
+    bounded(LIMIT, || {
+        creator_ended_by_signal_leaks_nothing("killed", 9, StartMethod::ForkServer)
+    });
+}
+
+#[test]
+fn segment_of_a_killed_spawned_creator_is_unlinked() {
+    bounded(LIMIT, || {
+        creator_ended_by_signal_leaks_nothing("killed_spawned", 9, StartMethod::Spawn)
+    });
 }
 
 #[test]
 fn segment_of_a_terminated_creator_is_unlinked() {
     bounded(LIMIT, || {
-        creator_ended_by_signal_leaks_nothing("terminated", 15)
+        creator_ended_by_signal_leaks_nothing("terminated", 15, StartMethod::ForkServer)
     });
 }
 
@@ -326,7 +335,7 @@ fn tracker_ignores_ctrl_c_and_restarts_after_being_killed() {
         rustix::process::kill_process(tracker, rustix::process::Signal::KILL).unwrap();
         assert!(eventually(Duration::from_secs(5), || pid_gone(pid)));
         // A child starts a new tracker, which cleans up after the child.
-        creator_ended_by_signal_leaks_nothing("restarted", 9);
+        creator_ended_by_signal_leaks_nothing("restarted", 9, StartMethod::ForkServer);
         // Our own handle still works; unlinking reconnects us to a tracker
         // (that one exited with the child, its only client).
         held.write_at(0, b"still here").unwrap();

@@ -48,6 +48,7 @@ const MAX_NAME: usize = 254;
 /// # Examples
 ///
 /// ```
+/// # multiprocess::init_before_main!();
 /// use multiprocess::SharedMemory;
 ///
 /// let shm = SharedMemory::create(None, 64)?;
@@ -230,6 +231,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 100)?;
     /// assert!(shm.name().starts_with("psm_"));
     /// assert!(shm.size() >= 100);
@@ -254,6 +256,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create_untracked(None, 8)?;
     /// assert!(!shm.is_tracked());
     /// shm.unlink()?;
@@ -316,6 +319,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// use multiprocess::SharedMemory;
     ///
     /// let shm = SharedMemory::create(None, 10)?;
@@ -341,6 +345,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// use multiprocess::SharedMemory;
     ///
     /// let shm = SharedMemory::create(None, 10)?;
@@ -377,6 +382,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;
     /// println!("attach with {:?}", shm.name());
     /// shm.unlink()?;
@@ -391,6 +397,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;
     /// assert!(shm.size() >= 8);
     /// shm.unlink()?;
@@ -405,6 +412,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;
     /// assert!(shm.is_tracked());
     /// shm.unlink()?;
@@ -421,6 +429,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// use multiprocess::{SharedMemory, SharedMemoryError};
     ///
     /// let shm = SharedMemory::create(None, 8)?;
@@ -454,6 +463,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;
     /// let mut buf = [1u8; 4];
     /// shm.read_at(4, &mut buf)?;
@@ -479,6 +489,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;
     /// shm.write_at(0, &42u64.to_le_bytes())?;
     /// assert!(shm.write_at(1, &[0; 8]).is_err());
@@ -502,6 +513,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// let shm = multiprocess::SharedMemory::create(None, 4)?;
     /// shm.write_at(0, b"abcd")?;
     /// assert_eq!(&shm.to_vec()[..4], b"abcd");
@@ -520,6 +532,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// use std::sync::atomic::Ordering;
     ///
     /// let shm = multiprocess::SharedMemory::create(None, 16)?;
@@ -547,6 +560,7 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
+    /// # multiprocess::init_before_main!();
     /// use std::sync::atomic::Ordering;
     ///
     /// let shm = multiprocess::SharedMemory::create(None, 8)?;

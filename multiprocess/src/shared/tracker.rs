@@ -113,7 +113,9 @@ fn open() -> io::Result<OwnedFd> {
         match greeted(conn, deadline) {
             Ok(conn) => return Ok(conn),
             // The tracker was exiting as we connected: try again.
-            Err(e) => last = Some(e),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => last = Some(e),
+            // Silent past the deadline, or another user's socket.
+            Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("cannot reach the shared memory tracker")))

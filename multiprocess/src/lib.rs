@@ -185,6 +185,7 @@ mod handle;
 mod pool;
 mod process;
 mod queue;
+mod shared;
 mod sync;
 mod sys;
 
@@ -207,4 +208,5 @@ pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
     TryGetError, TryPutError,
 };
+pub use shared::{SharedMemory, SharedMemoryError};
 pub use sync::{Lock, LockGuard};

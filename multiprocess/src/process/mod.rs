@@ -54,6 +54,15 @@ pub fn init() {
     if let Some(control) = inherited_fd(forkserver::FORKSERVER_ENV, "fork server") {
         forkserver::serve(control)
     }
+    if let Some(listener) = inherited_fd(crate::shared::TRACKER_ENV, "shared memory tracker") {
+        crate::shared::serve_tracker(listener)
+    }
+}
+
+/// Whether [`init`] has run in this process (so re-executing the binary
+/// dispatches a helper instead of running `main`).
+pub(crate) fn init_called() -> bool {
+    INIT_CALLED.load(Ordering::SeqCst)
 }
 
 /// The descriptor a parent handed this process in `env`, if any; a bad one

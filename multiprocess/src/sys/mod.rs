@@ -6,6 +6,7 @@
 //! Linux is the first target; a macOS port provides the same names.
 #![allow(unsafe_code)]
 
+pub(crate) mod abstract_socket;
 pub(crate) mod code;
 #[cfg(test)]
 pub(crate) mod count_alloc;
@@ -16,4 +17,6 @@ pub(crate) mod process;
 pub(crate) mod random;
 pub(crate) mod sched;
 pub(crate) mod shm;
+pub(crate) mod shm_named;
+pub(crate) mod signal;
 pub(crate) mod socket;

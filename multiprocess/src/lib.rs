@@ -176,7 +176,7 @@ pub use process::{
     get_start_method, init, parent_process, set_start_method,
 };
 pub use queue::{
-    DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
-    TryGetError, TryPutError,
+    DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,
+    PutTimeoutError, Queue, QueueBuilder, TaskDoneError, TryGetError, TryPutError,
 };
 pub use sync::{Lock, LockGuard};

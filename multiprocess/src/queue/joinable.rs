@@ -461,7 +461,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// ```
     /// let q = multiprocess::JoinableQueue::new()?;
-    /// q.put("job").unwrap();
+    /// q.put("job".to_string()).unwrap();
     /// let _job = q.get().unwrap();
     /// q.task_done().unwrap();
     /// assert!(q.task_done().is_err()); // one item, one task_done

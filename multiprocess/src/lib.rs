@@ -158,6 +158,7 @@ mod handle;
 mod pool;
 mod process;
 mod queue;
+mod shared;
 mod sync;
 mod sys;
 
@@ -178,5 +179,8 @@ pub use process::{
 pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,
     PutTimeoutError, Queue, QueueBuilder, TaskDoneError, TryGetError, TryPutError,
+};
+pub use shared::{
+    Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,
 };
 pub use sync::{Lock, LockGuard};

@@ -178,7 +178,7 @@ pub use process::{
 };
 pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,
-    PutTimeoutError, Queue, QueueBuilder, TaskDoneError, TryGetError, TryPutError,
+    PutTimeoutError, Queue, QueueBuilder, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use shared::{
     Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,

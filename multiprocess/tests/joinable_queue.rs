@@ -1,4 +1,4 @@
-//! JoinableQueue across real processes: `task_done` by workers then `join`,
+//! JoinableQueue and SimpleQueue across real processes: `task_done` by workers then `join`,
 //! `join_timeout`, extra `task_done`, and a consumer killed between `get`
 //! and `task_done` (CPython's `_TestQueue.test_task_done`, plus our crash
 //! handling).
@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded};
-use multiprocess::{JoinTimeoutError, JoinableQueue, Process, Queue, TaskDoneError};
+use multiprocess::{JoinTimeoutError, JoinableQueue, Process, Queue, SimpleQueue, TaskDoneError};
 
 multiprocess::init_before_main!();
 
@@ -162,5 +162,34 @@ fn blocked_join_returns_when_the_holder_is_killed() {
             .expect("join did not notice the death");
         assert!(waited < Duration::from_secs(10), "{waited:?}");
         assert_eq!(q.abandoned_tasks(), 1);
+    });
+}
+
+fn simple_echo(inbox: SimpleQueue<String>, outbox: SimpleQueue<String>) {
+    // Wait until the parent's item is visible here, then answer.
+    while inbox.is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let s = inbox.get().unwrap();
+    assert!(inbox.is_empty());
+    outbox.put(s.to_uppercase()).unwrap();
+    outbox.close();
+}
+
+#[test]
+fn simple_queue_put_get_and_is_empty_across_processes() {
+    bounded(LIMIT, || {
+        let inbox = SimpleQueue::new().unwrap();
+        let outbox = SimpleQueue::new().unwrap();
+        assert!(inbox.is_empty() && outbox.is_empty());
+        let p = Process::new(simple_echo, (inbox.clone(), outbox.clone()));
+        p.start().unwrap();
+        inbox.put("hello".to_string()).unwrap();
+        assert_eq!(outbox.get().unwrap(), "HELLO");
+        assert_eq!(p.join().unwrap(), 0);
+        // The child took the item: empty here too.
+        assert!(inbox.is_empty());
+        assert!(outbox.is_empty());
+        inbox.close();
     });
 }

@@ -11,6 +11,7 @@
 mod error;
 mod joinable;
 mod ring;
+mod simple;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -31,6 +32,7 @@ pub use joinable::JoinableQueue;
 #[cfg(test)]
 use ring::Fail;
 use ring::{Msg, Ring};
+pub use simple::SimpleQueue;
 
 use crate::deadline;
 use crate::handle::{self, DecodeError};

@@ -61,6 +61,11 @@
 //! }
 //! ```
 //!
+//! A [`JoinableQueue`] adds `task_done()` and `join()`, so a producer can
+//! wait until every item has been processed (a consumer that dies holding an
+//! item does not make `join` hang); a [`SimpleQueue`] is Python's minimal
+//! queue.
+//!
 //! # Pipes
 //!
 //! [`Pipe::new`] makes two connected ends, each a typed [`Connection`]: one
@@ -114,6 +119,37 @@
 //!     for w in &workers {
 //!         w.join()?;
 //!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Shared state
+//!
+//! A [`Value`] holds one plain-data value (any [`bytemuck::Pod`] type) in
+//! shared memory with its own [`Lock`]; an [`Array`] holds a fixed number of
+//! them. `*v.lock() += 1` is Python's `with v.get_lock(): v.value += 1`.
+//! [`RawValue`] and [`RawArray`] have no lock (racy, never undefined
+//! behaviour).
+//!
+//! ```no_run
+//! use multiprocess::{Array, Process, Value};
+//!
+//! fn work(counter: Value<i32>, squares: Array<u64>) {
+//!     *counter.lock() += 1;
+//!     for (i, x) in squares.lock().iter_mut().enumerate() {
+//!         *x = (i * i) as u64;
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let counter = Value::<i32>::new(0)?;
+//!     let squares = Array::<u64>::new(4)?;
+//!     let p = Process::new(work, (counter.clone(), squares.clone()));
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(counter.get(), 1);
+//!     assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
 //!     Ok(())
 //! }
 //! ```

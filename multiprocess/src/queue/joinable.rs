@@ -749,6 +749,26 @@ mod tests {
     }
 
     #[test]
+    fn item_abandoned_mid_stream_is_not_a_task() {
+        let q: JoinableQueue<Vec<u8>> = QueueBuilder::new()
+            .capacity_bytes(1024)
+            .build_joinable()
+            .unwrap();
+        // Bigger than the ring and nobody reading: the producer streams the
+        // first chunk, then gives up with an ABORT record.
+        let err = q.put_timeout(vec![7; 8192], Duration::from_millis(50));
+        assert!(err.is_err());
+        assert_eq!(q.unfinished_tasks(), 1, "counted until a consumer drops it");
+        assert!(q.try_get().is_err());
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
+        q.put(vec![1, 2, 3]).unwrap();
+        assert_eq!(q.get().unwrap(), [1, 2, 3]);
+        q.task_done().unwrap();
+        q.join_timeout(Duration::from_millis(10)).unwrap();
+    }
+
+    #[test]
     fn plain_and_joinable_descriptors_are_not_mixed() {
         let q = JoinableQueue::<u8>::new().unwrap();
         let fd = q.queue.ring.fd().try_clone_to_owned().unwrap();

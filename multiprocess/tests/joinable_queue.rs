@@ -193,3 +193,22 @@ fn simple_queue_put_get_and_is_empty_across_processes() {
         inbox.close();
     });
 }
+
+fn finish_one(q: JoinableQueue<u8>) {
+    q.task_done().unwrap();
+}
+
+#[test]
+fn task_done_may_come_from_another_process() {
+    bounded(LIMIT, || {
+        let q = JoinableQueue::new().unwrap();
+        q.put(1u8).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+        // The item was taken here; a child marks it done.
+        let p = Process::new(finish_one, (q.clone(),));
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls));
+    });
+}

@@ -168,6 +168,15 @@ impl<T: Pod> Block<T> {
         out
     }
 
+    /// Fills a block no other handle can see yet (just created, not
+    /// cloned or sent), without taking its lock: so a constructor given a
+    /// lock the caller already holds does not deadlock. The atomic byte
+    /// stores are ordered before any later access by the clone or the
+    /// descriptor passing that shares the block.
+    pub(crate) fn init_from(&self, src: &[T]) {
+        self.racy_copy_from(src);
+    }
+
     /// Racy store of all elements (raw blocks); `src.len() == len`.
     pub(crate) fn racy_copy_from(&self, src: &[T]) {
         self.region
@@ -326,7 +335,7 @@ impl<T: Pod> Array<T> {
     /// If the memfd cannot be created.
     pub fn with_lock(values: &[T], lock: Lock) -> io::Result<Array<T>> {
         let a = Self::with_lock_zeroed(values.len(), lock)?;
-        a.lock().copy_from_slice(values);
+        a.block.init_from(values);
         Ok(a)
     }
 

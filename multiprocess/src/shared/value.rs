@@ -101,18 +101,18 @@ impl<T: Pod> Value<T> {
     /// assert!(b.get_lock().is_locked());
     /// drop(held);
     /// assert_eq!(b.get(), 2);
+    /// // Creating a value does not take the lock, so this is fine:
+    /// let _g = lock.acquire();
+    /// let _c = Value::with_lock(3i32, lock.clone())?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
     /// # Errors
     /// If the memfd cannot be created.
     pub fn with_lock(value: T, lock: Lock) -> io::Result<Value<T>> {
-        let v = Value {
-            block: Block::create(1, Kind::Locked, "multiprocess-value")?,
-            lock,
-        };
-        v.set(value);
-        Ok(v)
+        let block = Block::create(1, Kind::Locked, "multiprocess-value")?;
+        block.init_from(&[value]);
+        Ok(Value { block, lock })
     }
 
     /// Takes the lock and gives the value; released when the guard drops.

@@ -128,7 +128,7 @@ const WORKLOADS: &[Workload] = &[
         name: "lock/counter_2proc",
         python: true,
         targets: &[],
-        notes: "counter += 1 under the Lock, 2 processes. The library has no shared Value yet: the counter is a u64 in a memfd mapping made by the bench crate (children reopen it via /proc/<pid>/fd); Python uses Value('i', lock=False). Floor: Drepper futex mutex, 2 forked processes.",
+        notes: "counter += 1 under the lock, 2 processes: `*counter.lock() += 1` on a `Value<u64>`; Python uses Value('i', lock=False) under a Lock. Floor: Drepper futex mutex, 2 forked processes.",
     },
     Workload {
         name: "idle/consumer_cpu",

@@ -4,7 +4,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -162,11 +162,12 @@ pub fn cpu_time_self() -> Duration {
 // ---------------------------------------------------------------- shared memory
 
 /// A process-shared mapping: a memfd mapped `MAP_SHARED`. Forked children
-/// inherit it; other children reopen it through `/proc/<pid>/fd/<fd>`.
+/// inherit it.
 pub struct Shm {
     ptr: NonNull<u8>,
     len: usize,
-    fd: OwnedFd,
+    /// The memfd, held for the mapping's life.
+    _fd: OwnedFd,
 }
 
 /// Slots are a cache line apart so that two words never share one.
@@ -178,15 +179,6 @@ impl Shm {
         let fd = rustix::fs::memfd_create("mpbench", rustix::fs::MemfdFlags::empty())?;
         rustix::fs::ftruncate(&fd, len as u64)?;
         Self::map(fd, len)
-    }
-
-    /// Maps the memfd `fd` of process `pid` (its `raw_fd()` there).
-    pub fn open(pid: u32, fd: i32, len: usize) -> io::Result<Shm> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/proc/{pid}/fd/{fd}"))?;
-        Self::map(file.into(), len)
     }
 
     fn map(fd: OwnedFd, len: usize) -> io::Result<Shm> {
@@ -204,12 +196,7 @@ impl Shm {
             )?
         };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("null mmap"))?;
-        Ok(Shm { ptr, len, fd })
-    }
-
-    /// The memfd's number in this process (for [`Shm::open`] in another).
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
+        Ok(Shm { ptr, len, _fd: fd })
     }
 
     /// The `i`th 32-bit word, each in its own cache line at the start.

@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use multiprocess::{
-    Connection, Lock, Pipe, Process, Queue, QueueBuilder, RecvError, StartMethod, get_context,
+    Connection, Lock, Pipe, Process, Queue, QueueBuilder, RecvError, StartMethod, Value,
+    get_context,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::floors::{self, PingPong, Result, mono_ns, pin};
-use crate::sys::{self, Shm};
+use crate::sys;
 
 /// Every blocking call in a benchmark child gives up after this.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -416,28 +417,12 @@ fn lock_uncontended(out: &Out, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Where a child finds the shared counter: the parent's pid and memfd.
-type ShmAt = (u32, i32);
-
-fn counter_worker(
-    lock: Lock,
-    at: ShmAt,
-    ready: Queue<u8>,
-    go: Queue<u8>,
-    n: u64,
-    done: Queue<u64>,
-) {
-    let shm = Shm::open(at.0, at.1, 4096).unwrap();
-    let counter = shm.u64(0);
+fn counter_worker(counter: Value<u64>, ready: Queue<u8>, go: Queue<u8>, n: u64, done: Queue<u64>) {
     ready.put(1).unwrap();
     go.get_timeout(TIMEOUT).unwrap();
     for _ in 0..n {
-        let _guard = lock.acquire();
-        // A plain read-modify-write: only the lock makes it exact.
-        counter.store(
-            counter.load(std::sync::atomic::Ordering::Relaxed) + 1,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        // A plain read-modify-write: only the Value's lock makes it exact.
+        *counter.lock() += 1;
     }
     done.put(mono_ns()).unwrap();
 }
@@ -451,14 +436,12 @@ fn lock_counter(out: &Out, quick: bool) -> Result<()> {
     );
     let mut samples = Vec::new();
     for _ in 0..reps {
-        let shm = Shm::create(4096)?;
-        let (lock, ready, go, done) = (Lock::new()?, Queue::new()?, Queue::new()?, Queue::new()?);
-        let at = (std::process::id(), shm.raw_fd());
+        let counter = Value::new(0u64)?;
+        let (ready, go, done) = (Queue::new()?, Queue::new()?, Queue::new()?);
         let ps: Vec<Process> = (0..2)
             .map(|_| {
                 let args = (
-                    lock.clone(),
-                    at,
+                    counter.clone(),
                     ready.clone(),
                     go.clone(),
                     n as u64,
@@ -484,7 +467,7 @@ fn lock_counter(out: &Out, quick: bool) -> Result<()> {
         for p in &ps {
             finish(p)?;
         }
-        let count = shm.u64(0).load(std::sync::atomic::Ordering::Relaxed);
+        let count = counter.get();
         if count != 2 * n as u64 {
             return Err(format!("counter is {count}, expected {}", 2 * n).into());
         }

@@ -16,6 +16,9 @@ mod echo_authkey;
 #[path = "four_parts.rs"]
 mod four_parts;
 #[allow(dead_code)]
+#[path = "joinable_queue_workers.rs"]
+mod joinable_queue_workers;
+#[allow(dead_code)]
 #[path = "pipe_ping_pong.rs"]
 mod pipe_ping_pong;
 #[allow(dead_code)]
@@ -30,12 +33,15 @@ mod queue_workers_with_lock;
 #[allow(dead_code)]
 #[path = "scrape_and_aggregate.rs"]
 mod scrape_and_aggregate;
+#[allow(dead_code)]
+#[path = "shared_counter.rs"]
+mod shared_counter;
 
 type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 8] = [
+    let examples: [(&str, Example); 10] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -64,6 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Listener and Client: an echo with an authkey (echo_authkey)",
             echo_authkey::run,
+        ),
+        (
+            "JoinableQueue: workers and task_done (joinable_queue_workers)",
+            joinable_queue_workers::run,
+        ),
+        (
+            "Shared state: a counter in a Value (shared_counter)",
+            shared_counter::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

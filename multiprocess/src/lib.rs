@@ -61,6 +61,11 @@
 //! }
 //! ```
 //!
+//! A [`JoinableQueue`] adds `task_done()` and `join()`, so a producer can
+//! wait until every item has been processed (a consumer that dies holding an
+//! item does not make `join` hang); a [`SimpleQueue`] is Python's minimal
+//! queue.
+//!
 //! # Pipes
 //!
 //! [`Pipe::new`] makes two connected ends, each a typed [`Connection`]: one
@@ -145,6 +150,37 @@
 //! }
 //! ```
 //!
+//! # Shared state
+//!
+//! A [`Value`] holds one plain-data value (any [`bytemuck::Pod`] type) in
+//! shared memory with its own [`Lock`]; an [`Array`] holds a fixed number of
+//! them. `*v.lock() += 1` is Python's `with v.get_lock(): v.value += 1`.
+//! [`RawValue`] and [`RawArray`] have no lock (racy, never undefined
+//! behaviour).
+//!
+//! ```no_run
+//! use multiprocess::{Array, Process, Value};
+//!
+//! fn work(counter: Value<i32>, squares: Array<u64>) {
+//!     *counter.lock() += 1;
+//!     for (i, x) in squares.lock().iter_mut().enumerate() {
+//!         *x = (i * i) as u64;
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let counter = Value::<i32>::new(0)?;
+//!     let squares = Array::<u64>::new(4)?;
+//!     let p = Process::new(work, (counter.clone(), squares.clone()));
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(counter.get(), 1);
+//!     assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Pools
 //!
 //! A [`Pool`] runs a plain `fn` over many inputs in worker processes
@@ -205,8 +241,11 @@ pub use process::{
     get_start_method, init, parent_process, set_start_method,
 };
 pub use queue::{
-    DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
-    TryGetError, TryPutError,
+    DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,
+    PutTimeoutError, Queue, QueueBuilder, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+};
+pub use shared::{
+    Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,
 };
 pub use shared::{SharedMemory, SharedMemoryError};
 pub use sync::{Lock, LockGuard};

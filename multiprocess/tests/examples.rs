@@ -269,9 +269,42 @@ fn check_echo_authkey(out: &[String]) {
     );
 }
 
+fn check_joinable_queue_workers(out: &[String]) {
+    assert_eq!(out.len(), 12, "{out:?}");
+    let mut jobs: Vec<u32> = out[..10]
+        .iter()
+        .map(|line| {
+            let (worker, job) = line
+                .strip_prefix("worker ")
+                .and_then(|r| r.split_once(" finished job "))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            assert!((1..=4).contains(&worker.parse::<u32>().unwrap()), "{line}");
+            job.parse().unwrap()
+        })
+        .collect();
+    jobs.sort_unstable();
+    assert_eq!(jobs, (0..10).collect::<Vec<_>>());
+    // join() returned only after every job line was printed.
+    assert_eq!(out[10], "all 10 jobs done");
+    assert_eq!(out[11], "workers stopped");
+}
+
+fn check_shared_counter(out: &[String]) {
+    assert_eq!(
+        sorted(&out[..4]),
+        owned(&[
+            "process 1 done",
+            "process 2 done",
+            "process 3 done",
+            "process 4 done"
+        ])
+    );
+    assert_eq!(out[4..], owned(&["counter = 4000 (expected 4000)"]));
+}
+
 type Check = fn(&[String]);
 
-const EXAMPLES: [(&str, Check); 8] = [
+const EXAMPLES: [(&str, Check); 10] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -280,6 +313,8 @@ const EXAMPLES: [(&str, Check); 8] = [
     ("queue_workers_with_lock", check_queue_workers_with_lock),
     ("pipe_ping_pong", check_pipe_ping_pong),
     ("echo_authkey", check_echo_authkey),
+    ("joinable_queue_workers", check_joinable_queue_workers),
+    ("shared_counter", check_shared_counter),
 ];
 
 #[test]

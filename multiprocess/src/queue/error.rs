@@ -224,3 +224,48 @@ pub enum GetTimeoutError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
 }
+
+/// Error of [`JoinableQueue::task_done`](super::JoinableQueue::task_done).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{JoinableQueue, TaskDoneError};
+///
+/// let q: JoinableQueue<u8> = JoinableQueue::new()?;
+/// assert!(matches!(q.task_done(), Err(TaskDoneError::TooManyCalls)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskDoneError {
+    /// Every item taken from the queue is already marked done (Python's
+    /// `ValueError: task_done() called too many times`).
+    #[error("task_done() called more times than items were taken from the queue")]
+    TooManyCalls,
+}
+
+/// Error of [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{JoinTimeoutError, JoinableQueue};
+/// use std::time::Duration;
+///
+/// let q = JoinableQueue::new()?;
+/// q.put(1u8).unwrap();
+/// let err = q.join_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert!(matches!(err, JoinTimeoutError::Timeout { unfinished: 1 }));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinTimeoutError {
+    /// Some tasks were still unfinished when the timeout passed.
+    #[error("timed out with {unfinished} unfinished task(s)")]
+    Timeout {
+        /// The unfinished tasks counted at the timeout (a snapshot).
+        unfinished: u64,
+    },
+}

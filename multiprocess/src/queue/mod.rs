@@ -9,7 +9,9 @@
 //! crash-recovery rules are described at the top of `ring.rs`.
 
 mod error;
+mod joinable;
 mod ring;
+mod simple;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -22,10 +24,15 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use error::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
+pub use error::{
+    GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,
+    TryGetError, TryPutError,
+};
+pub use joinable::JoinableQueue;
 #[cfg(test)]
 use ring::Fail;
 use ring::{Msg, Ring};
+pub use simple::SimpleQueue;
 
 use crate::deadline;
 use crate::handle::{self, DecodeError};
@@ -188,7 +195,12 @@ impl QueueBuilder {
     /// `InvalidInput` for a capacity that is not a power of two in range;
     /// otherwise if the memfd cannot be created or mapped.
     pub fn build<T: Serialize + DeserializeOwned + 'static>(self) -> io::Result<Queue<T>> {
-        let ring = Ring::create(self.capacity, self.maxsize, handle::type_tag::<T>())?;
+        let ring = Ring::create(
+            self.capacity,
+            self.maxsize,
+            handle::type_tag::<T>(),
+            ring::KIND_PLAIN,
+        )?;
         Ok(Queue::from_ring(ring))
     }
 }
@@ -276,7 +288,12 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
     /// Maps a queue received as a descriptor, checking it carries `T`.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Queue<T>> {
-        let ring = Ring::open(fd, handle::type_tag::<T>(), std::any::type_name::<T>())?;
+        let ring = Ring::open(
+            fd,
+            handle::type_tag::<T>(),
+            std::any::type_name::<T>(),
+            ring::KIND_PLAIN,
+        )?;
         Ok(Queue::from_ring(ring))
     }
 
@@ -328,13 +345,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         &self,
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
+        slot: Option<usize>,
     ) -> Result<T, GetFail> {
         if handle::is_bytes::<T>() {
             // Straight from the ring into the item's own buffer.
             let mut out = Vec::new();
             let announced = self
                 .ring
-                .get(&mut out, true, lock_deadline, deadline)
+                .get_counted(&mut out, true, lock_deadline, deadline, slot)
                 .map_err(|_| GetFail::Deadline)?;
             return match announced {
                 Some(n) if n == out.len() as u64 => {
@@ -349,7 +367,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             };
         }
         with_buffer(|buf| {
-            if self.ring.get(buf, false, lock_deadline, deadline).is_err() {
+            if self
+                .ring
+                .get_counted(buf, false, lock_deadline, deadline, slot)
+                .is_err()
+            {
                 return Err(GetFail::Deadline);
             }
             handle::decode_plain(buf).map_err(GetFail::Decode)
@@ -444,7 +466,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// # Errors
     /// [`GetError::Decode`] if the item taken does not decode as `T`.
     pub fn get(&self) -> Result<T, GetError> {
-        match self.get_impl(None, None) {
+        match self.get_impl(None, None, None) {
             Ok(v) => Ok(v),
             Err(GetFail::Decode(e)) => Err(GetError::Decode(e)),
             Err(GetFail::Deadline) => unreachable!("get without a deadline timed out"),
@@ -468,7 +490,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`GetTimeoutError::Decode`] as for [`get`](Queue::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         let d = deadline::after(timeout);
-        match self.get_impl(d, d) {
+        match self.get_impl(d, d, None) {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(GetTimeoutError::Timeout),
             Err(GetFail::Decode(e)) => Err(GetTimeoutError::Decode(e)),
@@ -493,7 +515,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`get`](Queue::get).
     pub fn try_get(&self) -> Result<T, TryGetError> {
         let now = Instant::now();
-        match self.get_impl(Some(now + TRY_LOCK_WAIT), Some(now)) {
+        match self.get_impl(Some(now + TRY_LOCK_WAIT), Some(now), None) {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(TryGetError::Empty),
             Err(GetFail::Decode(e)) => Err(TryGetError::Decode(e)),

@@ -112,6 +112,24 @@ const DATA_EPOCH_AT: usize = 256;
 const DATA_WAITERS_AT: usize = 260;
 const SPACE_EPOCH_AT: usize = 320;
 const SPACE_WAITERS_AT: usize = 324;
+/// What kind of queue the ring serves ([`KIND_PLAIN`] or [`KIND_JOINABLE`]),
+/// so a descriptor is never opened as the wrong kind.
+const KIND_AT: usize = 12;
+/// A [`Queue`](super::Queue) or [`SimpleQueue`](super::SimpleQueue).
+pub(crate) const KIND_PLAIN: u32 = 0;
+/// A [`JoinableQueue`](super::JoinableQueue): the header also holds its
+/// task accounting from [`JOIN_EPOCH_AT`] on (see `joinable.rs`).
+pub(crate) const KIND_JOINABLE: u32 = 1;
+/// JoinableQueue: the futex word `join()` sleeps on.
+pub(crate) const JOIN_EPOCH_AT: usize = 384;
+/// JoinableQueue: how many processes sleep in `join()`.
+pub(crate) const JOIN_WAITERS_AT: usize = 388;
+/// JoinableQueue: tasks released from dead consumers, in total.
+pub(crate) const ABANDONED_AT: usize = 392;
+/// JoinableQueue: the per-process slots of taken-but-not-done counts, one
+/// `u64` each (pid in the high half, count in the low half), to the end of
+/// the header page.
+pub(crate) const SLOTS_AT: usize = 512;
 /// Where the ring starts.
 pub(crate) const HEADER_LEN: usize = 4096;
 
@@ -229,7 +247,12 @@ impl Ring {
     /// Creates a ring of `capacity` bytes (a power of two within
     /// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`]) for items with `type_tag`;
     /// `maxsize` limits the item count (0: unlimited).
-    pub(crate) fn create(capacity: usize, maxsize: usize, type_tag: u64) -> io::Result<Ring> {
+    pub(crate) fn create(
+        capacity: usize,
+        maxsize: usize,
+        type_tag: u64,
+        kind: u32,
+    ) -> io::Result<Ring> {
         if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -252,13 +275,14 @@ impl Ring {
         region
             .atomic_u32(VERSION_AT)
             .store(VERSION, Ordering::Relaxed);
+        region.atomic_u32(KIND_AT).store(kind, Ordering::Relaxed);
         region.atomic_u64(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok(Ring::with(region, capacity as u64, maxsize as u64))
     }
 
     /// Maps a ring received as a descriptor, checking magic, layout version,
     /// geometry and that it carries items of the type `type_name`.
-    pub(crate) fn open(fd: OwnedFd, type_tag: u64, type_name: &str) -> io::Result<Ring> {
+    pub(crate) fn open(fd: OwnedFd, type_tag: u64, type_name: &str, kind: u32) -> io::Result<Ring> {
         let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
         let region = SharedRegion::from_fd(fd, HEADER_LEN)?;
         if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
@@ -274,6 +298,18 @@ impl Ring {
             return Err(bad(format!(
                 "the queue does not carry items of type {type_name} \
                  (it was created as a Queue of another type)"
+            )));
+        }
+        let found = region.atomic_u32(KIND_AT).load(Ordering::Relaxed);
+        if found != kind {
+            let name = |k| match k {
+                KIND_JOINABLE => "a JoinableQueue",
+                _ => "a Queue or SimpleQueue",
+            };
+            return Err(bad(format!(
+                "descriptor is {}, not {}",
+                name(found),
+                name(kind)
             )));
         }
         let cap = region.atomic_u64(CAPACITY_AT).load(Ordering::Relaxed);
@@ -306,6 +342,11 @@ impl Ring {
     /// The memfd, for passing the queue to another process.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.region.fd()
+    }
+
+    /// The mapping (JoinableQueue reads its header words through it).
+    pub(crate) fn region(&self) -> &SharedRegion {
+        &self.region
     }
 
     /// The item limit (0: none).
@@ -729,12 +770,29 @@ impl Ring {
     /// Once an item's first chunk is taken, the rest is awaited past
     /// `deadline` (its producer is streaming it, or gives up with an `ABORT`,
     /// or is found dead within ~100 ms).
+    #[cfg(test)]
     pub(crate) fn get(
         &self,
         out: &mut Vec<u8>,
         strip: bool,
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
+    ) -> Result<Option<u64>, Fail> {
+        self.get_counted(out, strip, lock_deadline, deadline, None)
+    }
+
+    /// [`get`](Ring::get), counting the item in the `u64` at offset `slot`
+    /// of the header (a JoinableQueue slot): incremented *before* the `head`
+    /// store that takes the item's first record, so at every instant the
+    /// item is counted by `len()`, by the slot, or by both; decremented again
+    /// if the partial item is dropped.
+    pub(crate) fn get_counted(
+        &self,
+        out: &mut Vec<u8>,
+        strip: bool,
+        lock_deadline: Option<Instant>,
+        deadline: Option<Instant>,
+        slot: Option<usize>,
     ) -> Result<Option<u64>, Fail> {
         let lock = self.get_lock();
         let how = lock.lock(lock_deadline).ok_or(Fail::Deadline)?;
@@ -745,7 +803,7 @@ impl Ring {
                 .store(0, Ordering::SeqCst);
             self.refresh_tail();
         }
-        let result = self.get_locked(out, strip, deadline, lock);
+        let result = self.get_locked(out, strip, deadline, lock, slot);
         #[cfg(test)]
         if result == Err(Fail::Crashed) {
             return result;
@@ -774,8 +832,17 @@ impl Ring {
         strip: bool,
         deadline: Option<Instant>,
         _lock: RawLock<'_>,
+        slot: Option<usize>,
     ) -> Result<Option<u64>, Fail> {
         out.clear();
+        // A taken item leaves the slot count when it is dropped half-read.
+        let untake = |partial: &mut Option<u32>| {
+            if partial.take().is_some() {
+                if let Some(at) = slot {
+                    self.region.atomic_u64(at).fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        };
         let head_word = self.head();
         // Only consumers write `head`, and we hold the get lock.
         let mut head = head_word.load(Ordering::Relaxed);
@@ -794,7 +861,7 @@ impl Ring {
                 // Inconsistent words: drop everything published.
                 head = pack(pos(tail), cnt(tail));
                 head_word.store(head, Ordering::SeqCst);
-                partial = None;
+                untake(&mut partial);
                 out.clear();
                 continue;
             };
@@ -827,7 +894,7 @@ impl Ring {
                             && Instant::now() >= slice_end
                             && !is_alive(writer)
                         {
-                            partial = None;
+                            untake(&mut partial);
                             out.clear();
                         }
                     }
@@ -841,13 +908,17 @@ impl Ring {
                 head = pack(pos(tail), cnt(tail));
                 head_word.store(head, Ordering::SeqCst);
                 self.notify(SPACE_EPOCH_AT, SPACE_WAITERS_AT);
-                partial = None;
+                untake(&mut partial);
                 out.clear();
                 continue;
             }
             let starts = flags & FIRST != 0;
             let mut complete = false;
             if starts {
+                untake(&mut partial);
+                if let Some(at) = slot {
+                    self.region.atomic_u64(at).fetch_add(1, Ordering::SeqCst);
+                }
                 out.clear();
                 announced = None;
                 let mut skip = 0;
@@ -862,7 +933,7 @@ impl Ring {
                 partial = Some(writer);
                 complete = flags & LAST != 0;
             } else if flags & ABORT != 0 {
-                partial = None;
+                untake(&mut partial);
                 out.clear();
             } else if partial == Some(writer) {
                 self.append_payload(pos(head), 0, len, out);

@@ -23,9 +23,12 @@
 //! - [`fcntl(2)`, file seals](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use bytemuck::Pod;
 
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -223,6 +226,116 @@ impl SharedRegion {
             );
             dst.set_len(old + len);
         }
+    }
+}
+
+impl SharedRegion {
+    /// Copies bytes at `offset` into `dst` with relaxed atomic byte loads:
+    /// racy by design (a concurrent writer may leave a torn mix of old and
+    /// new bytes), never undefined behaviour.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    pub(crate) fn racy_read(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len(), 1);
+        for (i, b) in dst.iter_mut().enumerate() {
+            // SAFETY: in bounds (checked), align 1; AtomicU8 has the layout
+            // of u8; the memory lives as long as `&self`. Every access to a
+            // racy range is atomic, in every process, by protocol (RawValue
+            // and RawArray regions are only touched here and in
+            // `racy_write`), so the accesses race without being data races.
+            let byte = unsafe { &*self.ptr.as_ptr().add(offset + i).cast::<AtomicU8>() };
+            *b = byte.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Copies `src` to `offset` with relaxed atomic byte stores (see
+    /// [`racy_read`](SharedRegion::racy_read)).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    pub(crate) fn racy_write(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len(), 1);
+        for (i, b) in src.iter().enumerate() {
+            // SAFETY: as in `racy_read`.
+            let byte = unsafe { &*self.ptr.as_ptr().add(offset + i).cast::<AtomicU8>() };
+            byte.store(*b, Ordering::Relaxed);
+        }
+    }
+
+    /// A typed, exclusive view of `len` values of `T` at `offset`, valid as
+    /// long as `guard` (the held lock that protects the range) lives.
+    ///
+    /// Protocol obligation of the callers (the only ones are `Value` and
+    /// `Array`): every process touches this range only through a view made
+    /// while holding `guard`'s lock, the same lock in every process (it
+    /// travels together with the region), and the lock is not reentrant, so
+    /// at most one view of the range exists at any time across all
+    /// processes and threads.
+    ///
+    /// # Panics
+    /// If the range is out of bounds or `offset` is not aligned for `T`.
+    pub(crate) fn locked_slice<T: Pod, G>(
+        &self,
+        offset: usize,
+        len: usize,
+        guard: G,
+    ) -> LockedSlice<'_, T, G> {
+        let size = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("shared slice size overflows");
+        self.check(offset, size, std::mem::align_of::<T>());
+        // SAFETY: `offset` is within the mapping (checked), so the pointer is
+        // non-null and in bounds.
+        let ptr = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(offset).cast::<T>()) };
+        LockedSlice {
+            ptr,
+            len,
+            _guard: guard,
+            _region: PhantomData,
+        }
+    }
+}
+
+/// A `[T]` in shared memory, borrowed exclusively while a lock guard `G`
+/// is held (see [`SharedRegion::locked_slice`]).
+pub(crate) struct LockedSlice<'a, T, G> {
+    ptr: NonNull<T>,
+    len: usize,
+    _guard: G,
+    _region: PhantomData<&'a SharedRegion>,
+}
+
+impl<T, G> LockedSlice<'_, T, G> {
+    /// The guard, e.g. to ask whether the previous holder died.
+    pub(crate) fn guard(&self) -> &G {
+        &self._guard
+    }
+}
+
+impl<T: Pod, G> std::ops::Deref for LockedSlice<'_, T, G> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the range is in bounds and aligned (checked in
+        // `locked_slice`) and stays mapped while the region is borrowed
+        // (`'a`). It is initialised: the memfd starts zero-filled, and `T:
+        // Pod` makes every byte pattern, zero included, a valid `T` (no
+        // padding, no invalid values, no pointers), so bytes written by any
+        // process are a valid `T`. Nobody else accesses the range while the
+        // guard is held (the protocol in `locked_slice`): the held lock is
+        // what makes this shared borrow, and the exclusive one below, free
+        // of data races among cooperating processes; the lock's Acquire on
+        // taking and Release on dropping order the bytes between holders.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Pod, G> std::ops::DerefMut for LockedSlice<'_, T, G> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow of
+        // the view, and the view is the only access to the range anywhere
+        // while the lock is held.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 

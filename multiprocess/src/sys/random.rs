@@ -1,4 +1,4 @@
-//! Random bytes from the kernel, for authentication challenges.
+//! Random bytes from the kernel: authentication challenges, unique names.
 
 use std::io;
 

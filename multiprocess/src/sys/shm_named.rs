@@ -220,10 +220,7 @@ pub(crate) fn unlink(name: &str) -> io::Result<()> {
 /// A random 64-bit value from the kernel (`getrandom`), for unique names.
 pub(crate) fn random_u64() -> io::Result<u64> {
     let mut b = [0u8; 8];
-    let mut filled = 0;
-    while filled < 8 {
-        filled += rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty())?;
-    }
+    super::random::fill(&mut b)?;
     Ok(u64::from_ne_bytes(b))
 }
 

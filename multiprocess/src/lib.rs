@@ -179,4 +179,6 @@ pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
     TryGetError, TryPutError,
 };
-pub use sync::{Lock, LockGuard};
+pub use sync::{
+    BoundedSemaphore, Event, Lock, LockGuard, OverReleaseError, Semaphore, SemaphoreGuard,
+};

@@ -5,10 +5,16 @@
 //! swap to release it, a brief spin and then a shared futex when contended,
 //! and a liveness probe of the owner's pid so a holder that dies never wedges
 //! the others (see the state table in `raw_lock.rs`). [`Lock`] is the public
-//! guard-returning API on top; `RLock`, `Semaphore`, `Event`, `Condition` and
-//! `Barrier` will follow the same pattern.
+//! guard-returning API on top; [`RLock`], [`Semaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`] follow the same pattern, each file opening
+//! with its shared-memory layout and crash behaviour.
 
+mod event;
 mod lock;
 pub(crate) mod raw_lock;
+mod semaphore;
+mod shared;
 
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use semaphore::{BoundedSemaphore, OverReleaseError, Semaphore, SemaphoreGuard};

@@ -180,5 +180,6 @@ pub use queue::{
     TryGetError, TryPutError,
 };
 pub use sync::{
-    BoundedSemaphore, Event, Lock, LockGuard, OverReleaseError, Semaphore, SemaphoreGuard,
+    BoundedSemaphore, Event, Lock, LockGuard, OverReleaseError, RLock, RLockGuard, Semaphore,
+    SemaphoreGuard,
 };

@@ -12,9 +12,11 @@
 mod event;
 mod lock;
 pub(crate) mod raw_lock;
+mod rlock;
 mod semaphore;
 mod shared;
 
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, OverReleaseError, Semaphore, SemaphoreGuard};

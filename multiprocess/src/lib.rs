@@ -180,6 +180,6 @@ pub use queue::{
     TryGetError, TryPutError,
 };
 pub use sync::{
-    BoundedSemaphore, Event, Lock, LockGuard, OverReleaseError, RLock, RLockGuard, Semaphore,
-    SemaphoreGuard,
+    BoundedSemaphore, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,
+    OverReleaseError, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };

@@ -9,6 +9,7 @@
 //! [`Condition`] and [`Barrier`] follow the same pattern, each file opening
 //! with its shared-memory layout and crash behaviour.
 
+mod condition;
 mod event;
 mod lock;
 pub(crate) mod raw_lock;
@@ -16,6 +17,7 @@ mod rlock;
 mod semaphore;
 mod shared;
 
+pub use condition::{Condition, ConditionGuard, SLOTS as CONDITION_SLOTS};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use rlock::{RLock, RLockGuard};

@@ -180,6 +180,7 @@ pub use queue::{
     TryGetError, TryPutError,
 };
 pub use sync::{
-    BoundedSemaphore, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,
+    BARRIER_MAX_PARTIES, Barrier, BarrierBuilder, BarrierTimeoutError, BoundedSemaphore,
+    BrokenBarrierError, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,
     OverReleaseError, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };

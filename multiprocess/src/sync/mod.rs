@@ -9,6 +9,7 @@
 //! [`Condition`] and [`Barrier`] follow the same pattern, each file opening
 //! with its shared-memory layout and crash behaviour.
 
+mod barrier;
 mod condition;
 mod event;
 mod lock;
@@ -17,6 +18,10 @@ mod rlock;
 mod semaphore;
 mod shared;
 
+pub use barrier::{
+    Barrier, BarrierBuilder, BarrierTimeoutError, BrokenBarrierError,
+    MAX_PARTIES as BARRIER_MAX_PARTIES,
+};
 pub use condition::{Condition, ConditionGuard, SLOTS as CONDITION_SLOTS};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};

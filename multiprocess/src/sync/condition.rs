@@ -145,7 +145,7 @@ impl Slots {
             .map(|i| (next.wrapping_sub(self.ticket(i).load(Ordering::Relaxed)), i))
             .collect();
         // Oldest (largest age) first.
-        waiting.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        waiting.sort_unstable_by_key(|w| std::cmp::Reverse(w.0));
         let me = current_pid();
         let mut woken = 0;
         for (_, i) in waiting {

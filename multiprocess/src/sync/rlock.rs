@@ -363,8 +363,7 @@ mod tests {
         let h = std::thread::spawn(move || {
             assert!(l2.try_acquire().is_none());
             assert!(l2.acquire_timeout(Duration::from_millis(50)).is_none());
-            let g = l2.acquire_timeout(Duration::from_secs(10)).is_some();
-            g
+            l2.acquire_timeout(Duration::from_secs(10)).is_some()
         });
         std::thread::sleep(Duration::from_millis(200));
         drop(g);

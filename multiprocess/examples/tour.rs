@@ -7,6 +7,9 @@
 #![allow(clippy::duplicate_mod)]
 
 #[allow(dead_code)]
+#[path = "barrier_lockstep.rs"]
+mod barrier_lockstep;
+#[allow(dead_code)]
 #[path = "cube_and_square.rs"]
 mod cube_and_square;
 #[allow(dead_code)]
@@ -32,7 +35,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 7] = [
+    let examples: [(&str, Example); 8] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -57,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Pipe: ping-pong over one duplex pipe (pipe_ping_pong)",
             pipe_ping_pong::run,
+        ),
+        (
+            "Barrier: three workers in lock-step (barrier_lockstep)",
+            barrier_lockstep::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

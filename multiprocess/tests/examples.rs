@@ -251,9 +251,27 @@ fn check_pipe_ping_pong(out: &[String]) {
     assert_eq!(out, want);
 }
 
+fn check_barrier_lockstep(out: &[String]) {
+    assert_eq!(out.len(), 3 * 4 + 1, "{out:?}");
+    for phase in 1..=3 {
+        let block = &out[(phase - 1) * 4..phase * 4];
+        // The action's line comes after the three workers of its phase,
+        // before any line of the next phase.
+        assert_eq!(
+            sorted(&block[..3]),
+            (0..3)
+                .map(|n| format!("Worker {n} finished phase {phase}"))
+                .collect::<Vec<_>>(),
+            "{out:?}"
+        );
+        assert_eq!(block[3], "--- all workers reached the barrier ---");
+    }
+    assert_eq!(out.last().unwrap(), "Done");
+}
+
 type Check = fn(&[String]);
 
-const EXAMPLES: [(&str, Check); 7] = [
+const EXAMPLES: [(&str, Check); 8] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -261,6 +279,7 @@ const EXAMPLES: [(&str, Check); 7] = [
     ("queue_square_list", check_queue_square_list),
     ("queue_workers_with_lock", check_queue_workers_with_lock),
     ("pipe_ping_pong", check_pipe_ping_pong),
+    ("barrier_lockstep", check_barrier_lockstep),
 ];
 
 #[test]

@@ -7,6 +7,7 @@
 //! | 0      | magic    | `mpEvent1`                                              |
 //! | 8      | `state`  | bit 0 `SET`; bit 1 `SLEEPERS`: someone may be in a futex wait |
 //! | 12     | `spin`   | adaptive spin budget in ns, shared by every waiter       |
+//! | 16     | `cpu`    | 1 + the CPU the last `set` ran on (0: none yet)          |
 //!
 //! # Transitions
 //! - `set`: if the word is already exactly `SET`, nothing (no cache-line
@@ -19,6 +20,9 @@
 //!   A wait satisfied while spinning doubles the budget (up to 50 µs), one that
 //!   had to sleep halves it (down to 1 µs), so ping-pong traffic spins and an
 //!   idle waiter spins ~1 µs once, then sleeps without using the CPU.
+//!   A waiter on the CPU where the last `set` ran does not spin at all: the
+//!   likely setter is then queued behind it on that CPU, and spinning would
+//!   only delay it (the connection's spin policy does the same).
 //!
 //! # Crash behaviour
 //! Every operation is a single atomic on the word, so a process that dies
@@ -41,6 +45,7 @@ use crate::sys::shm::SharedRegion;
 const MAGIC: u64 = u64::from_le_bytes(*b"mpEvent1");
 const STATE: usize = 8;
 const SPIN: usize = 12;
+const CPU: usize = 16;
 const LEN: usize = 64;
 
 const SET: u32 = 1;
@@ -141,6 +146,11 @@ impl Event {
             // Already set and nobody asleep: leave the cache line shared.
             return;
         }
+        let cpu = self.region.atomic_u32(CPU);
+        let here = sched::current_cpu() as u32 + 1;
+        if cpu.load(Ordering::Relaxed) != here {
+            cpu.store(here, Ordering::Relaxed);
+        }
         if state.swap(SET, Ordering::AcqRel) & SLEEPERS != 0 {
             futex::wake(state, u32::MAX);
         }
@@ -236,7 +246,7 @@ impl Event {
             (b, _) => b,
         };
         let mut i: u32 = 0;
-        loop {
+        while budget > 0 {
             if state.load(Ordering::Acquire) & SET != 0 {
                 budget_word.store(budget.saturating_mul(2).min(SPIN_MAX), Ordering::Relaxed);
                 return true;
@@ -253,7 +263,9 @@ impl Event {
             }
             std::hint::spin_loop();
         }
-        budget_word.store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+        if budget > 0 {
+            budget_word.store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+        }
         loop {
             let v = state.load(Ordering::Acquire);
             if v & SET != 0 {

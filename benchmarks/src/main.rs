@@ -131,6 +131,12 @@ const WORKLOADS: &[Workload] = &[
         notes: "counter += 1 under the Lock, 2 processes. The library has no shared Value yet: the counter is a u64 in a memfd mapping made by the bench crate (children reopen it via /proc/<pid>/fd); Python uses Value('i', lock=False). Floor: Drepper futex mutex, 2 forked processes.",
     },
     Workload {
+        name: "event/pingpong",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "Round trip: set(ping); wait(pong); clear(pong) against a child doing the reverse, unpinned. Floors: futex and spin ping-pong between 2 forked processes.",
+    },
+    Workload {
         name: "idle/consumer_cpu",
         python: true,
         targets: &[RustBelow(1.0)],

@@ -153,6 +153,45 @@ fn semaphore_release_in_a_child_wakes_the_parent() {
     });
 }
 
+/// Takes `n` guarded permits, says so, and holds them until killed.
+fn hold_permits(sem: Semaphore, n: u32, ready: Queue<u32>) {
+    let _held: Vec<_> = (0..n).map(|_| sem.acquire()).collect();
+    ready.put(sem.value()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn semaphore_permits_of_a_killed_holder_come_back() {
+    // Python loses them; guarded permits are tracked per process.
+    bounded(LIMIT, || {
+        let sem = Semaphore::new(2).unwrap();
+        let ready = Queue::new().unwrap();
+        let p = Process::new(hold_permits, (sem.clone(), 2, ready.clone()));
+        start(&p);
+        assert_eq!(ready.get_timeout(LONG).unwrap(), 0);
+        let waiter = {
+            let sem = sem.clone();
+            std::thread::spawn(move || {
+                sem.acquire_timeout(LONG)
+                    .map(multiprocess::SemaphoreGuard::forget)
+                    .is_some()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        p.kill().unwrap();
+        assert_eq!(p.join().unwrap(), -9);
+        let killed_at = Instant::now();
+        assert!(waiter.join().unwrap());
+        let e = killed_at.elapsed();
+        assert!(e < Duration::from_secs(1), "took {e:?}");
+        assert_eq!(
+            sem.value(),
+            1,
+            "both permits came back; the waiter took one"
+        );
+    });
+}
+
 // ---------------------------------------------------------------- Event
 
 fn set_later(event: Event) {

@@ -16,6 +16,7 @@
 //! | releasing an unheld `Lock`/`RLock` raises | cannot be written: release is a guard's drop | the type system checks it |
 //! | a holder that dies wedges `Lock`/`RLock` | taken over within ~100 ms, `previous_owner_died()` | liveness probe of the owner pid |
 //! | `sem.acquire(False, t)` ignores `t` | `try_acquire()` has no timeout to ignore | one method per form |
+//! | permits of a process that dies are lost | guarded permits come back within ~100 ms to a blocked acquirer; `forget`-ed ones are lost | per-process holder slots |
 //! | `Semaphore.release()` has no ceiling | panics at `u32::MAX` permits | the count is a `u32` |
 //! | `cond.notify()` without the lock raises | `notify` is a method of the lock's guard | the type system checks it |
 //! | `notify(n)` returns `None` | returns how many it woke; FIFO order | callers can tell nobody waited |

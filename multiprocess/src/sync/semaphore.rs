@@ -8,6 +8,8 @@
 //! | 8      | `count`    | permits available (the futex word)                     |
 //! | 12     | `sleepers` | how many callers may be in a futex wait (a hint)        |
 //! | 16     | `bound`    | the initial value for a bounded semaphore, else `u32::MAX` |
+//! | 64 + 8·i | holder `i`: `pid` | a process holding guarded permits (0: free, `u32::MAX`: being reclaimed) |
+//! | 68 + 8·i | holder `i`: `held` | how many guarded permits it holds          |
 //!
 //! # Transitions
 //! - acquire: CAS `count → count - 1` while `count > 0` (one atomic
@@ -17,33 +19,56 @@
 //!   wake one sleeper. `count` and `sleepers` use `SeqCst`, so either the
 //!   releaser sees the sleeper or the sleeper sees the new permit.
 //!
+//! - guards: a permit taken through a guard is also counted in the
+//!   process's holder slot (`held += 1` after the decrement; `held -= 1`
+//!   before the guard's release). [`SemaphoreGuard::forget`] un-counts it:
+//!   the permit then belongs to nobody, as in Python, and a plain `release`
+//!   from any process returns one. The slot index is cached per handle, so
+//!   this is one more atomic on each side.
+//! - recovery: a blocking acquire that has slept [`SLICE`] without a permit
+//!   probes the pids of the holder slots; for a dead one it CASes `pid` to
+//!   `u32::MAX` (one winner), swaps `held` to 0, frees the slot and adds the
+//!   permits back to `count` (never above `bound`), waking sleepers.
+//!
 //! # Crash behaviour
-//! Each operation is one atomic on `count`, so a process that dies leaves a
+//! Each operation is an atomic on `count`, so a process that dies leaves a
 //! valid state. A sleeper that dies leaves `sleepers` one too high, which
-//! only costs later releases a needless `FUTEX_WAKE`. Permits held by a
-//! process that dies are **not** returned, as in Python: the semaphore does
-//! not know who holds what (a per-holder table would cost every acquire a
-//! second atomic and bound the number of holders). Use a [`Lock`](crate::Lock)
-//! when recovery from a holder's death matters.
+//! only costs later releases a needless `FUTEX_WAKE`.
+//!
+//! Permits a dead process held **through guards** are returned to the
+//! semaphore within about [`SLICE`] (100 ms) once someone waits for one —
+//! Python loses them. Permits taken with `forget` (or the plain Python
+//! pattern of acquire here, release elsewhere) are not tracked and are lost
+//! with their holder, as in Python. A process that dies in the instant
+//! between the decrement and its slot update (or the reverse on release)
+//! loses that one permit; the count is never raised above what was taken.
+//! Only [`HOLDERS`] processes are tracked at once; permits of further
+//! processes are untracked.
 
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::raw_lock::Spin;
+use super::raw_lock::{SLICE, Spin};
 use super::shared::{self, shared_handle};
 use crate::deadline;
 use crate::sys::futex;
+use crate::sys::pid::{current_pid, is_alive};
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpSema01");
 const COUNT: usize = 8;
 const SLEEPERS: usize = 12;
 const BOUND: usize = 16;
-const LEN: usize = 64;
+const HOLDERS_AT: usize = 64;
+const HOLDER_LEN: usize = 8;
+const LEN: usize = 512;
+/// How many processes' guarded permits are tracked at once.
+const HOLDERS: usize = (LEN - HOLDERS_AT) / HOLDER_LEN;
+const RECLAIMING: u32 = u32::MAX;
 
 /// A semaphore released above its initial value (Python's `ValueError:
 /// Semaphore released too many times`).
@@ -56,6 +81,8 @@ pub struct OverReleaseError;
 #[derive(Clone)]
 struct RawSemaphore {
     region: Arc<SharedRegion>,
+    /// 1 + the index of this process's holder slot, as last found.
+    slot_hint: Arc<AtomicUsize>,
 }
 
 impl RawSemaphore {
@@ -63,13 +90,94 @@ impl RawSemaphore {
         let region = shared::create("multiprocess-semaphore", LEN, MAGIC)?;
         region.atomic_u32(BOUND).store(bound, Ordering::Relaxed);
         region.atomic_u32(COUNT).store(value, Ordering::Release);
-        Ok(RawSemaphore { region })
+        Ok(RawSemaphore {
+            region,
+            slot_hint: Arc::default(),
+        })
     }
 
     fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         Ok(RawSemaphore {
             region: shared::open(fd, LEN, MAGIC, "Semaphore")?,
+            slot_hint: Arc::default(),
         })
+    }
+
+    fn holder_pid(&self, i: usize) -> &AtomicU32 {
+        self.region.atomic_u32(HOLDERS_AT + i * HOLDER_LEN)
+    }
+
+    fn holder_held(&self, i: usize) -> &AtomicU32 {
+        self.region.atomic_u32(HOLDERS_AT + i * HOLDER_LEN + 4)
+    }
+
+    /// This process's holder slot, claimed if need be; `None` if all are
+    /// taken by other processes.
+    fn my_slot(&self) -> Option<usize> {
+        let me = current_pid();
+        let hint = self.slot_hint.load(Ordering::Relaxed);
+        if hint > 0 && self.holder_pid(hint - 1).load(Ordering::Relaxed) == me {
+            return Some(hint - 1);
+        }
+        let claim = || {
+            (0..HOLDERS).find(|&i| {
+                self.holder_pid(i)
+                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            })
+        };
+        let found = (0..HOLDERS)
+            .find(|&i| self.holder_pid(i).load(Ordering::Relaxed) == me)
+            .or_else(claim)
+            .or_else(|| {
+                // Full: slots of dead processes may be free to take.
+                self.recover();
+                claim()
+            })?;
+        self.slot_hint.store(found + 1, Ordering::Relaxed);
+        Some(found)
+    }
+
+    /// Counts a guarded permit as held by this process.
+    fn track(&self) {
+        if let Some(i) = self.my_slot() {
+            self.holder_held(i).fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Stops counting a guarded permit (never below zero: a permit taken
+    /// while the table was full was never counted).
+    fn untrack(&self) {
+        if let Some(i) = self.my_slot() {
+            let _ = self
+                .holder_held(i)
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |h| h.checked_sub(1));
+        }
+    }
+
+    /// Returns the guarded permits of dead holders to the count.
+    fn recover(&self) {
+        let me = current_pid();
+        for i in 0..HOLDERS {
+            let pid = self.holder_pid(i);
+            let p = pid.load(Ordering::Relaxed);
+            if p == 0 || p == RECLAIMING || p == me || is_alive(p) {
+                continue;
+            }
+            if pid
+                .compare_exchange(p, RECLAIMING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let held = self.holder_held(i).swap(0, Ordering::AcqRel);
+            pid.store(0, Ordering::Release);
+            for _ in 0..held {
+                if self.release().is_err() {
+                    break;
+                }
+            }
+        }
     }
 
     fn count(&self) -> &AtomicU32 {
@@ -105,6 +213,7 @@ impl RawSemaphore {
         }
         let count = self.count();
         let sleepers = self.region.atomic_u32(SLEEPERS);
+        let mut next_probe = Instant::now() + SLICE;
         loop {
             if self.try_acquire() {
                 return true;
@@ -112,9 +221,19 @@ impl RawSemaphore {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;
             }
+            let now = Instant::now();
+            if now >= next_probe {
+                self.recover();
+                next_probe = now + SLICE;
+                continue;
+            }
+            let until = match deadline {
+                Some(d) if d < next_probe => d,
+                _ => next_probe,
+            };
             sleepers.fetch_add(1, Ordering::SeqCst);
             let r = if count.load(Ordering::SeqCst) == 0 {
-                futex::wait(count, 0, deadline)
+                futex::wait(count, 0, Some(until))
             } else {
                 Ok(())
             };
@@ -174,9 +293,13 @@ impl RawSemaphore {
 /// ```
 ///
 /// # Caveats
-/// Permits held by a process that dies are lost, as in Python (see the
-/// crate's `sync/semaphore.rs` for why); each operation is one atomic, so the
-/// count itself is never corrupted by a death.
+/// Permits that a process holds through guards when it dies are returned
+/// within about 100 ms to a blocked [`acquire`](Semaphore::acquire) or
+/// [`acquire_timeout`](Semaphore::acquire_timeout) (Python loses them);
+/// permits taken with [`SemaphoreGuard::forget`] belong to nobody and are
+/// lost with their holder, as in Python. Up to 56 processes are tracked at
+/// once. [`try_acquire`](Semaphore::try_acquire) never probes, so it stays
+/// one atomic.
 #[derive(Clone)]
 pub struct Semaphore {
     raw: RawSemaphore,
@@ -199,7 +322,8 @@ pub struct Semaphore {
 /// ```
 ///
 /// # Caveats
-/// As for [`Semaphore`]: permits held by a process that dies are lost.
+/// As for [`Semaphore`]: guarded permits of a process that dies come back
+/// within about 100 ms to a blocked acquirer; forgotten ones are lost.
 #[derive(Clone)]
 pub struct BoundedSemaphore {
     raw: RawSemaphore,
@@ -240,6 +364,7 @@ impl SemaphoreGuard<'_> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn forget(self) {
+        self.raw.untrack();
         std::mem::forget(self);
     }
 }
@@ -252,6 +377,7 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
+        self.raw.untrack();
         // Only fails if someone over-released a bounded semaphore meanwhile;
         // the count is then at its bound already.
         let _ = self.raw.release();
@@ -287,6 +413,11 @@ macro_rules! semaphore_common {
             /// `acquire_timeout` to bound the wait.
             pub fn acquire(&self) -> SemaphoreGuard<'_> {
                 self.raw.acquire(None);
+                self.guard()
+            }
+
+            fn guard(&self) -> SemaphoreGuard<'_> {
+                self.raw.track();
                 SemaphoreGuard { raw: &self.raw }
             }
 
@@ -302,9 +433,7 @@ macro_rules! semaphore_common {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-                self.raw
-                    .try_acquire()
-                    .then(|| SemaphoreGuard { raw: &self.raw })
+                self.raw.try_acquire().then(|| self.guard())
             }
 
             /// Waits at most `timeout` for a permit (Python's
@@ -321,7 +450,7 @@ macro_rules! semaphore_common {
             pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
                 self.raw
                     .acquire(deadline::after(timeout))
-                    .then(|| SemaphoreGuard { raw: &self.raw })
+                    .then(|| self.guard())
             }
 
             /// The number of permits available now (Python's `get_value()`);
@@ -478,6 +607,29 @@ mod tests {
         s.release();
         assert!(h.join().unwrap());
         assert_eq!(s.value(), 0);
+    }
+
+    #[test]
+    fn guarded_permits_of_a_dead_holder_come_back() {
+        let s = Semaphore::new(3).unwrap();
+        let kept = s.acquire();
+        s.acquire().forget(); // untracked: stays lost
+        assert_eq!(s.raw.holder_held(0).load(Ordering::Relaxed), 1);
+        // Plant a dead holder of the last permit.
+        assert!(s.raw.try_acquire());
+        s.raw
+            .holder_pid(1)
+            .store(crate::sync::raw_lock::tests::dead_pid(), Ordering::Relaxed);
+        s.raw.holder_held(1).store(1, Ordering::Relaxed);
+        let t = Instant::now();
+        let g = s
+            .acquire_timeout(Duration::from_secs(5))
+            .expect("recovered");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(s.raw.holder_pid(1).load(Ordering::Relaxed), 0);
+        drop((g, kept));
+        assert_eq!(s.value(), 2, "the forgotten permit stays taken");
+        assert_eq!(s.raw.holder_held(0).load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -20,9 +20,10 @@
 //!   A wait satisfied while spinning doubles the budget (up to 50 µs), one that
 //!   had to sleep halves it (down to 1 µs), so ping-pong traffic spins and an
 //!   idle waiter spins ~1 µs once, then sleeps without using the CPU.
-//!   A waiter on the CPU where the last `set` ran does not spin at all: the
-//!   likely setter is then queued behind it on that CPU, and spinning would
-//!   only delay it (the connection's spin policy does the same).
+//!   A waiter on the CPU where the last `set` ran does not spin: the likely
+//!   setter is then queued behind it on that CPU, and spinning would only
+//!   delay it. It yields the CPU a few times instead, then sleeps (the
+//!   connection's spin policy does the same).
 //!
 //! # Crash behaviour
 //! Every operation is a single atomic on the word, so a process that dies
@@ -53,6 +54,8 @@ const SLEEPERS: u32 = 2;
 /// Spin budget bounds, in ns.
 const SPIN_MIN: u32 = 1_000;
 const SPIN_MAX: u32 = 50_000;
+/// How many times a waiter on the last setter's CPU yields before sleeping.
+const SAME_CPU_YIELDS: u32 = 4;
 
 /// A flag that processes wait for, like Python's `multiprocessing.Event`.
 ///
@@ -237,33 +240,33 @@ impl Event {
     fn wait_slow(&self, deadline: Option<Instant>) -> bool {
         let state = self.state();
         let budget_word = self.region.atomic_u32(SPIN);
-        let budget = budget_word
-            .load(Ordering::Relaxed)
-            .clamp(SPIN_MIN, SPIN_MAX);
+        let same_cpu =
+            self.region.atomic_u32(CPU).load(Ordering::Relaxed) == sched::current_cpu() as u32 + 1;
+        let budget = if same_cpu {
+            0
+        } else {
+            budget_word
+                .load(Ordering::Relaxed)
+                .clamp(SPIN_MIN, SPIN_MAX)
+        };
         let budget_end = deadline::after(Duration::from_nanos(u64::from(budget)));
         let spin_end = match (budget_end, deadline) {
             (Some(b), Some(d)) => Some(b.min(d)),
             (b, _) => b,
         };
-        let mut i: u32 = 0;
-        while budget > 0 {
-            if state.load(Ordering::Acquire) & SET != 0 {
+        if same_cpu {
+            // Give the CPU to the likely setter a few times instead.
+            for _ in 0..SAME_CPU_YIELDS {
+                sched::yield_now();
+                if state.load(Ordering::Acquire) & SET != 0 {
+                    return true;
+                }
+            }
+        } else {
+            if spin_until_set(state, spin_end) {
                 budget_word.store(budget.saturating_mul(2).min(SPIN_MAX), Ordering::Relaxed);
                 return true;
             }
-            i = i.wrapping_add(1);
-            if i % 32 == 0 {
-                if spin_end.is_some_and(|e| Instant::now() >= e) {
-                    break;
-                }
-                // Let a setter waiting for our CPU run.
-                if i % 256 == 0 {
-                    sched::yield_now();
-                }
-            }
-            std::hint::spin_loop();
-        }
-        if budget > 0 {
             budget_word.store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
         }
         loop {
@@ -285,6 +288,27 @@ impl Event {
                 panic!("futex wait on an event word failed: {e}");
             }
         }
+    }
+}
+
+/// Spins until `state` has `SET` (true) or `spin_end` passes (false),
+/// yielding now and then so a setter queued on this CPU can run.
+fn spin_until_set(state: &AtomicU32, spin_end: Option<Instant>) -> bool {
+    let mut i: u32 = 0;
+    loop {
+        if state.load(Ordering::Acquire) & SET != 0 {
+            return true;
+        }
+        i = i.wrapping_add(1);
+        if i % 32 == 0 {
+            if spin_end.is_some_and(|e| Instant::now() >= e) {
+                return false;
+            }
+            if i % 256 == 0 {
+                sched::yield_now();
+            }
+        }
+        std::hint::spin_loop();
     }
 }
 

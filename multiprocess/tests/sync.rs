@@ -300,7 +300,13 @@ fn condition_notify_wakes_exactly_the_requested_number() {
     bounded(LIMIT, || {
         let cond = Condition::new().unwrap();
         let out = Queue::new().unwrap();
-        let ps = start_waiters(&cond, 6, &out);
+        // Five waiting processes and a thread of this one (CPython mixes too).
+        let ps = start_waiters(&cond, 5, &out);
+        let thread = {
+            let (cond, out) = (cond.clone(), out.clone());
+            std::thread::spawn(move || cond_waiter(cond, 99, 30_000, out))
+        };
+        assert!(eventually(LONG, || cond.waiting() == 6));
         nothing_more(&out);
         assert_eq!(cond.acquire().notify(1), 1);
         assert!(out.get_timeout(LONG).unwrap().1);
@@ -310,9 +316,20 @@ fn condition_notify_wakes_exactly_the_requested_number() {
         assert!(out.get_timeout(LONG).unwrap().1);
         nothing_more(&out);
         assert_eq!(cond.acquire().notify_all(), 3);
-        for _ in 0..3 {
-            assert!(out.get_timeout(LONG).unwrap().1);
-        }
+        let mut last: Vec<u32> = (0..3)
+            .map(|_| {
+                let (id, notified) = out.get_timeout(LONG).unwrap();
+                assert!(notified);
+                id
+            })
+            .collect();
+        last.sort();
+        assert_eq!(
+            last.last(),
+            Some(&99),
+            "FIFO: the youngest waiter (the thread) is among the last three"
+        );
+        thread.join().unwrap();
         for p in &ps {
             assert_eq!(p.join().unwrap(), 0);
         }

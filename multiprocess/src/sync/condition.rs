@@ -693,6 +693,40 @@ mod tests {
     }
 
     #[test]
+    fn notify_counts_match_wakeups_under_racing_timeouts() {
+        // Waiters time out while notifiers run: every notify a notifier
+        // counted must be a wait that returned true, and vice versa.
+        use std::sync::atomic::AtomicUsize;
+        let cond = Condition::new().unwrap();
+        let notified = Arc::new(AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..6u64)
+            .map(|k| {
+                let (c, notified) = (cond.clone(), notified.clone());
+                std::thread::spawn(move || {
+                    for i in 0..300u64 {
+                        let mut g = c.acquire();
+                        let t = Duration::from_micros((i * 37 + k * 101) % 700);
+                        if g.wait_timeout(t) {
+                            notified.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut counted = 0;
+        while !waiters.iter().all(|w| w.is_finished()) {
+            counted += cond.acquire().notify(2);
+            std::thread::yield_now();
+        }
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert!(counted > 0, "the race was never exercised");
+        assert_eq!(notified.load(Ordering::SeqCst), counted);
+        assert_eq!(cond.waiting(), 0);
+    }
+
+    #[test]
     fn travels_as_a_handle() {
         let cond = Condition::new().unwrap();
         let (bytes, fds) = handle::encode(&cond).unwrap();

@@ -353,6 +353,30 @@ mod tests {
     }
 
     #[test]
+    fn ping_pong_loses_no_wakeup() {
+        // Fast handoffs, and a sleep now and then so both the spin and the
+        // futex path run.
+        let (ping, pong) = (Event::new().unwrap(), Event::new().unwrap());
+        let (p2, q2) = (ping.clone(), pong.clone());
+        let h = std::thread::spawn(move || {
+            for i in 0..20_000u32 {
+                assert!(p2.wait_timeout(Duration::from_secs(10)), "round {i}");
+                p2.clear();
+                if i % 1000 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                q2.set();
+            }
+        });
+        for i in 0..20_000u32 {
+            ping.set();
+            assert!(pong.wait_timeout(Duration::from_secs(10)), "round {i}");
+            pong.clear();
+        }
+        h.join().unwrap();
+    }
+
+    #[test]
     fn travels_as_a_handle() {
         let e = Event::new().unwrap();
         let (bytes, fds) = handle::encode(&e).unwrap();

@@ -71,17 +71,49 @@ const BROKEN: u32 = 1 << 31;
 const GEN_MASK: u32 = BROKEN - 1;
 const NO_TIMEOUT: u32 = u32::MAX;
 /// The most parties a barrier may have.
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{BARRIER_MAX_PARTIES, Barrier};
+/// assert!(Barrier::new(BARRIER_MAX_PARTIES + 1).is_err());
+/// ```
 pub const MAX_PARTIES: u32 = 1 << 16;
 
 /// The barrier was broken (by [`Barrier::abort`], a timeout, a
 /// [`Barrier::reset`] while waiting, a failed action, or the death of a
 /// waiting participant) — Python's `BrokenBarrierError`.
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{Barrier, BrokenBarrierError};
+/// let barrier = Barrier::new(2)?;
+/// barrier.abort();
+/// let err = barrier.wait().unwrap_err();
+/// assert!(matches!(err, BrokenBarrierError { .. }));
+/// assert_eq!(err.to_string(), "barrier is broken");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("barrier is broken")]
 #[non_exhaustive]
 pub struct BrokenBarrierError;
 
 /// Error from [`Barrier::wait_timeout`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiprocess::{Barrier, BarrierTimeoutError};
+/// let barrier = Barrier::new(2)?;
+/// let r = barrier.wait_timeout(Duration::from_millis(5));
+/// assert_eq!(r, Err(BarrierTimeoutError::Timeout));
+/// let r = barrier.wait_timeout(Duration::from_millis(5));
+/// assert_eq!(r, Err(BarrierTimeoutError::BrokenBarrier));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierTimeoutError {
@@ -175,7 +207,13 @@ impl BarrierBuilder {
     ///
     /// # Examples
     ///
-    /// See [`BarrierBuilder`].
+    /// ```
+    /// let barrier = multiprocess::Barrier::builder(1)
+    ///     .action(|| println!("pass"))
+    ///     .build()?;
+    /// barrier.wait().unwrap(); // prints "pass"
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn action<F: Fn() + Copy + 'static>(mut self, action: F) -> Self {
         self.action = Some(code::action_entry_for(action));
         self
@@ -186,7 +224,14 @@ impl BarrierBuilder {
     ///
     /// # Examples
     ///
-    /// See [`BarrierBuilder`].
+    /// ```
+    /// use std::time::Duration;
+    /// let barrier = multiprocess::Barrier::builder(2)
+    ///     .timeout(Duration::from_millis(10))
+    ///     .build()?;
+    /// assert!(barrier.wait().is_err()); // the second party never came
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -196,7 +241,12 @@ impl BarrierBuilder {
     ///
     /// # Examples
     ///
-    /// See [`BarrierBuilder`].
+    /// ```
+    /// let barrier = multiprocess::Barrier::builder(4).build()?;
+    /// assert_eq!(barrier.parties(), 4);
+    /// assert!(multiprocess::Barrier::builder(0).build().is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidInput` if `parties` is 0 or above [`MAX_PARTIES`]; otherwise
@@ -280,7 +330,11 @@ impl Barrier {
     ///
     /// # Examples
     ///
-    /// See [`BarrierBuilder`].
+    /// ```
+    /// let barrier = multiprocess::Barrier::builder(2).build()?;
+    /// assert_eq!(barrier.n_waiting(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn builder(parties: u32) -> BarrierBuilder {
         BarrierBuilder {
             parties,
@@ -467,7 +521,15 @@ impl Barrier {
     ///
     /// # Examples
     ///
-    /// See [`Barrier`].
+    /// ```
+    /// let barrier = multiprocess::Barrier::new(2)?;
+    /// let other = barrier.clone();
+    /// let t = std::thread::spawn(move || other.wait());
+    /// let mine = barrier.wait().unwrap();
+    /// let theirs = t.join().unwrap().unwrap();
+    /// assert_eq!(mine + theirs, 1); // indices 0 and 1
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`BrokenBarrierError`] if the barrier is or becomes broken: aborted,

@@ -69,6 +69,12 @@ const SLOTS_AT: usize = 64;
 const SLOT_LEN: usize = 16;
 const LEN: usize = 4096;
 /// How many processes (or threads) can wait on one condition at once.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(multiprocess::CONDITION_SLOTS, 252);
+/// ```
 pub const SLOTS: usize = (LEN - SLOTS_AT) / SLOT_LEN;
 
 const FREE: u32 = 0;
@@ -440,7 +446,20 @@ impl ConditionGuard<'_> {
     ///
     /// # Examples
     ///
-    /// See [`Condition`].
+    /// ```
+    /// let cond = multiprocess::Condition::new()?;
+    /// let other = cond.clone();
+    /// let t = std::thread::spawn(move || {
+    ///     let mut guard = other.acquire();
+    ///     guard.wait();
+    /// });
+    /// while cond.waiting() == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(cond.acquire().notify(1), 1);
+    /// t.join().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Panics
     /// If [`SLOTS`] threads are already waiting on this condition.

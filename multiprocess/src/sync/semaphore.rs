@@ -72,6 +72,15 @@ const RECLAIMING: u32 = u32::MAX;
 
 /// A semaphore released above its initial value (Python's `ValueError:
 /// Semaphore released too many times`).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{BoundedSemaphore, OverReleaseError};
+/// let sem = BoundedSemaphore::new(1)?;
+/// assert!(matches!(sem.release(), Err(OverReleaseError { .. })));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("semaphore released too many times")]
 #[non_exhaustive]

@@ -263,6 +263,42 @@ fn an_idle_event_waiter_uses_no_cpu() {
     });
 }
 
+fn wait_on_both(event: Event, sem: Semaphore) {
+    event.wait();
+    sem.acquire().forget();
+}
+
+#[test]
+fn killed_event_and_semaphore_waiters_leave_them_working() {
+    bounded(LIMIT, || {
+        let (event, sem) = (Event::new().unwrap(), Semaphore::new(0).unwrap());
+        let doomed = Process::new(wait_on_both, (event.clone(), sem.clone()));
+        start(&doomed);
+        std::thread::sleep(Duration::from_millis(200)); // asleep on the event
+        doomed.kill().unwrap();
+        assert_eq!(doomed.join().unwrap(), -9);
+        event.set();
+        let doomed = Process::new(wait_on_both, (event.clone(), sem.clone()));
+        start(&doomed);
+        std::thread::sleep(Duration::from_millis(200)); // asleep on the semaphore
+        doomed.kill().unwrap();
+        assert_eq!(doomed.join().unwrap(), -9);
+        // A live waiter after the deaths.
+        let live = Process::new(wait_on_both, (event.clone(), sem.clone()));
+        start(&live);
+        std::thread::sleep(Duration::from_millis(100));
+        sem.release();
+        assert_eq!(
+            live.join().unwrap(),
+            0,
+            "the release reached the live waiter"
+        );
+        assert_eq!(sem.value(), 0);
+        event.clear();
+        assert!(!event.wait_timeout(Duration::from_millis(50)));
+    });
+}
+
 // ---------------------------------------------------------------- Condition
 
 /// Waits once and reports `(id, notified)`.

@@ -69,6 +69,8 @@ const LEN: usize = 512;
 /// How many processes' guarded permits are tracked at once.
 const HOLDERS: usize = (LEN - HOLDERS_AT) / HOLDER_LEN;
 const RECLAIMING: u32 = u32::MAX;
+/// `slot_hint` of a handle whose process found the holder table full.
+const NO_SLOT: usize = usize::MAX;
 
 /// A semaphore released above its initial value (Python's `ValueError:
 /// Semaphore released too many times`).
@@ -90,7 +92,8 @@ pub struct OverReleaseError;
 #[derive(Clone)]
 struct RawSemaphore {
     region: Arc<SharedRegion>,
-    /// 1 + the index of this process's holder slot, as last found.
+    /// 1 + the index of this process's holder slot, as last found; 0 if
+    /// not looked up yet; [`NO_SLOT`] if the table was full.
     slot_hint: Arc<AtomicUsize>,
 }
 
@@ -125,6 +128,9 @@ impl RawSemaphore {
     fn my_slot(&self) -> Option<usize> {
         let me = current_pid();
         let hint = self.slot_hint.load(Ordering::Relaxed);
+        if hint == NO_SLOT {
+            return None;
+        }
         if hint > 0 && self.holder_pid(hint - 1).load(Ordering::Relaxed) == me {
             return Some(hint - 1);
         }
@@ -142,7 +148,13 @@ impl RawSemaphore {
                 // Full: slots of dead processes may be free to take.
                 self.recover();
                 claim()
-            })?;
+            });
+        let Some(found) = found else {
+            // Untracked from now on, so a full table costs one scan per
+            // handle rather than one per acquire.
+            self.slot_hint.store(NO_SLOT, Ordering::Relaxed);
+            return None;
+        };
         self.slot_hint.store(found + 1, Ordering::Relaxed);
         Some(found)
     }
@@ -639,6 +651,20 @@ mod tests {
         drop((g, kept));
         assert_eq!(s.value(), 2, "the forgotten permit stays taken");
         assert_eq!(s.raw.holder_held(0).load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_holder_table_leaves_permits_untracked() {
+        let s = Semaphore::new(2).unwrap();
+        for i in 0..HOLDERS {
+            s.raw.holder_pid(i).store(1, Ordering::Relaxed); // init: alive
+        }
+        let g = s.acquire();
+        assert_eq!(s.raw.slot_hint.load(Ordering::Relaxed), NO_SLOT);
+        assert_eq!(s.value(), 1);
+        drop(g);
+        assert_eq!(s.value(), 2);
+        assert!((0..HOLDERS).all(|i| s.raw.holder_held(i).load(Ordering::Relaxed) == 0));
     }
 
     #[test]

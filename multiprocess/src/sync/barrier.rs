@@ -752,6 +752,25 @@ mod tests {
         assert_eq!(all, [0, 1, 2]);
     }
 
+    fn failing_action() {
+        panic!("action failed");
+    }
+
+    #[test]
+    fn a_panicking_action_breaks_it_and_the_panic_continues() {
+        let b = Barrier::builder(2).action(failing_action).build().unwrap();
+        let b2 = b.clone();
+        let h = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)));
+        while b.n_waiting() < 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let r = std::panic::catch_unwind(|| b.wait());
+        assert!(r.is_err(), "the last arrival ran the action and panicked");
+        assert_eq!(h.join().unwrap(), Err(BarrierTimeoutError::BrokenBarrier));
+        assert!(b.is_broken());
+        assert!(!b.lock().is_locked(), "the internal lock was released");
+    }
+
     #[test]
     fn dead_arrival_breaks_it() {
         let b = Barrier::new(3).unwrap();

@@ -441,6 +441,34 @@ fn condition_notify_skips_a_killed_waiter() {
     });
 }
 
+/// Holds the RLock twice around a wait; reports the depth after it.
+fn rlock_cond_waiter(lock: RLock, cond: Condition, out: Queue<u32>) {
+    let _outer = lock.acquire();
+    let mut g = cond.acquire();
+    let notified = g.wait_timeout(LONG);
+    out.put(if notified { lock.depth() } else { 0 }).unwrap();
+}
+
+#[test]
+fn condition_over_an_rlock_releases_every_level_while_waiting() {
+    bounded(LIMIT, || {
+        let lock = RLock::new().unwrap();
+        let cond = Condition::with_rlock(lock.clone()).unwrap();
+        let out = Queue::new().unwrap();
+        let p = Process::new(rlock_cond_waiter, (lock.clone(), cond.clone(), out.clone()));
+        start(&p);
+        assert!(eventually(LONG, || cond.waiting() == 1));
+        // Both levels were released, or this would block.
+        let g = cond
+            .acquire_timeout(LONG)
+            .expect("the waiter released the lock");
+        assert_eq!(g.notify(1), 1);
+        drop(g);
+        assert_eq!(out.get_timeout(LONG).unwrap(), 2, "both levels restored");
+        assert_eq!(p.join().unwrap(), 0);
+    });
+}
+
 // ---------------------------------------------------------------- Barrier
 
 /// Counts passes when used as the barrier's action (each process sets it

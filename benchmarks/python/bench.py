@@ -199,6 +199,37 @@ def lock_uncontended(name, n, reps):
     emit(name, "ns", samples)
 
 
+def event_ponger(ping, pong, n):
+    for _ in range(n):
+        if not ping.wait(TIMEOUT):
+            return
+        ping.clear()
+        pong.set()
+
+
+def event_pingpong(name, reps, batch):
+    ping, pong = mp.Event(), mp.Event()
+    warmup = 200
+    p = mp.Process(target=event_ponger, args=(ping, pong, warmup + reps * batch))
+    p.start()
+
+    def rounds(n):
+        for _ in range(n):
+            ping.set()
+            if not pong.wait(TIMEOUT):
+                raise RuntimeError("ponger did not answer")
+            pong.clear()
+
+    rounds(warmup)
+    samples = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        rounds(batch)
+        samples.append((time.perf_counter() - t) * 1e6 / batch)
+    p.join(TIMEOUT)
+    emit(name, "µs", samples)
+
+
 def counter_worker(lock, value, ready, go, n, done):
     ready.put(1)
     go.get(timeout=TIMEOUT)
@@ -298,6 +329,7 @@ def main():
         "lock/uncontended": lambda: lock_uncontended(name, pick(quick, 300_000, 1_000_000),
                                                      pick(quick, 3, 5)),
         "lock/counter_2proc": lambda: lock_counter(name, pick(quick, 50_000, 200_000), pick(quick, 3, 5)),
+        "event/pingpong": lambda: event_pingpong(name, pick(quick, 3, 5), pick(quick, 1000, 5000)),
         "idle/consumer_cpu": lambda: idle(name, False, pick(quick, 1, 3)),
         "idle/recv_cpu": lambda: idle(name, True, pick(quick, 1, 3)),
     }

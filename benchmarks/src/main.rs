@@ -131,6 +131,12 @@ const WORKLOADS: &[Workload] = &[
         notes: "counter += 1 under the lock, 2 processes: `*counter.lock() += 1` on a `Value<u64>`; Python uses Value('i', lock=False) under a Lock. Floor: Drepper futex mutex, 2 forked processes.",
     },
     Workload {
+        name: "event/pingpong",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "Round trip: set(ping); wait(pong); clear(pong) against a child doing the reverse, unpinned. Floors: futex and spin ping-pong between 2 forked processes.",
+    },
+    Workload {
         name: "idle/consumer_cpu",
         python: true,
         targets: &[RustBelow(1.0)],

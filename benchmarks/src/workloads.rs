@@ -94,6 +94,7 @@ pub fn run(name: &str, quick: bool) -> Result<()> {
         "pipe/oneway_1MiB" => oneway_1mib(&out, quick),
         "lock/uncontended" => lock_uncontended(&out, quick),
         "lock/counter_2proc" => lock_counter(&out, quick),
+        "event/pingpong" => event_pingpong(&out, quick),
         "idle/consumer_cpu" => idle(&out, false, pick(quick, 1, 3)),
         "idle/recv_cpu" => idle(&out, true, pick(quick, 1, 3)),
         "alloc/queue_u64"
@@ -416,6 +417,57 @@ fn lock_uncontended(out: &Out, quick: bool) -> Result<()> {
     out.rust("ns", samples);
     Ok(())
 }
+
+fn event_ponger(ping: multiprocess::Event, pong: multiprocess::Event, n: u64) {
+    for _ in 0..n {
+        if !ping.wait_timeout(TIMEOUT) {
+            return;
+        }
+        ping.clear();
+        pong.set();
+    }
+}
+
+/// Event ping-pong: this process sets `ping` and waits for `pong`; a child
+/// does the reverse. µs per round trip (two set/wait/clear handoffs).
+fn event_pingpong(out: &Out, quick: bool) -> Result<()> {
+    let (reps, batch) = (pick(quick, 5, 20), pick(quick, 2000, 10_000));
+    for kind in [PingPong::Futex, PingPong::Spin] {
+        out.floor(
+            kind.name(),
+            "µs",
+            floors::ping_pong(kind, (None, None), reps, batch)?,
+        );
+    }
+    let (ping, pong) = (multiprocess::Event::new()?, multiprocess::Event::new()?);
+    let warmup = 1000;
+    let total = warmup + reps * batch;
+    let p = Process::new(event_ponger, (ping.clone(), pong.clone(), total as u64));
+    p.start()?;
+    let round = |n: usize| -> Result<()> {
+        for _ in 0..n {
+            ping.set();
+            if !pong.wait_timeout(TIMEOUT) {
+                return Err("ponger did not answer".into());
+            }
+            pong.clear();
+        }
+        Ok(())
+    };
+    round(warmup)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        round(batch)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
+    }
+    finish(&p)?;
+    out.rust("µs", samples);
+    Ok(())
+}
+
+/// Where a child finds the shared counter: the parent's pid and memfd.
+type ShmAt = (u32, i32);
 
 fn counter_worker(counter: Value<u64>, ready: Queue<u8>, go: Queue<u8>, n: u64, done: Queue<u64>) {
     ready.put(1).unwrap();

@@ -7,6 +7,9 @@
 #![allow(clippy::duplicate_mod)]
 
 #[allow(dead_code)]
+#[path = "barrier_lockstep.rs"]
+mod barrier_lockstep;
+#[allow(dead_code)]
 #[path = "cube_and_square.rs"]
 mod cube_and_square;
 #[allow(dead_code)]
@@ -41,7 +44,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 10] = [
+    let examples: [(&str, Example); 11] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -78,6 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Shared state: a counter in a Value (shared_counter)",
             shared_counter::run,
+        ),
+        (
+            "Barrier: three workers in lock-step (barrier_lockstep)",
+            barrier_lockstep::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

@@ -248,4 +248,8 @@ pub use shared::{
     Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,
 };
 pub use shared::{SharedMemory, SharedMemoryError};
-pub use sync::{Lock, LockGuard};
+pub use sync::{
+    BARRIER_MAX_PARTIES, Barrier, BarrierBuilder, BarrierTimeoutError, BoundedSemaphore,
+    BrokenBarrierError, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,
+    OverReleaseError, RLock, RLockGuard, Semaphore, SemaphoreGuard,
+};

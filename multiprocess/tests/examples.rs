@@ -302,9 +302,27 @@ fn check_shared_counter(out: &[String]) {
     assert_eq!(out[4..], owned(&["counter = 4000 (expected 4000)"]));
 }
 
+fn check_barrier_lockstep(out: &[String]) {
+    assert_eq!(out.len(), 3 * 4 + 1, "{out:?}");
+    for phase in 1..=3 {
+        let block = &out[(phase - 1) * 4..phase * 4];
+        // The action's line comes after the three workers of its phase,
+        // before any line of the next phase.
+        assert_eq!(
+            sorted(&block[..3]),
+            (0..3)
+                .map(|n| format!("Worker {n} finished phase {phase}"))
+                .collect::<Vec<_>>(),
+            "{out:?}"
+        );
+        assert_eq!(block[3], "--- all workers reached the barrier ---");
+    }
+    assert_eq!(out.last().unwrap(), "Done");
+}
+
 type Check = fn(&[String]);
 
-const EXAMPLES: [(&str, Check); 10] = [
+const EXAMPLES: [(&str, Check); 11] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -315,6 +333,7 @@ const EXAMPLES: [(&str, Check); 10] = [
     ("echo_authkey", check_echo_authkey),
     ("joinable_queue_workers", check_joinable_queue_workers),
     ("shared_counter", check_shared_counter),
+    ("barrier_lockstep", check_barrier_lockstep),
 ];
 
 #[test]

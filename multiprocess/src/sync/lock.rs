@@ -97,7 +97,7 @@ impl Lock {
         })
     }
 
-    fn raw(&self) -> RawLock<'_> {
+    pub(crate) fn raw(&self) -> RawLock<'_> {
         RawLock::new(self.region.atomic_u32(WORD))
     }
 

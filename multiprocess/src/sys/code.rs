@@ -133,3 +133,47 @@ where
     }
     trampoline::<F, Args>
 }
+
+/// A barrier action: a plain `fn()` (or non-capturing closure) recreated
+/// from its type, so that any process of the same executable can run it.
+pub(crate) type ActionEntry = fn();
+
+/// The entry point that recreates and calls the zero-sized action `F`.
+///
+/// Only obtainable from a value of `F`, which is what makes recreating it
+/// sound (as for [`entry_for`]).
+pub(crate) fn action_entry_for<F: Fn() + Copy + 'static>(_action: F) -> ActionEntry {
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    fn trampoline<F: Fn() + Copy + 'static>() {
+        // SAFETY: as in `entry_for`: `F` is zero-sized (asserted at compile
+        // time in `action_entry_for`) and `Copy`, and this trampoline is only
+        // reachable through `action_entry_for`, which takes a value of `F`.
+        let action: F = unsafe { std::mem::zeroed() };
+        action()
+    }
+    trampoline::<F>
+}
+
+/// The offset of an action from the anchor, to store in shared memory.
+pub(crate) fn action_offset(entry: ActionEntry) -> i64 {
+    (entry as usize as i64).wrapping_sub(anchor as fn() as usize as i64)
+}
+
+/// Turns an offset made by [`action_offset`] in a process whose executable
+/// had identity `exe` back into the action, after checking that this process
+/// runs the very same executable.
+pub(crate) fn resolve_action(offset: i64, exe: (u64, u64)) -> io::Result<ActionEntry> {
+    let here = exe_identity()?;
+    if here != exe {
+        return Err(io::Error::other(format!(
+            "this process runs another executable (dev, inode) {here:?} than the one \
+             that named the action {exe:?}"
+        )));
+    }
+    let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: `offset` was computed with `action_offset` from a value of type
+    // `ActionEntry` in the same executable image (checked just above), and
+    // relative distances between functions of one image do not change with
+    // its load address; function pointers are `usize`-sized on our targets.
+    Ok(unsafe { std::mem::transmute::<usize, ActionEntry>(addr) })
+}

@@ -54,6 +54,28 @@ fn init() -> u32 {
     pid
 }
 
+/// The kernel id of the calling thread (`gettid`), cached per thread and
+/// re-read after a fork (a forked child's thread has a new id). Used with the
+/// pid to name the owner of a reentrant lock.
+#[inline]
+pub(crate) fn current_tid() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        /// (pid, tid) as of the last call on this thread.
+        static TID: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+    let pid = current_pid();
+    TID.with(|c| {
+        let (cached_pid, tid) = c.get();
+        if cached_pid == pid {
+            return tid;
+        }
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        c.set((pid, tid));
+        tid
+    })
+}
+
 /// Whether a process with id `pid` exists and has not exited.
 ///
 /// `kill(pid, 0)`: `ESRCH` means gone, `EPERM` means alive (owned by another

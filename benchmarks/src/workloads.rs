@@ -466,9 +466,6 @@ fn event_pingpong(out: &Out, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Where a child finds the shared counter: the parent's pid and memfd.
-type ShmAt = (u32, i32);
-
 fn counter_worker(counter: Value<u64>, ready: Queue<u8>, go: Queue<u8>, n: u64, done: Queue<u64>) {
     ready.put(1).unwrap();
     go.get_timeout(TIMEOUT).unwrap();

@@ -150,13 +150,50 @@
 //! }
 //! ```
 //!
+//! # Synchronisation
+//!
+//! Beside [`Lock`], all in shared memory, passable to children, with timeout
+//! forms and surviving a participant's death: [`RLock`] (reentrant per
+//! thread), [`Semaphore`] and [`BoundedSemaphore`] (permits held by a process
+//! that dies come back), [`Event`], [`Condition`] (over a `Lock` or `RLock`)
+//! and [`Barrier`] (a participant killed while others wait breaks it for
+//! them instead of leaving them waiting).
+//!
+//! ```no_run
+//! use multiprocess::{Barrier, Event, Process};
+//!
+//! fn worker(start: Event, barrier: Barrier) {
+//!     start.wait();
+//!     let index = barrier.wait().unwrap(); // 0..3, one of each
+//!     println!("arrived {index}");
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let (start, barrier) = (Event::new()?, Barrier::new(3)?);
+//!     let ps: Vec<Process> = (0..3)
+//!         .map(|_| Process::new(worker, (start.clone(), barrier.clone())))
+//!         .collect();
+//!     for p in &ps {
+//!         p.start()?;
+//!     }
+//!     start.set();
+//!     for p in &ps {
+//!         p.join()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Shared state
 //!
 //! A [`Value`] holds one plain-data value (any [`bytemuck::Pod`] type) in
 //! shared memory with its own [`Lock`]; an [`Array`] holds a fixed number of
 //! them. `*v.lock() += 1` is Python's `with v.get_lock(): v.value += 1`.
 //! [`RawValue`] and [`RawArray`] have no lock (racy, never undefined
-//! behaviour).
+//! behaviour). A [`SharedMemory`] segment is attached by name from any
+//! process; a tracker unlinks it once every process holding it is gone, even
+//! when they were killed.
 //!
 //! ```no_run
 //! use multiprocess::{Array, Process, Value};

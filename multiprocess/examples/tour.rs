@@ -10,11 +10,17 @@
 #[path = "cube_and_square.rs"]
 mod cube_and_square;
 #[allow(dead_code)]
+#[path = "executor_futures.rs"]
+mod executor_futures;
+#[allow(dead_code)]
 #[path = "four_parts.rs"]
 mod four_parts;
 #[allow(dead_code)]
 #[path = "pipe_ping_pong.rs"]
 mod pipe_ping_pong;
+#[allow(dead_code)]
+#[path = "pool_squares.rs"]
+mod pool_squares;
 #[allow(dead_code)]
 #[path = "process_ids.rs"]
 mod process_ids;
@@ -32,7 +38,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 7] = [
+    let examples: [(&str, Example); 9] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -57,6 +63,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Pipe: ping-pong over one duplex pipe (pipe_ping_pong)",
             pipe_ping_pong::run,
+        ),
+        (
+            "Pool: squares in worker processes (pool_squares)",
+            pool_squares::run,
+        ),
+        (
+            "Executor: futures as they complete (executor_futures)",
+            executor_futures::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

@@ -45,9 +45,15 @@
 //! its exit is handled like any other (empty window), and a replacement
 //! starts. An initializer that fails makes the pool *broken*
 //! ([`PoolError::Broken`]) instead of respawning workers forever.
+//!
+//! **Executor.** [`Executor`] (`executor.rs`) is the same machinery with
+//! one-call chunks whose job is a future's state, and one rule changed: an
+//! abrupt worker death breaks the pool (Python's `BrokenProcessPool`)
+//! instead of failing one call and replacing the worker.
 
 mod core;
 mod error;
+mod executor;
 mod result;
 mod task;
 mod wire;
@@ -59,6 +65,10 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 pub use error::{PoolError, TaskError};
+pub use executor::{
+    AsCompleted, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults, TaskFuture,
+    as_completed,
+};
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
 pub use worker::ChunkCtx;
@@ -154,6 +164,7 @@ pub struct PoolBuilder {
     init: Option<Result<InitSpec, PoolError>>,
     retries: u32,
     window: Option<usize>,
+    break_on_death: bool,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -255,6 +266,7 @@ impl PoolBuilder {
             init,
             retries: self.retries,
             window: self.window,
+            break_on_death: self.break_on_death,
         })?;
         core.start_workers()?;
         let monitor = core.clone();
@@ -406,14 +418,33 @@ impl Pool {
         R: serde::de::DeserializeOwned + Send + 'static,
         S: Serialize,
     {
+        Ok(self.submit_iter_seqs(entry, items, chunksize, ordered)?.0)
+    }
+
+    /// [`submit_iter`](Self::submit_iter), also returning the chunks'
+    /// sequence numbers.
+    fn submit_iter_seqs<R, S>(
+        &self,
+        entry: i64,
+        items: Vec<S>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<(ImapIter<R>, std::ops::Range<u64>), PoolError>
+    where
+        R: serde::de::DeserializeOwned + Send + 'static,
+        S: Serialize,
+    {
         self.check_open()?;
         let job = IterJob::new(ordered);
         let dyn_job: Arc<dyn Job> = job.clone();
         let chunks = self.encode_chunks(entry, &items, chunksize, &dyn_job)?;
-        if !chunks.is_empty() {
-            self.core.submit(chunks)?;
-        }
-        Ok(ImapIter::new(job, items.len()))
+        let n = chunks.len() as u64;
+        let first = if chunks.is_empty() {
+            0
+        } else {
+            self.core.submit(chunks)?
+        };
+        Ok((ImapIter::new(job, items.len()), first..first + n))
     }
 
     /// Runs `f(args…)` in a worker and waits for the result (Python's

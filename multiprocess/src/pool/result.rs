@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::core::BrokenWhy;
 use super::error::{PoolError, TaskError};
 use super::wire::Outcome;
 use crate::handle;
@@ -20,14 +21,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub(crate) enum Cancel {
     Terminated,
-    Broken(String),
+    Broken(BrokenWhy),
+    /// Cancelled before it started (the executor's `cancel`).
+    Cancelled,
 }
 
 impl Cancel {
     fn error(&self) -> PoolError {
         match self {
-            Cancel::Terminated => PoolError::Terminated,
-            Cancel::Broken(m) => PoolError::Broken(m.clone()),
+            Cancel::Terminated | Cancel::Cancelled => PoolError::Terminated,
+            Cancel::Broken(b) => PoolError::Broken(b.message.clone()),
         }
     }
 }
@@ -43,7 +46,7 @@ pub(crate) trait Job: Send + Sync {
     fn cancel(&self, why: &Cancel);
 }
 
-fn decode_outcomes<R: DeserializeOwned>(count: u32, body: &[u8]) -> Vec<Outcome<R>> {
+pub(crate) fn decode_outcomes<R: DeserializeOwned>(count: u32, body: &[u8]) -> Vec<Outcome<R>> {
     match handle::decode::<Vec<Outcome<R>>>(body, Vec::new()) {
         Ok(v) if v.len() == count as usize => v,
         Ok(v) => {
@@ -569,7 +572,7 @@ impl<R> ImapIter<R> {
         self.next_until(crate::deadline::after(timeout))
     }
 
-    fn next_until(
+    pub(crate) fn next_until(
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {

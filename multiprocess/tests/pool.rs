@@ -80,6 +80,31 @@ fn map_is_correct_for_every_chunksize() {
 }
 
 #[test]
+fn map_reassembles_chunks_that_finish_out_of_order() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(3).unwrap();
+        // The first chunks sleep longest, so later ones arrive first and
+        // wait for the gap before them to fill.
+        let input: Vec<u64> = (0..60)
+            .map(|i| if i < 6 { 120 - 20 * i } else { i % 3 })
+            .collect();
+        for chunksize in [1, 2, 5] {
+            let out = pool
+                .with_chunksize(chunksize)
+                .map(sleep_ms, input.clone())
+                .unwrap();
+            assert_eq!(out, input, "chunksize {chunksize}");
+        }
+        // A failure among successes still reports the first failed item.
+        let out = pool
+            .with_chunksize(4)
+            .map(fragile, (0..40).rev())
+            .unwrap_err();
+        assert!(matches!(out, PoolError::Task { index: 34, .. }), "{out:?}");
+    });
+}
+
+#[test]
 fn imap_is_ordered_and_imap_unordered_gives_the_same_multiset() {
     bounded(LIMIT, || {
         let pool = Pool::new(2).unwrap();

@@ -456,7 +456,7 @@ impl Core {
                         chunk
                     };
                     if let Some(chunk) = chunk {
-                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body));
+                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body.0));
                         self.finish_chunks(1);
                     }
                 }

@@ -623,7 +623,7 @@ fn take<R>(inner: &mut Inner<R>) -> Result<R, ExecutorError> {
 
 impl<R: DeserializeOwned + Send + 'static> Job for Shared<R> {
     fn deliver(&self, _first: usize, count: u32, body: &[u8]) {
-        for outcome in decode_outcomes::<R>(count, body) {
+        for outcome in decode_outcomes::<R>(count, body).into_outcomes() {
             match outcome {
                 Outcome::Ok(v) => self.set(Ok(v)),
                 Outcome::Err(e) => self.set(Err(ExecutorError::Task(e))),

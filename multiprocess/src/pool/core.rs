@@ -15,6 +15,12 @@ use super::worker::worker_main;
 use crate::process::{Process, ProcessError, StartMethod};
 use crate::queue::{GetTimeoutError, PutTimeoutError, Queue, QueueBuilder, TryPutError};
 
+/// A job's identity: the address of its shared state, for finding its
+/// chunks while the job is alive.
+pub(crate) fn job_id(job: &Arc<dyn Job>) -> usize {
+    Arc::as_ptr(job).cast::<()>() as usize
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

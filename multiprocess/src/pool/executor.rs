@@ -18,7 +18,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{BrokenWhy, Core};
+use super::core::{BrokenWhy, Core, job_id};
 use super::error::{PoolError, TaskError};
 use super::result::{Cancel, ImapIter, Job, decode_outcomes};
 use super::task::Task;
@@ -459,14 +458,14 @@ impl Executor {
         let core = &self.pool.core;
         let entry = code::task_entry_offset(f.entry());
         let items: Vec<A> = iterable.into_iter().collect();
-        let (iter, seqs) = self
+        let (iter, job) = self
             .pool
             .submit_iter_seqs(entry, items, options.chunksize.unwrap_or(1), true)
             .map_err(|e| ExecutorError::from_pool(core, e))?;
         Ok(MapResults {
             iter,
             core: Arc::downgrade(core),
-            seqs,
+            job,
             deadline,
             finished: false,
         })
@@ -918,7 +917,8 @@ impl<R> Iterator for AsCompleted<R> {
 pub struct MapResults<R> {
     iter: ImapIter<R>,
     core: Weak<Core>,
-    seqs: Range<u64>,
+    /// The job's identity (`core::job_id`), to withdraw its chunks.
+    job: usize,
     deadline: Option<Instant>,
     finished: bool,
 }
@@ -934,8 +934,8 @@ impl<R> fmt::Debug for MapResults<R> {
 impl<R> MapResults<R> {
     fn cancel_rest(&mut self) {
         if let Some(core) = self.core.upgrade() {
-            let seqs = self.seqs.clone();
-            core.cancel_pending(|c| seqs.contains(&c.seq), &Cancel::Cancelled);
+            let job = self.job;
+            core.cancel_pending(|c| job_id(&c.job) == job, &Cancel::Cancelled);
         }
     }
 }

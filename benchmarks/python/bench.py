@@ -307,6 +307,60 @@ def idle(name, connection, reps):
     emit(name, "% CPU", samples)
 
 
+# ------------------------------------------------------------------ pool
+
+def square(x):
+    return x * x
+
+
+def warm_pool():
+    pool = mp.Pool(2)
+    pool.map(square, range(1000))
+    pool.map(square, range(1000), chunksize=1)
+    return pool
+
+
+def pool_map_chunksize1(name, n, reps):
+    samples = []
+    with warm_pool() as pool:
+        for _ in range(reps):
+            t = time.perf_counter()
+            r = pool.map(square, range(n), chunksize=1)
+            samples.append(n / (time.perf_counter() - t))
+            if len(r) != n or r[-1] != (n - 1) ** 2:
+                raise RuntimeError("wrong map result")
+    emit(name, "tasks/s", samples)
+
+
+def pool_map_100k_ints(name, reps):
+    n = 100_000
+    samples = []
+    with warm_pool() as pool:
+        for _ in range(reps):
+            t = time.perf_counter()
+            r = pool.map(square, range(n))
+            samples.append(n / (time.perf_counter() - t))
+            if len(r) != n or r[-1] != (n - 1) ** 2:
+                raise RuntimeError("wrong map result")
+    emit(name, "items/s", samples)
+
+
+def pool_apply_async_roundtrip(name, reps, batch):
+    with warm_pool() as pool:
+        def rounds(n):
+            for i in range(n):
+                if pool.apply_async(square, (i,)).get(timeout=TIMEOUT) != i * i:
+                    raise RuntimeError("wrong apply_async result")
+
+        rounds(1000)
+        samples = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            rounds(batch)
+            samples.append((time.perf_counter() - t) * 1e6 / batch)
+    emit(name, "µs", samples)
+
+
 def main():
     name = sys.argv[1]
     quick = "--quick" in sys.argv[2:]
@@ -332,6 +386,11 @@ def main():
         "event/pingpong": lambda: event_pingpong(name, pick(quick, 3, 5), pick(quick, 1000, 5000)),
         "idle/consumer_cpu": lambda: idle(name, False, pick(quick, 1, 3)),
         "idle/recv_cpu": lambda: idle(name, True, pick(quick, 1, 3)),
+        "pool/map_chunksize1": lambda: pool_map_chunksize1(name, pick(quick, 20_000, 100_000),
+                                                           pick(quick, 3, 5)),
+        "pool/map_100k_ints": lambda: pool_map_100k_ints(name, pick(quick, 5, 20)),
+        "pool/apply_async_roundtrip": lambda: pool_apply_async_roundtrip(name, pick(quick, 5, 10),
+                                                                         pick(quick, 2000, 10_000)),
     }
     if name not in table:
         sys.exit(f"unknown workload {name}")

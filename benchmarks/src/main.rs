@@ -149,6 +149,24 @@ const WORKLOADS: &[Workload] = &[
         notes: "The same for a process blocked ~1 s in Connection::recv.",
     },
     Workload {
+        name: "pool/map_chunksize1",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "Pool of 2 workers, map(square, range(N)) with chunksize=1: one task message and one result message per item. Python: multiprocessing.Pool(2), default start method.",
+    },
+    Workload {
+        name: "pool/map_100k_ints",
+        python: true,
+        targets: &[SpeedupAtLeast(10.0)],
+        notes: "Pool of 2 workers, map(square, range(100000)) with the default chunksize (ceil(N / (4 * processes)) = 12,500 items per chunk).",
+    },
+    Workload {
+        name: "pool/apply_async_roundtrip",
+        python: true,
+        targets: &[SpeedupAtLeast(25.0)],
+        notes: "Pool of 2 workers: apply_async(square, (i,)).get(), one at a time; time per round trip.",
+    },
+    Workload {
         name: "alloc/queue_u64",
         python: false,
         targets: &[RustAtMost(0.0)],

@@ -102,6 +102,9 @@ pub fn run(name: &str, quick: bool) -> Result<()> {
         | "alloc/pipe_u64"
         | "alloc/pipe_1KiB"
         | "alloc/pipe_bytes_1KiB" => allocs(&out, name),
+        "pool/map_chunksize1" => pool_map_chunksize1(&out, quick),
+        "pool/map_100k_ints" => pool_map_100k_ints(&out, quick),
+        "pool/apply_async_roundtrip" => pool_apply_async_roundtrip(&out, quick),
         _ => Err(format!("unknown workload {name}").into()),
     }
 }
@@ -392,6 +395,75 @@ fn oneway_1mib(out: &Out, quick: bool) -> Result<()> {
         finish(&p)?;
     }
     out.rust("MB/s", samples);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- pool
+
+fn pool_square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+/// A pool of 2 workers, warmed up (workers started, code paths touched).
+fn warm_pool() -> Result<multiprocess::Pool> {
+    let pool = multiprocess::Pool::new(2)?;
+    pool.map(pool_square, 0..1000u64)?;
+    pool.with_chunksize(1).map(pool_square, 0..1000u64)?;
+    Ok(pool)
+}
+
+fn pool_map_chunksize1(out: &Out, quick: bool) -> Result<()> {
+    let (reps, n) = (pick(quick, 3, 5), pick(quick, 20_000, 100_000) as u64);
+    let pool = warm_pool()?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = pool.with_chunksize(1).map(pool_square, 0..n)?;
+        samples.push(n as f64 / t.elapsed().as_secs_f64());
+        if r.len() as u64 != n || r[n as usize - 1] != (n - 1) * (n - 1) {
+            return Err("wrong map result".into());
+        }
+    }
+    out.rust("tasks/s", samples);
+    Ok(())
+}
+
+fn pool_map_100k_ints(out: &Out, quick: bool) -> Result<()> {
+    let (reps, n) = (pick(quick, 5, 20), 100_000u64);
+    let pool = warm_pool()?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = pool.map(pool_square, 0..n)?;
+        samples.push(n as f64 / t.elapsed().as_secs_f64());
+        if r.len() as u64 != n || r[n as usize - 1] != (n - 1) * (n - 1) {
+            return Err("wrong map result".into());
+        }
+    }
+    out.rust("items/s", samples);
+    Ok(())
+}
+
+fn pool_apply_async_roundtrip(out: &Out, quick: bool) -> Result<()> {
+    let (reps, batch) = (pick(quick, 5, 10), pick(quick, 2000, 10_000) as u64);
+    let pool = warm_pool()?;
+    let round = |n: u64| -> Result<()> {
+        for i in 0..n {
+            let r = pool.apply_async(pool_square, (i,))?;
+            if r.get_timeout(TIMEOUT)? != i * i {
+                return Err("wrong apply_async result".into());
+            }
+        }
+        Ok(())
+    };
+    round(1000)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        round(batch)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
+    }
+    out.rust("µs", samples);
     Ok(())
 }
 

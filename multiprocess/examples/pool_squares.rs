@@ -28,8 +28,8 @@ fn square_or_die(x: u64) -> u64 {
     x * x
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    multiprocess::init();
+/// The example's body (the tour calls it too).
+pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::new(2)?;
 
     println!("map: {:?}", pool.map(square, 0..10)?);
@@ -61,4 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pool.close();
     pool.join()?;
     Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    multiprocess::init();
+    run()
 }

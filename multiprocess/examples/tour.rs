@@ -16,6 +16,9 @@ mod cube_and_square;
 #[path = "echo_authkey.rs"]
 mod echo_authkey;
 #[allow(dead_code)]
+#[path = "executor_futures.rs"]
+mod executor_futures;
+#[allow(dead_code)]
 #[path = "four_parts.rs"]
 mod four_parts;
 #[allow(dead_code)]
@@ -24,6 +27,9 @@ mod joinable_queue_workers;
 #[allow(dead_code)]
 #[path = "pipe_ping_pong.rs"]
 mod pipe_ping_pong;
+#[allow(dead_code)]
+#[path = "pool_squares.rs"]
+mod pool_squares;
 #[allow(dead_code)]
 #[path = "process_ids.rs"]
 mod process_ids;
@@ -44,7 +50,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 11] = [
+    let examples: [(&str, Example); 13] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -85,6 +91,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Barrier: three workers in lock-step (barrier_lockstep)",
             barrier_lockstep::run,
+        ),
+        (
+            "Pool: squares in worker processes (pool_squares)",
+            pool_squares::run,
+        ),
+        (
+            "Executor: futures as they complete (executor_futures)",
+            executor_futures::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

@@ -242,6 +242,30 @@
 //! }
 //! ```
 //!
+//! An [`Executor`] is Python's `concurrent.futures.ProcessPoolExecutor`:
+//! [`submit`](Executor::submit) returns a [`TaskFuture`] to wait for, cancel,
+//! or `.await`; [`as_completed`] yields futures as they finish. A worker that
+//! dies abruptly *breaks* the executor, as Python's `BrokenProcessPool`:
+//! every pending future fails with [`ExecutorError::BrokenPool`].
+//!
+//! ```no_run
+//! use multiprocess::{Executor, as_completed};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let executor = Executor::new(2)?;
+//!     let futures = vec![executor.submit(square, (3,))?, executor.submit(square, (4,))?];
+//!     for future in as_completed(futures) {
+//!         println!("{}", future?.result()?);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Errors
 //!
 //! Every blocking call has a timeout form and notices a dead peer; errors
@@ -269,8 +293,9 @@ pub use connection::{
 };
 pub use handle::{DecodeError, EncodeError};
 pub use pool::{
-    AsyncResult, Callbacks, Chunked, ImapIter, Pool, PoolBuilder, PoolError, Task, TaskError,
-    TaskReturn,
+    AsCompleted, AsyncResult, Callbacks, Chunked, Executor, ExecutorBuilder, ExecutorError,
+    ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, Task, TaskError, TaskFuture,
+    TaskReturn, as_completed,
 };
 pub use process::{
     Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,

@@ -269,6 +269,19 @@ fn check_echo_authkey(out: &[String]) {
     );
 }
 
+fn check_pool_squares(out: &[String]) {
+    assert_eq!(
+        out,
+        owned(&[
+            "map: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+            "imap: 0 1 4 9 16",
+            "apply_async: 144",
+            "item 3: worker died from signal 9 (the pool replaced it)",
+            "after the death: [0, 1, 4, 100, 16]",
+        ])
+    );
+}
+
 fn check_joinable_queue_workers(out: &[String]) {
     assert_eq!(out.len(), 12, "{out:?}");
     let mut jobs: Vec<u32> = out[..10]
@@ -320,9 +333,30 @@ fn check_barrier_lockstep(out: &[String]) {
     assert_eq!(out.last().unwrap(), "Done");
 }
 
+fn check_executor_futures(out: &[String]) {
+    assert_eq!(
+        out,
+        owned(&[
+            "submitted 3 tasks",
+            "cancelled a task before it started: true",
+            "completed: 2 squared is 4",
+            "completed: 3 squared is 9",
+            "completed: 1 squared is 1",
+            "map: [0, 1, 4, 9, 16]",
+            "a worker was killed: the executor is broken (signal 9)",
+            "submit after that: refused",
+        ])
+    );
+}
+
 type Check = fn(&[String]);
 
-const EXAMPLES: [(&str, Check); 11] = [
+/// The tutorial's examples, which `each_example_prints_the_tutorial_lines`
+/// runs one by one.
+const TUTORIAL: usize = 7;
+
+/// Everything in the tour, in its order.
+const EXAMPLES: [(&str, Check); 13] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -334,11 +368,13 @@ const EXAMPLES: [(&str, Check); 11] = [
     ("joinable_queue_workers", check_joinable_queue_workers),
     ("shared_counter", check_shared_counter),
     ("barrier_lockstep", check_barrier_lockstep),
+    ("pool_squares", check_pool_squares),
+    ("executor_futures", check_executor_futures),
 ];
 
 #[test]
 fn each_example_prints_the_tutorial_lines() {
-    for (name, check) in EXAMPLES {
+    for (name, check) in &EXAMPLES[..TUTORIAL] {
         let out = run_example(name);
         check(&out);
     }
@@ -360,15 +396,10 @@ fn the_tour_runs_every_example_under_a_heading() {
 
 #[test]
 fn the_pool_example_prints_its_documented_lines() {
-    let out = run_example("pool_squares");
-    assert_eq!(
-        out,
-        owned(&[
-            "map: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
-            "imap: 0 1 4 9 16",
-            "apply_async: 144",
-            "item 3: worker died from signal 9 (the pool replaced it)",
-            "after the death: [0, 1, 4, 100, 16]",
-        ])
-    );
+    check_pool_squares(&run_example("pool_squares"));
+}
+
+#[test]
+fn the_executor_example_prints_its_documented_lines() {
+    check_executor_futures(&run_example("executor_futures"));
 }

@@ -80,6 +80,73 @@ fn map_is_correct_for_every_chunksize() {
 }
 
 #[test]
+fn map_reassembles_chunks_that_finish_out_of_order() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(3).unwrap();
+        // The first chunks sleep longest, so later ones arrive first and
+        // wait for the gap before them to fill.
+        let input: Vec<u64> = (0..60)
+            .map(|i| if i < 6 { 120 - 20 * i } else { i % 3 })
+            .collect();
+        for chunksize in [1, 2, 5] {
+            let out = pool
+                .with_chunksize(chunksize)
+                .map(sleep_ms, input.clone())
+                .unwrap();
+            assert_eq!(out, input, "chunksize {chunksize}");
+        }
+        // A failure among successes still reports the first failed item.
+        let out = pool
+            .with_chunksize(4)
+            .map(fragile, (0..40).rev())
+            .unwrap_err();
+        assert!(matches!(out, PoolError::Task { index: 34, .. }), "{out:?}");
+    });
+}
+
+/// Serializes, except the value 13.
+#[derive(Debug, serde::Deserialize)]
+struct NotThirteen(u32);
+
+impl serde::Serialize for NotThirteen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 does not travel"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+fn unwrap_not_thirteen(x: NotThirteen) -> u32 {
+    x.0
+}
+
+#[test]
+fn an_argument_that_fails_to_encode_midway_is_an_error_and_the_pool_goes_on() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        for chunksize in [1, 4] {
+            let items = (0..40).map(NotThirteen);
+            match pool
+                .with_chunksize(chunksize)
+                .map(unwrap_not_thirteen, items)
+            {
+                Err(PoolError::Encode(_)) => {}
+                other => panic!("{other:?}"),
+            }
+            let it = pool.imap(unwrap_not_thirteen, (0..40).map(NotThirteen));
+            assert!(matches!(it, Err(PoolError::Encode(_))));
+        }
+        let ok = pool
+            .map(unwrap_not_thirteen, (0..12).map(NotThirteen))
+            .unwrap();
+        assert_eq!(ok, (0..12).collect::<Vec<_>>());
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+#[test]
 fn imap_is_ordered_and_imap_unordered_gives_the_same_multiset() {
     bounded(LIMIT, || {
         let pool = Pool::new(2).unwrap();

@@ -15,6 +15,12 @@ use super::worker::worker_main;
 use crate::process::{Process, ProcessError, StartMethod};
 use crate::queue::{GetTimeoutError, PutTimeoutError, Queue, QueueBuilder, TryPutError};
 
+/// A job's identity: the address of its shared state, for finding its
+/// chunks while the job is alive.
+pub(crate) fn job_id(job: &Arc<dyn Job>) -> usize {
+    Arc::as_ptr(job).cast::<()>() as usize
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -47,6 +53,17 @@ pub(crate) struct Config {
     pub init: Option<InitSpec>,
     pub retries: u32,
     pub window: Option<usize>,
+    /// The executor's rule (Python's `BrokenProcessPool`): a worker that
+    /// dies abruptly breaks the pool instead of being replaced.
+    pub break_on_death: bool,
+}
+
+/// Why the pool stopped working, and which worker's death did it.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokenWhy {
+    pub message: String,
+    pub pid: Option<u32>,
+    pub signal: Option<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +71,7 @@ pub(crate) enum Phase {
     Running,
     Closed,
     Terminated,
-    Broken(String),
+    Broken(BrokenWhy),
 }
 
 /// A run of calls dispatched as one task message.
@@ -204,15 +221,17 @@ impl Core {
             Phase::Running => Ok(()),
             Phase::Closed => Err(PoolError::Closed),
             Phase::Terminated => Err(PoolError::Terminated),
-            Phase::Broken(m) => Err(PoolError::Broken(m.clone())),
+            Phase::Broken(b) => Err(PoolError::Broken(b.message.clone())),
         }
     }
 
     /// Queues chunks for dispatch (numbering them) and dispatches what the
-    /// windows allow.
-    pub(crate) fn submit(&self, chunks: Vec<Chunk>) -> Result<(), PoolError> {
+    /// windows allow. Returns the first chunk's number; the others follow
+    /// it consecutively.
+    pub(crate) fn submit(&self, chunks: Vec<Chunk>) -> Result<u64, PoolError> {
         let mut st = lock(&self.state);
         Self::check_open(&st)?;
+        let first = st.next_seq;
         self.unfinished.fetch_add(chunks.len(), Ordering::AcqRel);
         for mut chunk in chunks {
             chunk.seq = st.next_seq;
@@ -220,7 +239,34 @@ impl Core {
             st.pending.push_back(chunk);
         }
         self.pump(&mut st);
-        Ok(())
+        Ok(first)
+    }
+
+    /// Takes the chunks that `which` selects out of the pending queue
+    /// (they have not been given to a worker, so none of their calls has
+    /// started) and cancels their jobs with `why`. Returns how many.
+    pub(crate) fn cancel_pending(&self, which: impl Fn(&Chunk) -> bool, why: &Cancel) -> usize {
+        let taken: Vec<Chunk> = {
+            let mut st = lock(&self.state);
+            let (taken, kept): (Vec<Chunk>, Vec<Chunk>) =
+                st.pending.drain(..).partition(|c| which(c));
+            st.pending = kept.into();
+            taken
+        };
+        let n = taken.len();
+        for chunk in taken {
+            guarded(|| chunk.job.cancel(why));
+        }
+        self.finish_chunks(n);
+        n
+    }
+
+    /// Why the pool is broken, if it is.
+    pub(crate) fn broken_why(&self) -> Option<BrokenWhy> {
+        match &lock(&self.state).phase {
+            Phase::Broken(b) => Some(b.clone()),
+            _ => None,
+        }
     }
 
     /// How many chunks to keep queued per worker: enough to cover about
@@ -416,14 +462,16 @@ impl Core {
                         chunk
                     };
                     if let Some(chunk) = chunk {
-                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body));
+                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body.0));
                         self.finish_chunks(1);
                     }
                 }
                 ResultMsg::Exited { worker, code } => self.worker_exited(worker, code),
-                ResultMsg::InitFailed { message, .. } => {
-                    self.break_pool(format!("a worker's initializer failed: {message}"))
-                }
+                ResultMsg::InitFailed { message, .. } => self.break_pool(BrokenWhy {
+                    message: format!("a worker's initializer failed: {message}"),
+                    pid: None,
+                    signal: None,
+                }),
             }
         }
     }
@@ -440,10 +488,24 @@ impl Core {
             let Some(pos) = st.workers.iter().position(|w| w.id == id) else {
                 return;
             };
-            let worker = st.workers.remove(pos);
-            let (seq, index) = worker.progress.read();
             let signal = code.filter(|c| *c < 0).map(|c| -c);
             let exitcode = code.filter(|c| *c >= 0);
+            let abrupt = code != Some(0) || !st.workers[pos].inflight.is_empty();
+            if self.config.break_on_death
+                && abrupt
+                && matches!(st.phase, Phase::Running | Phase::Closed)
+            {
+                let pid = st.workers[pos].pid;
+                drop(st);
+                self.break_pool(BrokenWhy {
+                    message: death_text(pid, signal, exitcode),
+                    pid: Some(pid),
+                    signal,
+                });
+                return;
+            }
+            let worker = st.workers.remove(pos);
+            let (seq, index) = worker.progress.read();
             let mut requeue = Vec::new();
             for mut chunk in worker.inflight {
                 if chunk.seq == seq && index < u64::from(chunk.count) {
@@ -495,7 +557,11 @@ impl Core {
                             job.fail(index, error);
                         }
                         self.finish_chunks(finished);
-                        self.break_pool(format!("cannot replace a dead worker: {e}"));
+                        self.break_pool(BrokenWhy {
+                            message: format!("cannot replace a dead worker: {e}"),
+                            pid: None,
+                            signal: None,
+                        });
                         return;
                     }
                     Err(e) => eprintln!("multiprocess: cannot replace a pool worker: {e}"),
@@ -526,14 +592,14 @@ impl Core {
         processes
     }
 
-    fn break_pool(&self, message: String) {
+    fn break_pool(&self, why: BrokenWhy) {
         let workers = {
             let mut st = lock(&self.state);
             if !matches!(st.phase, Phase::Running | Phase::Closed) {
                 return;
             }
-            st.phase = Phase::Broken(message.clone());
-            self.take_all(&mut st, &Cancel::Broken(message))
+            st.phase = Phase::Broken(why.clone());
+            self.take_all(&mut st, &Cancel::Broken(why))
         };
         kill_all(&workers);
     }
@@ -617,6 +683,36 @@ impl Core {
     pub(crate) fn pids(&self) -> Vec<u32> {
         lock(&self.state).workers.iter().map(|w| w.pid).collect()
     }
+}
+
+/// What broke an executor: a worker's abrupt death, in words.
+fn death_text(pid: u32, signal: Option<i32>, exitcode: Option<i32>) -> String {
+    match (signal, exitcode) {
+        (Some(sig), _) => format!(
+            "a worker process (pid {pid}) was killed by signal {sig}{}",
+            signal_name(sig)
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ),
+        (None, Some(code)) => format!("a worker process (pid {pid}) exited with code {code}"),
+        (None, None) => format!("a worker process (pid {pid}) terminated abruptly"),
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return None,
+    })
 }
 
 /// Puts `msg` on a worker's queue, giving up if the worker dies meanwhile.

@@ -6,9 +6,14 @@
 //! **Tasks** are plain `fn`s ([`Task`]), named in the worker by code offset
 //! and recreated there as zero-sized values, exactly as [`Process`] targets
 //! are (`sys::code::task_entry_for`). Work travels in *chunks*: the pool
-//! encodes a run of argument tuples once (so unserializable arguments fail in
-//! the caller, before anything is submitted), and a worker sends back one
-//! message of encoded outcomes per chunk.
+//! encodes a run of argument tuples once, in the caller, submitting chunks
+//! in batches as they are encoded (the first alone, so workers start while
+//! the rest are encoded); an argument that does not serialize fails the call
+//! with [`PoolError::Encode`] and withdraws the job's chunks no worker has
+//! taken (those already taken run unseen, as in Python). A worker sends
+//! back one message per chunk: while every call succeeds, the results as one
+//! encoded `Vec<R>`, which the result thread decodes straight onto the end
+//! of the job's result list; otherwise one outcome per call.
 //!
 //! **Dispatch.** Each worker has its own shared-memory [`Queue`] of task
 //! messages; there is no shared task queue, so the pool always knows which
@@ -45,9 +50,15 @@
 //! its exit is handled like any other (empty window), and a replacement
 //! starts. An initializer that fails makes the pool *broken*
 //! ([`PoolError::Broken`]) instead of respawning workers forever.
+//!
+//! **Executor.** [`Executor`] (`executor.rs`) is the same machinery with
+//! one-call chunks whose job is a future's state, and one rule changed: an
+//! abrupt worker death breaks the pool (Python's `BrokenProcessPool`)
+//! instead of failing one call and replacing the worker.
 
 mod core;
 mod error;
+mod executor;
 mod result;
 mod task;
 mod wire;
@@ -59,6 +70,10 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 pub use error::{PoolError, TaskError};
+pub use executor::{
+    AsCompleted, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults, TaskFuture,
+    as_completed,
+};
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
 pub use worker::ChunkCtx;
@@ -68,7 +83,7 @@ use self::core::{Chunk, Config, Core, InitSpec, Phase, lock};
 use crate::handle;
 use crate::process::{StartMethod, Target, get_start_method};
 use crate::sys::code;
-use result::{IterJob, Job, ListJob};
+use result::{Cancel, IterJob, Job, ListJob};
 use wire::Payload;
 
 #[cfg(doc)]
@@ -154,6 +169,7 @@ pub struct PoolBuilder {
     init: Option<Result<InitSpec, PoolError>>,
     retries: u32,
     window: Option<usize>,
+    break_on_death: bool,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -255,6 +271,7 @@ impl PoolBuilder {
             init,
             retries: self.retries,
             window: self.window,
+            break_on_death: self.break_on_death,
         })?;
         core.start_workers()?;
         let monitor = core.clone();
@@ -330,6 +347,36 @@ impl Pool {
         self.core.pids()
     }
 
+    /// Encodes one chunk of calls, whose first is at input position
+    /// `first`.
+    fn encode_chunk<S: Serialize>(
+        entry: i64,
+        part: &[S],
+        first: usize,
+        job: &Arc<dyn Job>,
+        fds: &mut Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Chunk, PoolError> {
+        let mut buf = Vec::new();
+        handle::encode_into(part, &mut buf, fds)?;
+        if !fds.is_empty() {
+            return Err(PoolError::Encode(handle::EncodeError::Serialize(
+                "pool task arguments cannot carry OS handles (Queue, Lock, Connection); \
+                 pass them to the initializer instead"
+                    .into(),
+            )));
+        }
+        Ok(Chunk {
+            seq: 0,
+            entry,
+            first,
+            count: part.len() as u32,
+            payload: Payload(Arc::new(buf)),
+            skip: Vec::new(),
+            deaths: Vec::new(),
+            job: job.clone(),
+        })
+    }
+
     fn encode_chunks<S: Serialize>(
         &self,
         entry: i64,
@@ -340,30 +387,67 @@ impl Pool {
         if chunksize == 0 {
             return Err(PoolError::ZeroChunksize);
         }
-        let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize));
         let mut fds = Vec::new();
-        for (n, part) in items.chunks(chunksize).enumerate() {
-            let mut buf = Vec::new();
-            handle::encode_into(part, &mut buf, &mut fds)?;
-            if !fds.is_empty() {
-                return Err(PoolError::Encode(handle::EncodeError::Serialize(
-                    "pool task arguments cannot carry OS handles (Queue, Lock, Connection); \
-                     pass them to the initializer instead"
-                        .into(),
-                )));
-            }
-            chunks.push(Chunk {
-                seq: 0,
-                entry,
-                first: n * chunksize,
-                count: part.len() as u32,
-                payload: Payload(Arc::new(buf)),
-                skip: Vec::new(),
-                deaths: Vec::new(),
-                job: job.clone(),
-            });
+        items
+            .chunks(chunksize)
+            .enumerate()
+            .map(|(n, part)| Self::encode_chunk(entry, part, n * chunksize, job, &mut fds))
+            .collect()
+    }
+
+    /// Encodes `items` in chunks and submits them as they are encoded, in
+    /// batches, the first chunk alone: the workers start on it while the
+    /// rest are encoded. If a chunk fails to encode, the job's chunks that
+    /// no worker has taken yet are withdrawn and the error returned; those
+    /// already taken run, unseen (Python's pool also runs the chunks before
+    /// one that fails to pickle).
+    fn encode_and_submit<S: Serialize>(
+        &self,
+        entry: i64,
+        items: &[S],
+        chunksize: usize,
+        job: &Arc<dyn Job>,
+    ) -> Result<(), PoolError> {
+        /// A batch is submitted once its encoded arguments reach this size
+        /// or it holds this many chunks.
+        const BATCH_BYTES: usize = 64 << 10;
+        const BATCH_CHUNKS: usize = 256;
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
         }
-        Ok(chunks)
+        let mut fds = Vec::new();
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let mut submitted = false;
+        let mut result = Ok(());
+        for (n, part) in items.chunks(chunksize).enumerate() {
+            let chunk = match Self::encode_chunk(entry, part, n * chunksize, job, &mut fds) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            batch_bytes += chunk.payload.0.len();
+            batch.push(chunk);
+            if !submitted || batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_CHUNKS {
+                batch_bytes = 0;
+                if let Err(e) = self.core.submit(std::mem::take(&mut batch)) {
+                    result = Err(e);
+                    break;
+                }
+                submitted = true;
+            }
+        }
+        if result.is_ok() && !batch.is_empty() {
+            result = self.core.submit(batch).map(drop);
+        }
+        if result.is_err() && submitted {
+            let id = core::job_id(job);
+            self.core
+                .cancel_pending(|c| core::job_id(&c.job) == id, &Cancel::Terminated);
+        }
+        result
     }
 
     fn check_open(&self) -> Result<(), PoolError> {
@@ -385,13 +469,12 @@ impl Pool {
     {
         self.check_open()?;
         let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.processes()));
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
         let (job, result) = ListJob::new(items.len(), finish, callbacks);
         let job: Arc<dyn Job> = job;
-        let chunks = self.encode_chunks(entry, &items, chunksize, &job)?;
-        drop(items);
-        if !chunks.is_empty() {
-            self.core.submit(chunks)?;
-        }
+        self.encode_and_submit(entry, &items, chunksize, &job)?;
         Ok(result)
     }
 
@@ -406,14 +489,27 @@ impl Pool {
         R: serde::de::DeserializeOwned + Send + 'static,
         S: Serialize,
     {
+        Ok(self.submit_iter_seqs(entry, items, chunksize, ordered)?.0)
+    }
+
+    /// [`submit_iter`](Self::submit_iter), also returning the job's
+    /// identity (see `core::job_id`).
+    fn submit_iter_seqs<R, S>(
+        &self,
+        entry: i64,
+        items: Vec<S>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<(ImapIter<R>, usize), PoolError>
+    where
+        R: serde::de::DeserializeOwned + Send + 'static,
+        S: Serialize,
+    {
         self.check_open()?;
         let job = IterJob::new(ordered);
         let dyn_job: Arc<dyn Job> = job.clone();
-        let chunks = self.encode_chunks(entry, &items, chunksize, &dyn_job)?;
-        if !chunks.is_empty() {
-            self.core.submit(chunks)?;
-        }
-        Ok(ImapIter::new(job, items.len()))
+        self.encode_and_submit(entry, &items, chunksize, &dyn_job)?;
+        Ok((ImapIter::new(job, items.len()), core::job_id(&dyn_job)))
     }
 
     /// Runs `f(args…)` in a worker and waits for the result (Python's
@@ -436,7 +532,8 @@ impl Pool {
     ///
     /// [`PoolError::Task`] if the task failed; [`PoolError::Closed`] or
     /// [`PoolError::Terminated`] for a pool no longer taking work;
-    /// [`PoolError::Encode`] for arguments that do not serialize.
+    /// [`PoolError::Encode`] for arguments that do not serialize (for the
+    /// mapping calls, chunks before the failing one may have run).
     pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
     where
         F: Task<Args>,

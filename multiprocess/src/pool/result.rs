@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::core::BrokenWhy;
 use super::error::{PoolError, TaskError};
-use super::wire::Outcome;
+use super::wire::{ALL_OK, MIXED, Outcome};
 use crate::handle;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -20,14 +21,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub(crate) enum Cancel {
     Terminated,
-    Broken(String),
+    Broken(BrokenWhy),
+    /// Cancelled before it started (the executor's `cancel`).
+    Cancelled,
 }
 
 impl Cancel {
     fn error(&self) -> PoolError {
         match self {
-            Cancel::Terminated => PoolError::Terminated,
-            Cancel::Broken(m) => PoolError::Broken(m.clone()),
+            Cancel::Terminated | Cancel::Cancelled => PoolError::Terminated,
+            Cancel::Broken(b) => PoolError::Broken(b.message.clone()),
         }
     }
 }
@@ -43,24 +46,44 @@ pub(crate) trait Job: Send + Sync {
     fn cancel(&self, why: &Cancel);
 }
 
-fn decode_outcomes<R: DeserializeOwned>(count: u32, body: &[u8]) -> Vec<Outcome<R>> {
-    match handle::decode::<Vec<Outcome<R>>>(body, Vec::new()) {
-        Ok(v) if v.len() == count as usize => v,
-        Ok(v) => {
-            let error = TaskError::Decode {
-                what: "result".into(),
-                message: format!("expected {count} outcomes, got {}", v.len()),
-            };
-            (0..count).map(|_| Outcome::Err(error.clone())).collect()
-        }
-        Err(e) => {
-            let error = TaskError::Decode {
-                what: "result".into(),
-                message: e.to_string(),
-            };
-            (0..count).map(|_| Outcome::Err(error.clone())).collect()
+/// A chunk's decoded outcomes: its results, if every call succeeded, or
+/// one outcome per call.
+pub(crate) enum Outcomes<R> {
+    AllOk(Vec<R>),
+    Mixed(Vec<Outcome<R>>),
+}
+
+impl<R> Outcomes<R> {
+    /// One outcome per call, in chunk order.
+    pub(crate) fn into_outcomes(self) -> Vec<Outcome<R>> {
+        match self {
+            Outcomes::AllOk(v) => v.into_iter().map(Outcome::Ok).collect(),
+            Outcomes::Mixed(v) => v,
         }
     }
+}
+
+/// Decodes a chunk's result body (see `worker::run_chunk`); a body that does
+/// not decode to `count` outcomes fails every call with a decode error.
+pub(crate) fn decode_outcomes<R: DeserializeOwned>(count: u32, body: &[u8]) -> Outcomes<R> {
+    let decoded = match body.split_first() {
+        Some((&ALL_OK, rest)) => {
+            handle::decode::<Vec<R>>(rest, Vec::new()).map(|v| (v.len(), Outcomes::AllOk(v)))
+        }
+        Some((&MIXED, rest)) => handle::decode::<Vec<Outcome<R>>>(rest, Vec::new())
+            .map(|v| (v.len(), Outcomes::Mixed(v))),
+        _ => Err(handle::malformed::<Vec<R>>("unknown result body".into())),
+    };
+    let message = match decoded {
+        Ok((n, outcomes)) if n == count as usize => return outcomes,
+        Ok((n, _)) => format!("expected {count} outcomes, got {n}"),
+        Err(e) => e.to_string(),
+    };
+    let error = TaskError::Decode {
+        what: "result".into(),
+        message,
+    };
+    Outcomes::Mixed((0..count).map(|_| Outcome::Err(error.clone())).collect())
 }
 
 /// Functions run in the pool's process when a result is ready: Python's
@@ -307,7 +330,12 @@ impl<T> AsyncResult<T> {
 }
 
 struct ListState<R> {
-    values: Vec<Option<R>>,
+    /// The results from position 0 on, as far as they have arrived without
+    /// a gap: a chunk that arrives in order is decoded straight into it.
+    all: Vec<R>,
+    /// Runs of results that arrived ahead of a gap, by first position.
+    parts: BTreeMap<usize, Vec<R>>,
+    len: usize,
     remaining: usize,
     error: Option<(usize, TaskError)>,
     done: bool,
@@ -331,7 +359,9 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
         let (result, slot) = AsyncResult::new();
         let job = Arc::new(ListJob {
             state: Mutex::new(ListState {
-                values: (0..len).map(|_| None).collect(),
+                all: Vec::with_capacity(len),
+                parts: BTreeMap::new(),
+                len,
                 remaining: len,
                 error: None,
                 done: false,
@@ -373,36 +403,126 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
     ) -> Option<Result<Vec<R>, PoolError>> {
         let mut st = lock(&self.state);
         for (i, outcome) in outcomes {
-            if st.done || i >= st.values.len() {
+            if st.done || i >= st.len {
                 continue;
             }
+            st.remaining = st.remaining.saturating_sub(1);
             match outcome {
                 Ok(v) => {
-                    if st.values[i].is_none() {
-                        st.values[i] = Some(v);
-                        st.remaining -= 1;
+                    if i == st.all.len() {
+                        st.all.push(v);
+                    } else {
+                        st.parts.insert(i, vec![v]);
                     }
                 }
                 Err(e) => {
-                    st.remaining -= 1;
                     if st.error.as_ref().is_none_or(|(j, _)| i < *j) {
                         st.error = Some((i, e));
                     }
                 }
             }
         }
+        Self::finish_if_done(&mut st)
+    }
+
+    /// Decodes the `ALL_OK` results of the `count` calls from `first` on
+    /// (`encoded`, a `Vec<R>`): straight onto the end of the results if
+    /// they continue them, else into a run of their own.
+    fn record_encoded(
+        &self,
+        first: usize,
+        count: u32,
+        encoded: &[u8],
+    ) -> Option<Result<Vec<R>, PoolError>>
+    where
+        R: DeserializeOwned,
+    {
+        let count = count as usize;
+        let mut st = lock(&self.state);
+        if st.done || first + count > st.len {
+            return None;
+        }
+        let decoded = if first == st.all.len() {
+            let start = st.all.len();
+            let r = decode_extend(encoded, &mut st.all);
+            if !matches!(r, Ok(n) if n == count) {
+                st.all.truncate(start);
+            }
+            r
+        } else {
+            let mut run = Vec::with_capacity(count);
+            let r = decode_extend(encoded, &mut run);
+            if matches!(r, Ok(n) if n == count) {
+                st.parts.insert(first, run);
+            }
+            r
+        };
+        st.remaining = st.remaining.saturating_sub(count);
+        let message = match decoded {
+            Ok(n) if n == count => None,
+            Ok(n) => Some(format!("expected {count} outcomes, got {n}")),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = message {
+            if st.error.as_ref().is_none_or(|(j, _)| first < *j) {
+                let error = TaskError::Decode {
+                    what: "result".into(),
+                    message,
+                };
+                st.error = Some((first, error));
+            }
+        }
+        Self::finish_if_done(&mut st)
+    }
+
+    fn finish_if_done(st: &mut ListState<R>) -> Option<Result<Vec<R>, PoolError>> {
+        // Runs that now continue the results join them.
+        while let Some(run) = st.parts.remove(&st.all.len()) {
+            st.all.extend(run);
+        }
         if st.done || st.remaining > 0 {
             return None;
         }
         st.done = true;
-        Some(match st.error.take() {
-            Some((index, error)) => Err(PoolError::Task { index, error }),
-            None => Ok(std::mem::take(&mut st.values)
-                .into_iter()
-                .map(|v| v.expect("every value is present when none remain"))
-                .collect()),
-        })
+        if let Some((index, error)) = st.error.take() {
+            return Some(Err(PoolError::Task { index, error }));
+        }
+        debug_assert!(st.parts.is_empty() && st.all.len() == st.len);
+        Some(Ok(std::mem::take(&mut st.all)))
     }
+}
+
+/// Decodes an encoded `Vec<R>` onto the end of `out`; returns how many
+/// values it appended.
+fn decode_extend<R: DeserializeOwned>(
+    encoded: &[u8],
+    out: &mut Vec<R>,
+) -> Result<usize, postcard::Error> {
+    struct Extend<'a, R>(&'a mut Vec<R>);
+    impl<'de, R: DeserializeOwned> serde::de::DeserializeSeed<'de> for Extend<'_, R> {
+        type Value = usize;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de, R: DeserializeOwned> serde::de::Visitor<'de> for Extend<'_, R> {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence of results")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let start = self.0.len();
+            if let Some(n) = seq.size_hint() {
+                self.0.reserve(n);
+            }
+            while let Some(v) = seq.next_element()? {
+                self.0.push(v);
+            }
+            Ok(self.0.len() - start)
+        }
+    }
+    let mut de = postcard::Deserializer::from_bytes(encoded);
+    serde::de::DeserializeSeed::deserialize(Extend(out), &mut de)
 }
 
 impl<R, T> Job for ListJob<R, T>
@@ -411,7 +531,13 @@ where
     T: Send + 'static,
 {
     fn deliver(&self, first: usize, count: u32, body: &[u8]) {
-        let outcomes = decode_outcomes::<R>(count, body);
+        if let Some((&ALL_OK, encoded)) = body.split_first() {
+            if let Some(result) = self.record_encoded(first, count, encoded) {
+                self.complete(result);
+            }
+            return;
+        }
+        let outcomes = decode_outcomes::<R>(count, body).into_outcomes();
         let items = outcomes
             .into_iter()
             .enumerate()
@@ -485,7 +611,7 @@ impl<R> IterJob<R> {
 
 impl<R: DeserializeOwned + Send + 'static> Job for IterJob<R> {
     fn deliver(&self, first: usize, count: u32, body: &[u8]) {
-        let outcomes = decode_outcomes::<R>(count, body);
+        let outcomes = decode_outcomes::<R>(count, body).into_outcomes();
         self.push(
             outcomes
                 .into_iter()
@@ -569,7 +695,7 @@ impl<R> ImapIter<R> {
         self.next_until(crate::deadline::after(timeout))
     }
 
-    fn next_until(
+    pub(crate) fn next_until(
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<R, TaskError>>, PoolError> {

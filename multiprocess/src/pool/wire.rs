@@ -43,6 +43,23 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+/// Bytes that serialize as one byte string (postcard: length and a copy),
+/// not as a sequence of `u8`s encoded and decoded one at a time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Payload::deserialize(d).map(|p| Bytes(Arc::unwrap_or_clone(p.0)))
+    }
+}
+
 /// A message on a worker's task queue.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum TaskMsg {
@@ -76,7 +93,7 @@ pub(crate) enum ResultMsg {
         /// How long the chunk took, in nanoseconds.
         nanos: u64,
         /// The outcomes.
-        body: Vec<u8>,
+        body: Bytes,
     },
     /// The monitor saw worker `worker` exit with `code` (Python's exit code
     /// convention; `None` if unknown). Every result the worker put is ahead
@@ -97,6 +114,13 @@ pub(crate) enum ResultMsg {
     /// The pool is shutting down: the result thread ends.
     Shutdown,
 }
+
+/// The first byte of a chunk's result body: every call succeeded and the
+/// rest is the encoded `Vec<R>` of their results.
+pub(crate) const ALL_OK: u8 = 0;
+/// The first byte of a chunk's result body: the rest is the encoded
+/// `Vec<Outcome<R>>`, one per call.
+pub(crate) const MIXED: u8 = 1;
 
 /// The outcome of one call in a chunk.
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,6 +163,12 @@ impl Progress {
             .atomic_u64(INDEX)
             .store(index as u64, Ordering::Release);
         self.0.atomic_u64(SEQ).store(seq, Ordering::Release);
+    }
+
+    /// The position word alone, for the later calls of a chunk whose number
+    /// [`start`](Self::start) recorded: one store per call.
+    pub(crate) fn index_word(&self) -> &std::sync::atomic::AtomicU64 {
+        self.0.atomic_u64(INDEX)
     }
 
     /// `(seq, index)` as last recorded.

@@ -4,13 +4,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
 use super::task::Task;
-use super::wire::{Outcome, Progress, ResultMsg, TaskMsg, WorkerArgs};
+use super::wire::{ALL_OK, Bytes, MIXED, Outcome, Progress, ResultMsg, TaskMsg, WorkerArgs};
 use crate::handle;
 use crate::sys::code;
 
@@ -84,6 +85,11 @@ fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
 /// Runs a chunk: decodes the calls' arguments, runs each (recording
 /// progress before each call), and encodes the outcomes into `out`. Called
 /// from the task entry trampoline in `sys::code`.
+///
+/// While every call succeeds, the results are kept as a plain `Vec<R>` and
+/// sent as one (`ALL_OK`): no per-call outcome tag to encode or decode. The
+/// first failure or skipped call switches to one `Outcome` per call
+/// (`MIXED`).
 pub(crate) fn run_chunk<F, Args>(task: F, payload: &[u8], ctx: &mut ChunkCtx<'_>, out: &mut Vec<u8>)
 where
     F: Task<Args>,
@@ -102,34 +108,70 @@ where
             return encode_outcomes(outcomes, out);
         }
     };
-    let mut outcomes = Vec::with_capacity(items.len());
+    let mut oks: Vec<F::Output> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<Outcome<F::Output>>> = None;
     let mut skip = ctx.skip.iter().copied().peekable();
+    let index_word = ctx.progress.index_word();
+    let mut started = false;
     for (i, args) in items.into_iter().enumerate() {
         let i = i as u32;
-        if skip.peek() == Some(&i) {
+        let outcome = if skip.peek() == Some(&i) {
             skip.next();
-            outcomes.push(Outcome::Skipped);
-            continue;
+            Outcome::Skipped
+        } else {
+            if started {
+                index_word.store(u64::from(i), Ordering::Release);
+            } else {
+                ctx.progress.start(ctx.seq, i);
+                started = true;
+            }
+            call(task, args)
+        };
+        match (&mut mixed, outcome) {
+            (None, Outcome::Ok(v)) => oks.push(v),
+            (Some(m), outcome) => m.push(outcome),
+            (None, outcome) => {
+                let mut m: Vec<Outcome<F::Output>> = Vec::with_capacity(ctx.count as usize);
+                m.extend(oks.drain(..).map(Outcome::Ok));
+                m.push(outcome);
+                mixed = Some(m);
+            }
         }
-        ctx.progress.start(ctx.seq, i);
-        outcomes.push(call(task, args));
     }
     // Past the last call: a death from now on (while sending the results)
     // blames no call, and the chunk is simply run again.
     ctx.progress.start(ctx.seq, ctx.count);
-    encode_outcomes(outcomes, out)
+    match mixed {
+        Some(outcomes) => encode_outcomes(outcomes, out),
+        None => encode_all_ok(oks, out),
+    }
 }
 
-/// Encodes the outcomes; if that fails (a result that does not serialize,
-/// or holds an OS handle), encodes them one by one, replacing each failing
-/// result with an error, so the other results and the worker survive.
+/// Encodes the results of a chunk whose calls all succeeded (`ALL_OK`);
+/// falls back to [`encode_outcomes`] if a result does not serialize.
+fn encode_all_ok<R: serde::Serialize>(results: Vec<R>, out: &mut Vec<u8>) {
+    let mut fds = Vec::new();
+    out.clear();
+    out.push(ALL_OK);
+    if handle::encode_into(&results, out, &mut fds).is_ok() && fds.is_empty() {
+        return;
+    }
+    encode_outcomes(results.into_iter().map(Outcome::Ok).collect(), out)
+}
+
+/// Encodes the outcomes (`MIXED`); if that fails (a result that does not
+/// serialize, or holds an OS handle), encodes them one by one, replacing
+/// each failing result with an error, so the other results and the worker
+/// survive.
 fn encode_outcomes<R: serde::Serialize>(outcomes: Vec<Outcome<R>>, out: &mut Vec<u8>) {
     let mut fds = Vec::new();
     out.clear();
+    out.push(MIXED);
     if handle::encode_into(&outcomes, out, &mut fds).is_ok() && fds.is_empty() {
         return;
     }
     out.clear();
+    out.push(MIXED);
     fds.clear();
     handle::encode_into(&outcomes.len(), out, &mut fds).expect("a length always encodes");
     let mut one = Vec::new();
@@ -221,7 +263,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             worker: id,
             seq,
             nanos,
-            body,
+            body: Bytes(body),
         };
         if let Err(e) = results.put(done_msg) {
             eprintln!("multiprocess: pool worker cannot send results: {e}");

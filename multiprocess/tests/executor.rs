@@ -1,0 +1,471 @@
+//! Executor across real processes (Python's `ProcessPoolExecutor`):
+//! futures, map, as_completed, timeouts, cancel, shutdown, task errors, the
+//! `Future` impl under a hand-written `block_on`, and the broken-pool rule:
+//! a worker killed mid-task fails every pending future with `BrokenPool`
+//! and refuses new work, never hanging (CPython's
+//! `test_concurrent_futures` `ExecutorDeadlockTest` in spirit).
+
+multiprocess::init_before_main!();
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use common::{LIMIT, bounded, pid_gone};
+use multiprocess::{Executor, ExecutorError, MapOptions, TaskError, TaskFuture, as_completed};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn pid_after(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    u64::from(std::process::id())
+}
+
+fn fragile(x: u32) -> Result<u32, String> {
+    match x {
+        3 => panic!("three is right out"),
+        5 => Err(format!("five is bad: {x}")),
+        _ => Ok(x * 10),
+    }
+}
+
+/// Kills its own worker with SIGKILL.
+fn die(_x: u32) -> u32 {
+    let me = rustix::process::getpid();
+    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+    std::thread::sleep(Duration::from_secs(10));
+    0
+}
+
+#[test]
+fn submit_and_result() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let futures: Vec<TaskFuture<u64>> =
+            (0..20).map(|i| ex.submit(square, (i,)).unwrap()).collect();
+        for (i, f) in futures.iter().enumerate() {
+            assert_eq!(f.result().unwrap(), (i * i) as u64);
+            assert!(f.done());
+            assert!(matches!(f.result(), Err(ExecutorError::ResultTaken)));
+        }
+        assert!(matches!(
+            Executor::new(0),
+            Err(ExecutorError::Pool(multiprocess::PoolError::ZeroProcesses))
+        ));
+    });
+}
+
+#[test]
+fn map_is_ordered_and_lazy() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let squares: Vec<u64> = ex
+            .map(square, 0..500)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(squares, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+        let chunked: Vec<u64> = ex
+            .map_with(square, 0..1000, MapOptions::new().chunksize(37))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(chunked.len(), 1000);
+        assert_eq!(chunked[999], 998_001);
+        assert_eq!(ex.map(square, Vec::new()).unwrap().count(), 0);
+        // Lazy: the first result comes long before the last task ends.
+        let t = Instant::now();
+        let mut it = ex.map(sleep_ms, vec![10, 1500]).unwrap();
+        assert_eq!(it.next().unwrap().unwrap(), 10);
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(it.next().unwrap().unwrap(), 1500);
+        assert!(it.next().is_none());
+    });
+}
+
+#[test]
+fn map_timeout_ends_the_iterator() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let options = MapOptions::new().timeout(Duration::from_millis(300));
+        let t = Instant::now();
+        let mut it = ex
+            .map_with(sleep_ms, vec![10, 3000, 10, 10], options)
+            .unwrap();
+        assert_eq!(it.next().unwrap().unwrap(), 10);
+        assert!(matches!(it.next(), Some(Err(ExecutorError::Timeout))));
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(290) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        assert!(it.next().is_none());
+        drop(it);
+        ex.shutdown(true, true);
+    });
+}
+
+#[test]
+fn as_completed_yields_every_future_once_in_finishing_order() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let slow = ex.submit(sleep_ms, (600,)).unwrap();
+        let fast: Vec<_> = (0..10)
+            .map(|i| ex.submit(sleep_ms, (i,)).unwrap())
+            .collect();
+        let mut all = vec![slow];
+        all.extend(fast);
+        let seen: Vec<u64> = as_completed(all)
+            .map(|f| f.unwrap().result().unwrap())
+            .collect();
+        assert_eq!(seen.len(), 11);
+        assert_eq!(*seen.last().unwrap(), 600, "{seen:?}");
+        assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 11);
+
+        // With a timeout: the quick one comes, then the timeout ends it.
+        let futures = vec![
+            ex.submit(sleep_ms, (2000,)).unwrap(),
+            ex.submit(sleep_ms, (1,)).unwrap(),
+        ];
+        let t = Instant::now();
+        let mut it = as_completed(futures).timeout(Duration::from_millis(300));
+        assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 1);
+        assert!(matches!(it.next(), Some(Err(ExecutorError::Timeout))));
+        assert!(
+            t.elapsed() >= Duration::from_millis(290),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(it.next().is_none());
+    });
+}
+
+#[test]
+fn result_timeout_times_out_while_the_task_keeps_running() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let f = ex.submit(sleep_ms, (500,)).unwrap();
+        let t = Instant::now();
+        assert!(matches!(
+            f.result_timeout(Duration::from_millis(100)),
+            Err(ExecutorError::Timeout)
+        ));
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(95) && waited < Duration::from_millis(450),
+            "{waited:?}"
+        );
+        assert!(!f.done());
+        assert!(!f.wait_timeout(Duration::from_millis(10)));
+        assert_eq!(f.result_timeout(Duration::from_secs(10)).unwrap(), 500);
+    });
+}
+
+#[test]
+fn cancel_works_only_before_the_task_starts() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let running = ex.submit(sleep_ms, (400,)).unwrap();
+        let queued = ex.submit(square, (3,)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!running.cancel(), "a running task cannot be cancelled");
+        assert!(queued.cancel());
+        assert!(queued.cancel(), "cancelling twice is still cancelled");
+        assert!(queued.cancelled() && queued.done());
+        assert!(matches!(queued.result(), Err(ExecutorError::Cancelled)));
+        assert_eq!(running.result().unwrap(), 400);
+        let done = ex.submit(square, (4,)).unwrap();
+        assert_eq!(done.result().unwrap(), 16);
+        assert!(!done.cancel() && !done.cancelled());
+    });
+}
+
+#[test]
+fn a_panicking_task_is_an_error_and_the_executor_keeps_working() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        match ex.submit(fragile, (3,)).unwrap().result() {
+            Err(ExecutorError::Task(TaskError::Panicked { message, .. })) => {
+                assert_eq!(message, "three is right out")
+            }
+            other => panic!("{other:?}"),
+        }
+        match ex.submit(fragile, (5,)).unwrap().result() {
+            Err(ExecutorError::Task(e @ TaskError::Failed { .. })) => {
+                assert_eq!(e.message(), "five is bad: 5")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ex.submit(fragile, (4,)).unwrap().result().unwrap(), 40);
+        let all: Vec<_> = ex.map(fragile, 0..8).unwrap().collect();
+        assert!(all[3].is_err() && all[5].is_err());
+        assert_eq!(*all[7].as_ref().unwrap(), 70);
+    });
+}
+
+#[test]
+fn shutdown_without_waiting_returns_promptly_and_cancels_queued_work() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let pids = ex.worker_pids();
+        let futures: Vec<_> = (0..50)
+            .map(|_| ex.submit(sleep_ms, (300,)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        ex.shutdown(false, true);
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(matches!(
+            ex.submit(square, (1,)),
+            Err(ExecutorError::ShutDown)
+        ));
+        let outcomes: Vec<_> = futures.iter().map(|f| f.result()).collect();
+        let ran = outcomes.iter().filter(|r| r.is_ok()).count();
+        let cancelled = outcomes
+            .iter()
+            .filter(|r| matches!(r, Err(ExecutorError::Cancelled)))
+            .count();
+        assert_eq!(ran + cancelled, 50, "{outcomes:?}");
+        assert!((1..=10).contains(&ran), "only started tasks ran: {ran}");
+        drop(ex);
+        assert!(pids.iter().all(|p| pid_gone(*p)), "workers left behind");
+    });
+}
+
+#[test]
+fn submit_after_shutdown_is_an_error_and_waiting_shutdown_finishes_the_work() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let futures: Vec<_> = (0..10)
+            .map(|i| ex.submit(sleep_ms, (20 + i,)).unwrap())
+            .collect();
+        ex.shutdown(true, false);
+        for (i, f) in futures.iter().enumerate() {
+            assert!(f.done());
+            assert_eq!(f.result().unwrap(), 20 + i as u64);
+        }
+        assert!(matches!(
+            ex.submit(square, (1,)),
+            Err(ExecutorError::ShutDown)
+        ));
+        assert!(matches!(ex.map(square, 0..3), Err(ExecutorError::ShutDown)));
+        ex.shutdown(true, false);
+    });
+}
+
+#[test]
+fn a_worker_killed_mid_task_breaks_the_executor_and_nothing_hangs() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let long: Vec<_> = (0..2)
+            .map(|_| ex.submit(pid_after, (30_000,)).unwrap())
+            .collect();
+        let queued: Vec<_> = (0..20).map(|i| ex.submit(square, (i,)).unwrap()).collect();
+        let mapped = ex.map(sleep_ms, vec![30_000; 4]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let victim = ex.worker_pids()[0];
+        let t = Instant::now();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(victim as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        for f in long.iter().chain(&queued) {
+            assert!(f.wait_timeout(Duration::from_secs(5)), "a future hung");
+            match f.result() {
+                Err(ExecutorError::BrokenPool {
+                    pid,
+                    signal,
+                    message,
+                }) => {
+                    assert_eq!(pid, Some(victim));
+                    assert_eq!(signal, Some(9));
+                    assert!(message.contains(&victim.to_string()), "{message}");
+                    assert!(message.contains("signal 9"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        for r in mapped {
+            assert!(matches!(r, Err(ExecutorError::BrokenPool { .. })), "{r:?}");
+        }
+        assert!(matches!(
+            ex.submit(square, (1,)),
+            Err(ExecutorError::BrokenPool { pid: Some(p), .. }) if p == victim
+        ));
+        assert!(
+            ex.worker_pids().is_empty(),
+            "the other workers were stopped"
+        );
+        let t = Instant::now();
+        drop(ex);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn a_task_that_kills_its_worker_breaks_the_executor() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let pids = ex.worker_pids();
+        let f = ex.submit(die, (1,)).unwrap();
+        let err = f.result().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ExecutorError::BrokenPool {
+                    signal: Some(9),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("broken"), "{err}");
+        assert!(matches!(
+            ex.submit(square, (2,)),
+            Err(ExecutorError::BrokenPool { .. })
+        ));
+        drop(ex);
+        assert!(pids.iter().all(|p| pid_gone(*p)));
+    });
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers_without_breaking() {
+    bounded(LIMIT, || {
+        let ex = Executor::builder()
+            .max_workers(2)
+            .max_tasks_per_child(3)
+            .build()
+            .unwrap();
+        let pids: BTreeSet<u64> = (0..30)
+            .map(|_| ex.submit(pid_after, (1,)).unwrap())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|f| f.result().unwrap())
+            .collect();
+        assert!(pids.len() >= 10, "{pids:?}");
+        assert_eq!(ex.submit(square, (5,)).unwrap().result().unwrap(), 25);
+    });
+}
+
+fn failing_init() -> Result<(), String> {
+    Err("no database".into())
+}
+
+#[test]
+fn a_failing_initializer_breaks_the_executor() {
+    bounded(LIMIT, || {
+        let ex = Executor::builder()
+            .max_workers(1)
+            .initializer(failing_init, ())
+            .build()
+            .unwrap();
+        // The worker may fail before or after the submit: either the submit
+        // or the future reports the broken executor.
+        let outcome = ex.submit(square, (2,)).and_then(|f| f.result());
+        match outcome {
+            Err(ExecutorError::BrokenPool { message, .. }) => {
+                assert!(message.contains("initializer"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ex.submit(square, (3,)),
+            Err(ExecutorError::BrokenPool { .. })
+        ));
+    });
+}
+
+struct CountingWaker {
+    wakes: AtomicUsize,
+    thread: std::thread::Thread,
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// The smallest executor: polls, parks until woken, polls again. Returns
+/// the output and how many times it polled.
+fn block_on<F: Future>(fut: F) -> (F::Output, usize) {
+    let waker_state = Arc::new(CountingWaker {
+        wakes: AtomicUsize::new(0),
+        thread: std::thread::current(),
+    });
+    let waker = Waker::from(waker_state.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return (v, polls);
+        }
+        // Park until woken (unpark before park returns at once).
+        while waker_state.wakes.load(Ordering::SeqCst) < polls {
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[test]
+fn the_future_impl_resolves_under_a_hand_written_executor() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let f = ex.submit(sleep_ms, (200,)).unwrap();
+        let (v, polls) = block_on(f);
+        assert_eq!(v.unwrap(), 200);
+        assert!(polls <= 3, "woken, not busy-polled: {polls} polls");
+        let a = ex.submit(square, (6,)).unwrap();
+        let b = ex.submit(square, (7,)).unwrap();
+        let (sum, _) = block_on(async { a.await.unwrap() + b.await.unwrap() });
+        assert_eq!(sum, 85);
+    });
+}
+
+#[test]
+fn dropping_the_executor_waits_for_the_work_and_leaves_no_processes() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(3).unwrap();
+        let pids = ex.worker_pids();
+        assert_eq!(pids.len(), 3);
+        let futures: Vec<_> = (0..6)
+            .map(|_| ex.submit(sleep_ms, (100,)).unwrap())
+            .collect();
+        drop(ex);
+        assert!(pids.iter().all(|p| pid_gone(*p)), "workers left behind");
+        for f in futures {
+            assert_eq!(
+                f.result().unwrap(),
+                100,
+                "the work finished before the drop returned"
+            );
+        }
+    });
+}

@@ -235,13 +235,17 @@ fn options() -> Result<Options, String> {
         only: Vec::new(),
         python: true,
     };
+    let mut svg_given = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--quick" => o.quick = true,
             "--json" => o.json = value()?.into(),
-            "--svg" => o.svg = value()?.into(),
+            "--svg" => {
+                o.svg = value()?.into();
+                svg_given = true;
+            }
             "--only" => o.only.extend(value()?.split(',').map(String::from)),
             "--no-python" => o.python = false,
             "-h" | "--help" => {
@@ -253,6 +257,11 @@ fn options() -> Result<Options, String> {
             }
             _ => return Err(format!("unknown argument {a} (try --help)")),
         }
+    }
+    // The chart in the repository (shown by the README) is the full run's:
+    // a partial or quick run draws its chart under target/ unless told.
+    if !svg_given && (o.quick || !o.only.is_empty()) {
+        o.svg = here.join("../target/benchmarks-chart.svg");
     }
     Ok(o)
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{BrokenWhy, Core, job_id};
+use super::core::{BrokenWhy, Core, job_id, lock, wait_until};
 use super::error::{PoolError, TaskError};
 use super::result::{Cancel, ImapIter, Job, decode_outcomes};
 use super::task::Task;
@@ -35,10 +35,6 @@ use super::wire::Outcome;
 use super::{Pool, PoolBuilder};
 use crate::process::{StartMethod, Target};
 use crate::sys::code;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Why an [`Executor`] call or a [`TaskFuture`] gave no result.
 #[derive(Debug, thiserror::Error)]
@@ -591,18 +587,9 @@ impl<R> Shared<R> {
     fn wait_until(&self, deadline: Option<Instant>) -> (MutexGuard<'_, Inner<R>>, bool) {
         let mut inner = lock(&self.inner);
         while matches!(inner.state, State::Pending) {
-            inner = match deadline {
-                None => self.cv.wait(inner).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return (inner, false);
-                    }
-                    self.cv
-                        .wait_timeout(inner, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            inner = match wait_until(&self.cv, inner, deadline) {
+                Ok(next) => next,
+                Err(timed_out) => return (timed_out, false),
             };
         }
         (inner, true)
@@ -890,19 +877,11 @@ impl<R> Iterator for AsCompleted<R> {
                     return Some(Ok(f));
                 }
             }
-            queue = match self.deadline {
-                None => self.ready.cv.wait(queue).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.timed_out = true;
-                        return Some(Err(ExecutorError::Timeout));
-                    }
-                    self.ready
-                        .cv
-                        .wait_timeout(queue, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+            queue = match wait_until(&self.ready.cv, queue, self.deadline) {
+                Ok(next) => next,
+                Err(_) => {
+                    self.timed_out = true;
+                    return Some(Err(ExecutorError::Timeout));
                 }
             };
         }

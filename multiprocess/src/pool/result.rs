@@ -3,19 +3,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::core::BrokenWhy;
+use super::core::{BrokenWhy, lock, wait_until};
 use super::error::{PoolError, TaskError};
 use super::wire::{ALL_OK, MIXED, Outcome};
 use crate::handle;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Why the pool gave up on outstanding work.
 #[derive(Debug, Clone)]
@@ -249,20 +245,7 @@ impl<T> AsyncResult<T> {
                 SlotState::Taken => return Err(PoolError::ResultTaken),
                 SlotState::Pending => st.0 = SlotState::Pending,
             }
-            st = match deadline {
-                None => self.slot.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PoolError::Timeout);
-                    }
-                    self.slot
-                        .cv
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            st = wait_until(&self.slot.cv, st, deadline).map_err(|_| PoolError::Timeout)?;
         }
     }
 
@@ -300,19 +283,10 @@ impl<T> AsyncResult<T> {
         let deadline = crate::deadline::after(timeout);
         let mut st = lock(&self.slot.state);
         while matches!(st.0, SlotState::Pending) {
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if left.is_zero() {
-                return false;
+            match wait_until(&self.slot.cv, st, deadline) {
+                Ok(next) => st = next,
+                Err(_) => return false,
             }
-            st = self
-                .slot
-                .cv
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
         true
     }
@@ -717,20 +691,7 @@ impl<R> ImapIter<R> {
                 self.next += 1;
                 return Ok(Some(Err(TaskError::Cancelled)));
             }
-            st = match deadline {
-                None => self.job.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PoolError::Timeout);
-                    }
-                    self.job
-                        .cv
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            st = wait_until(&self.job.cv, st, deadline).map_err(|_| PoolError::Timeout)?;
         }
     }
 }

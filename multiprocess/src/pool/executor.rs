@@ -365,7 +365,7 @@ impl Executor {
     pub fn submit<F, Args>(&self, f: F, args: Args) -> Result<TaskFuture<F::Output>, ExecutorError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
     {
         let core = &self.pool.core;
         let err = |e| ExecutorError::from_pool(core, e);
@@ -410,7 +410,7 @@ impl Executor {
     pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResults<F::Output>, ExecutorError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_with(f, iterable, MapOptions::new())
@@ -447,7 +447,7 @@ impl Executor {
     ) -> Result<MapResults<F::Output>, ExecutorError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         let deadline = options.timeout.and_then(crate::deadline::after);

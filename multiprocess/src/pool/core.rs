@@ -288,6 +288,12 @@ impl Core {
         n
     }
 
+    /// Whether chunk `seq` is still waiting for a worker (not yet handed
+    /// to one, or taken back from a stalled one).
+    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+        lock(&self.state).pending.iter().any(|c| c.seq == seq)
+    }
+
     /// Why the pool is broken, if it is.
     pub(crate) fn broken_why(&self) -> Option<BrokenWhy> {
         match &lock(&self.state).phase {

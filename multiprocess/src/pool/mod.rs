@@ -71,8 +71,8 @@ use serde::Serialize;
 
 pub use error::{PoolError, TaskError};
 pub use executor::{
-    AsCompleted, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults, TaskFuture,
-    as_completed,
+    AsCompleted, DoneAndNotDone, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults,
+    ReturnWhen, TaskFuture, as_completed, wait_futures,
 };
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};

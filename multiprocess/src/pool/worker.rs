@@ -16,6 +16,7 @@ use super::wire::{
     put_with_tail,
 };
 use crate::handle;
+use crate::process::with_error_text;
 use crate::sys::code;
 
 /// The worker keeps its read and result buffers across chunks up to this
@@ -221,10 +222,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             Err(e) => Some(e.to_string()),
             Ok(entry) => {
                 let fds = init.fds.into_iter().map(|f| f.0).collect();
-                match catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))) {
-                    Ok(0) => None,
-                    Ok(code) => Some(format!("the initializer failed (exit code {code})")),
-                    Err(p) => Some(format!("the initializer panicked: {}", payload_text(&*p))),
+                let (outcome, text) =
+                    with_error_text(|| catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))));
+                match (outcome, text) {
+                    (Ok(0), _) => None,
+                    (Ok(_), Some(text)) => Some(format!("the initializer returned Err: {text}")),
+                    (Ok(code), None) => Some(format!("the initializer failed (exit code {code})")),
+                    (Err(p), _) => Some(format!("the initializer panicked: {}", payload_text(&*p))),
                 }
             }
         };

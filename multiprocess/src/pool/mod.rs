@@ -731,6 +731,12 @@ impl Pool {
     /// Runs `f` on every item and yields the results in input order as they
     /// become available (Python's `imap`, chunk size 1 by default).
     ///
+    /// The results are lazy; the input is not: it is read and encoded
+    /// before `imap` returns, so an argument that does not serialize is an
+    /// error here rather than after the results before it, and an endless
+    /// iterator never returns. (Python's task-handler thread also reads the
+    /// whole input as fast as it can, so its memory grows the same way.)
+    ///
     /// # Examples
     ///
     /// See [`ImapIter`].

@@ -293,9 +293,9 @@ pub use connection::{
 };
 pub use handle::{DecodeError, EncodeError};
 pub use pool::{
-    AsCompleted, AsyncResult, Callbacks, Chunked, Executor, ExecutorBuilder, ExecutorError,
-    ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, Task, TaskError, TaskFuture,
-    TaskReturn, as_completed,
+    AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
+    ExecutorError, ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
+    Task, TaskError, TaskFuture, TaskReturn, as_completed, wait_futures,
 };
 pub use process::{
     Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,

@@ -18,7 +18,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded, pid_gone};
-use multiprocess::{Executor, ExecutorError, MapOptions, TaskError, TaskFuture, as_completed};
+use multiprocess::{
+    Executor, ExecutorError, MapOptions, ReturnWhen, TaskError, TaskFuture, as_completed,
+    wait_futures,
+};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -40,6 +43,11 @@ fn fragile(x: u32) -> Result<u32, String> {
         5 => Err(format!("five is bad: {x}")),
         _ => Ok(x * 10),
     }
+}
+
+fn fragile_after(ms: u32) -> Result<u32, String> {
+    std::thread::sleep(Duration::from_millis(u64::from(ms)));
+    Ok(ms)
 }
 
 /// Kills its own worker with SIGKILL.
@@ -388,7 +396,9 @@ fn a_failing_initializer_breaks_the_executor() {
         let outcome = ex.submit(square, (2,)).and_then(|f| f.result());
         match outcome {
             Err(ExecutorError::BrokenPool { message, .. }) => {
+                // The initializer's own error text reaches the caller.
                 assert!(message.contains("initializer"), "{message}");
+                assert!(message.contains("no database"), "{message}");
             }
             other => panic!("{other:?}"),
         }
@@ -467,5 +477,135 @@ fn dropping_the_executor_waits_for_the_work_and_leaves_no_processes() {
                 "the work finished before the drop returned"
             );
         }
+    });
+}
+
+#[test]
+fn running_is_true_only_while_a_worker_has_the_task() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let first = ex.submit(sleep_ms, (400,)).unwrap();
+        let second = ex.submit(sleep_ms, (0,)).unwrap();
+        assert!(common::eventually(Duration::from_secs(5), || first.running()));
+        // The one worker is busy: the second waits in the executor.
+        assert!(!second.running() && !second.done());
+        assert!(second.cancel());
+        assert!(!second.running());
+        assert_eq!(first.result().unwrap(), 400);
+        assert!(!first.running());
+    });
+}
+
+#[test]
+fn done_callbacks_run_once_in_order_and_see_the_result() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let future = ex.submit(sleep_ms, (100,)).unwrap();
+        for tag in 0..3 {
+            let tx = tx.clone();
+            future.add_done_callback(move |f| {
+                assert!(f.done());
+                if tag == 1 {
+                    panic!("a callback that panics does not stop the others");
+                }
+                let _ = tx.send((tag, std::thread::current().id()));
+            });
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        }
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [0, 2]);
+        // They ran on the executor's result thread, not this one.
+        assert!(got.iter().all(|g| g.1 != std::thread::current().id()));
+        // The callbacks did not take the result.
+        assert_eq!(future.result().unwrap(), 100);
+
+        // Added once done: runs at once, on this thread, and may take the
+        // result (which then is gone for everyone else).
+        let done = ex.submit(square, (9,)).unwrap();
+        done.wait();
+        let taken = Arc::new(std::sync::Mutex::new(None));
+        let slot = taken.clone();
+        done.add_done_callback(move |f| *slot.lock().unwrap() = Some(f.result()));
+        assert_eq!(taken.lock().unwrap().take().unwrap().unwrap(), 81);
+        assert!(matches!(done.result(), Err(ExecutorError::ResultTaken)));
+        assert!(rx.try_recv().is_err(), "no callback ran twice");
+    });
+}
+
+#[test]
+fn wait_futures_returns_when_asked() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        // FIRST_COMPLETED: the quick one is done, the slow one is not.
+        let futures = vec![
+            ex.submit(sleep_ms, (3000,)).unwrap(),
+            ex.submit(sleep_ms, (10,)).unwrap(),
+        ];
+        let t = Instant::now();
+        let split = wait_futures(futures, ReturnWhen::FirstCompleted, None);
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(split.done.len(), 1);
+        assert_eq!(split.done[0].result().unwrap(), 10);
+        assert_eq!(split.not_done.len(), 1);
+        let slow = split.not_done.into_iter().next().unwrap();
+
+        // A timeout is not an error: everything not done stays not done.
+        let t = Instant::now();
+        let split = wait_futures(
+            vec![slow],
+            ReturnWhen::AllCompleted,
+            Some(Duration::from_millis(100)),
+        );
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(split.done.is_empty() && split.not_done.len() == 1);
+
+        // ALL_COMPLETED waits for every one.
+        let futures: Vec<_> = (0..6).map(|i| ex.submit(square, (i,)).unwrap()).collect();
+        let split = wait_futures(futures, ReturnWhen::AllCompleted, None);
+        assert_eq!(split.done.len(), 6);
+        assert!(split.not_done.is_empty());
+        let squares: Vec<u64> = split.done.iter().map(|f| f.result().unwrap()).collect();
+        assert_eq!(squares, [0, 1, 4, 9, 16, 25], "input order is kept");
+
+        // Nothing to wait for: returns at once.
+        let split = wait_futures(
+            Vec::<TaskFuture<u64>>::new(),
+            ReturnWhen::AllCompleted,
+            None,
+        );
+        assert!(split.done.is_empty() && split.not_done.is_empty());
+    });
+}
+
+#[test]
+fn wait_futures_first_exception_returns_on_a_failure_not_a_cancel() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let slow = ex.submit(fragile_after, (3000,)).unwrap();
+        let failing = ex.submit(fragile, (5,)).unwrap();
+        let t = Instant::now();
+        let split = wait_futures(vec![slow, failing], ReturnWhen::FirstException, None);
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(split.done.len(), 1);
+        assert!(matches!(
+            split.done[0].result(),
+            Err(ExecutorError::Task(TaskError::Failed { .. }))
+        ));
+        // No failure at all: the same as ALL_COMPLETED.
+        let futures: Vec<_> = (0..3).map(|i| ex.submit(fragile, (i,)).unwrap()).collect();
+        let split = wait_futures(futures, ReturnWhen::FirstException, None);
+        assert_eq!(split.done.len(), 3);
+        ex.shutdown(false, true);
     });
 }

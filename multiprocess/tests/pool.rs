@@ -463,7 +463,8 @@ fn initializer_runs_in_every_worker() {
         let r = broken.apply_async(square, (2,));
         match r.map(|r| r.get_timeout(Duration::from_secs(30))) {
             Err(PoolError::Broken(m)) | Ok(Err(PoolError::Broken(m))) => {
-                assert!(m.contains("initializer"))
+                assert!(m.contains("initializer"), "{m}");
+                assert!(m.contains("no config"), "the initializer's own text: {m}");
             }
             other => panic!("{other:?}"),
         }

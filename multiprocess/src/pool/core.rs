@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::error::{PoolError, TaskError};
 use super::result::{Cancel, Job};
-use super::wire::{InitCall, PassFd, Payload, Progress, ResultMsg, TaskMsg, WorkerArgs};
+use super::wire::{
+    InitCall, PassFd, Payload, Progress, RawBytes, ResultMsg, ResultView, TaskMsg, TaskView,
+    WorkerArgs, put_with_tail,
+};
 use super::worker::worker_main;
 use crate::process::{Process, ProcessError, StartMethod};
-use crate::queue::{GetTimeoutError, PutTimeoutError, Queue, QueueBuilder, TryPutError};
+use crate::queue::{Queue, QueueBuilder};
 
 /// A job's identity: the address of its shared state, for finding its
 /// chunks while the job is alive.
@@ -57,6 +60,8 @@ const MAX_WINDOW: usize = 64;
 /// A worker that has shown no progress for this long is not given more
 /// work, and its queued chunks may be taken back for an idle worker.
 const STALL: Duration = Duration::from_millis(1);
+/// How long a non-blocking dispatch may wait for a worker queue's put lock.
+const TRY_LOCK: Duration = Duration::from_millis(2);
 /// How often the monitor rereads the worker list and the stop flag.
 const MONITOR_TICK: Duration = Duration::from_millis(100);
 
@@ -283,6 +288,12 @@ impl Core {
         n
     }
 
+    /// Whether chunk `seq` is still waiting for a worker (not yet handed
+    /// to one, or taken back from a stalled one).
+    pub(crate) fn is_pending(&self, seq: u64) -> bool {
+        lock(&self.state).pending.iter().any(|c| c.seq == seq)
+    }
+
     /// Why the pool is broken, if it is.
     pub(crate) fn broken_why(&self) -> Option<BrokenWhy> {
         match &lock(&self.state).phase {
@@ -347,30 +358,31 @@ impl Core {
                 return;
             };
             let chunk = st.pending.pop_front().expect("not empty");
-            let msg = TaskMsg::Run {
+            let msg = TaskView::Run {
                 seq: chunk.seq,
                 entry: chunk.entry,
                 count: chunk.count,
                 skip: chunk.skip.clone(),
-                payload: chunk.payload.clone(),
+                payload: RawBytes(&[]),
             };
             if w.inflight.is_empty() {
                 // The worker's queue is empty and it is (or will soon be)
                 // reading: a large chunk streams through.
                 w.last_progress = now;
-                put_while_alive(w, msg);
+                put_while_alive(w, |d| put_with_tail(&w.tasks, &msg, &chunk.payload.0, d, d));
             } else {
-                match w.tasks.try_put(msg) {
-                    Ok(()) => {}
-                    Err(TryPutError::Full(_)) => {
-                        // No room in this worker's ring now: try again when
-                        // one of its results comes back.
-                        st.pending.push_front(chunk);
-                        return;
-                    }
-                    Err(e) => {
-                        eprintln!("multiprocess: pool cannot queue a task: {e}");
-                    }
+                let now = Some(Instant::now());
+                if !put_with_tail(
+                    &w.tasks,
+                    &msg,
+                    &chunk.payload.0,
+                    now.map(|t| t + TRY_LOCK),
+                    now,
+                ) {
+                    // No room in this worker's ring now: try again when
+                    // one of its results comes back.
+                    st.pending.push_front(chunk);
+                    return;
                 }
             }
             if let Some(b) = &mut w.budget {
@@ -441,19 +453,20 @@ impl Core {
 
     /// The result thread: processes results and worker exits in queue order.
     pub(crate) fn result_loop(self: Arc<Self>) {
+        // The read buffer, kept across results; a result's body is decoded
+        // from it in place.
+        let mut buf = Vec::new();
         loop {
-            let msg = if self.recheck.load(Ordering::Relaxed) {
-                match self.results.get_timeout(STALL) {
-                    Err(GetTimeoutError::Timeout) => {
-                        self.pump(&mut lock(&self.state));
-                        continue;
-                    }
-                    other => other.map_err(|e| e.to_string()),
-                }
-            } else {
-                self.results.get().map_err(|e| e.to_string())
-            };
-            let msg = match msg {
+            if buf.capacity() > 4 << 20 {
+                buf = Vec::new();
+            }
+            let recheck = self.recheck.load(Ordering::Relaxed);
+            let deadline = recheck.then(|| Instant::now() + STALL);
+            if !self.results.get_encoded(&mut buf, deadline) {
+                self.pump(&mut lock(&self.state));
+                continue;
+            }
+            let msg = match postcard::from_bytes::<ResultView<'_>>(&buf) {
                 Ok(msg) => msg,
                 Err(e) => {
                     eprintln!("multiprocess: pool cannot read a result: {e}");
@@ -461,8 +474,8 @@ impl Core {
                 }
             };
             match msg {
-                ResultMsg::Shutdown => return,
-                ResultMsg::Done {
+                ResultView::Shutdown => return,
+                ResultView::Done {
                     worker,
                     seq,
                     nanos,
@@ -484,12 +497,12 @@ impl Core {
                         chunk
                     };
                     if let Some(chunk) = chunk {
-                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, &body.0));
+                        guarded(|| chunk.job.deliver(chunk.first, chunk.count, body.0));
                         self.finish_chunks(1);
                     }
                 }
-                ResultMsg::Exited { worker, code } => self.worker_exited(worker, code),
-                ResultMsg::InitFailed { message, .. } => self.break_pool(BrokenWhy {
+                ResultView::Exited { worker, code } => self.worker_exited(worker, code),
+                ResultView::InitFailed { message, .. } => self.break_pool(BrokenWhy {
                     message: format!("a worker's initializer failed: {message}"),
                     pid: None,
                     signal: None,
@@ -654,7 +667,11 @@ impl Core {
             st.workers.drain(..).collect()
         };
         for w in &workers {
-            put_while_alive(w, TaskMsg::Stop);
+            put_while_alive(w, |_| {
+                w.tasks
+                    .put_timeout(TaskMsg::Stop, Duration::from_millis(50))
+                    .is_ok()
+            });
         }
         for w in &workers {
             if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
@@ -737,22 +754,13 @@ fn signal_name(sig: i32) -> Option<&'static str> {
     })
 }
 
-/// Puts `msg` on a worker's queue, giving up if the worker dies meanwhile.
-fn put_while_alive(w: &Worker, msg: TaskMsg) {
-    let mut msg = msg;
+/// Puts a message on a worker's queue with `put` (given a deadline; false
+/// if it passed), giving up if the worker dies meanwhile.
+fn put_while_alive(w: &Worker, mut put: impl FnMut(Option<Instant>) -> bool) {
     loop {
-        match w.tasks.put_timeout(msg, Duration::from_millis(50)) {
-            Ok(()) => return,
-            Err(PutTimeoutError::Timeout(m)) => {
-                if !w.process.is_alive() {
-                    return;
-                }
-                msg = m;
-            }
-            Err(e) => {
-                eprintln!("multiprocess: pool cannot queue a task: {e}");
-                return;
-            }
+        let deadline = Some(Instant::now() + Duration::from_millis(50));
+        if put(deadline) || !w.process.is_alive() {
+            return;
         }
     }
 }

@@ -365,7 +365,7 @@ impl Executor {
     pub fn submit<F, Args>(&self, f: F, args: Args) -> Result<TaskFuture<F::Output>, ExecutorError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
     {
         let core = &self.pool.core;
         let err = |e| ExecutorError::from_pool(core, e);
@@ -410,7 +410,7 @@ impl Executor {
     pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResults<F::Output>, ExecutorError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_with(f, iterable, MapOptions::new())
@@ -447,7 +447,7 @@ impl Executor {
     ) -> Result<MapResults<F::Output>, ExecutorError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         let deadline = options.timeout.and_then(crate::deadline::after);
@@ -531,11 +531,16 @@ enum State<R> {
     Taken,
 }
 
+/// A done-callback, holding its own handle on the future.
+type DoneCallback = Box<dyn FnOnce() + Send>;
+
 struct Inner<R> {
     state: State<R>,
-    /// Wakers to wake when the future completes: the `Future` impl's and
-    /// [`as_completed`]'s.
+    /// Wakers to wake when the future completes: the `Future` impl's,
+    /// [`as_completed`]'s and [`wait_futures`]'.
     wakers: Vec<Waker>,
+    /// [`TaskFuture::add_done_callback`]'s, run in order on completion.
+    callbacks: Vec<DoneCallback>,
 }
 
 /// A future's state, shared between the [`TaskFuture`] and the pool's
@@ -551,23 +556,30 @@ impl<R> Shared<R> {
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 wakers: Vec::new(),
+                callbacks: Vec::new(),
             }),
             cv: Condvar::new(),
         }
     }
 
     fn set(&self, result: Result<R, ExecutorError>) {
-        let wakers = {
+        let (wakers, callbacks) = {
             let mut inner = lock(&self.inner);
             if !matches!(inner.state, State::Pending) {
                 return;
             }
             inner.state = State::Ready(result);
-            std::mem::take(&mut inner.wakers)
+            (
+                std::mem::take(&mut inner.wakers),
+                std::mem::take(&mut inner.callbacks),
+            )
         };
         self.cv.notify_all();
         for w in wakers {
             w.wake();
+        }
+        for callback in callbacks {
+            run_callback(callback);
         }
     }
 
@@ -593,6 +605,14 @@ impl<R> Shared<R> {
             };
         }
         (inner, true)
+    }
+}
+
+/// Runs a done-callback; a panic in it is reported and goes no further (as
+/// Python logs a callback's exception), so the other callbacks still run.
+fn run_callback(callback: DoneCallback) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).is_err() {
+        eprintln!("multiprocess: a future's done-callback panicked");
     }
 }
 
@@ -694,6 +714,95 @@ impl<R> TaskFuture<R> {
             core.cancel_pending(|c| c.seq == self.seq, &Cancel::Cancelled);
         }
         self.cancelled()
+    }
+
+    /// Whether a worker is running the task (Python's `running()`): it was
+    /// handed to a worker, so it can no longer be cancelled, and is not
+    /// done.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(1)?;
+    /// let first = executor.submit(nap, (300,))?;
+    /// let second = executor.submit(nap, (0,))?;
+    /// std::thread::sleep(Duration::from_millis(100));
+    /// assert!(first.running() && !second.running());
+    /// first.wait();
+    /// assert!(!first.running());
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn running(&self) -> bool {
+        !self.done()
+            && self
+                .core
+                .upgrade()
+                .is_some_and(|core| !core.is_pending(self.seq))
+    }
+
+    /// Runs `callback` with this future once it is done (Python's
+    /// `add_done_callback(fn)`): on the pool's result thread when the task
+    /// completes, or at once on this thread if it is already done.
+    /// Callbacks run in the order they were added; one that panics is
+    /// reported on stderr and the others still run.
+    ///
+    /// The callback gets its own handle on the future, so it may take the
+    /// result with [`result`](Self::result) (the value moves out once: a
+    /// later `result()` on any handle gives
+    /// [`ExecutorError::ResultTaken`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(1)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let future = executor.submit(square, (7,))?;
+    /// future.add_done_callback(move |f| {
+    ///     let _ = tx.send(f.result().unwrap());
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), 49);
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn add_done_callback(&self, callback: impl FnOnce(&TaskFuture<R>) + Send + 'static)
+    where
+        R: Send + 'static,
+    {
+        let handle = TaskFuture {
+            shared: self.shared.clone(),
+            core: self.core.clone(),
+            seq: self.seq,
+        };
+        let callback: DoneCallback = Box::new(move || callback(&handle));
+        let mut inner = lock(&self.shared.inner);
+        if matches!(inner.state, State::Pending) {
+            inner.callbacks.push(callback);
+        } else {
+            drop(inner);
+            run_callback(callback);
+        }
+    }
+
+    /// Whether the task finished with an error other than cancellation
+    /// (what Python's `FIRST_EXCEPTION` waits for).
+    fn failed(&self) -> bool {
+        matches!(
+            lock(&self.shared.inner).state,
+            State::Ready(Err(ref e)) if !matches!(e, ExecutorError::Cancelled)
+        )
     }
 
     /// Waits until the future is done (Python's `wait([f])`).
@@ -886,6 +995,116 @@ impl<R> Iterator for AsCompleted<R> {
             };
         }
     }
+}
+
+/// When [`wait_futures`] returns (Python's `FIRST_COMPLETED`,
+/// `FIRST_EXCEPTION` and `ALL_COMPLETED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as any future is done or cancelled.
+    FirstCompleted,
+    /// As soon as any future fails (an error other than cancellation);
+    /// if none does, when all are done.
+    FirstException,
+    /// When all futures are done or cancelled.
+    AllCompleted,
+}
+
+/// The futures [`wait_futures`] was given, split by whether they are done
+/// (Python's `DoneAndNotDoneFutures`); each side keeps the input order.
+#[derive(Debug)]
+pub struct DoneAndNotDone<R> {
+    /// The futures that are done or cancelled.
+    pub done: Vec<TaskFuture<R>>,
+    /// The others.
+    pub not_done: Vec<TaskFuture<R>>,
+}
+
+/// Waits for `futures` until `return_when` holds or `timeout` passes
+/// (`None`: no limit), then splits them into done and not done (Python's
+/// `concurrent.futures.wait`; named apart from the crate's
+/// [`wait`](crate::wait) for connections and processes). Futures that are
+/// already done count at once; a timeout is not an error, it simply leaves
+/// futures in `not_done`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiprocess::{Executor, ReturnWhen, wait_futures};
+///
+/// fn nap(ms: u64) -> u64 {
+///     std::thread::sleep(Duration::from_millis(ms));
+///     ms
+/// }
+///
+/// multiprocess::init();
+/// let executor = Executor::new(2)?;
+/// let futures = vec![executor.submit(nap, (2000,))?, executor.submit(nap, (10,))?];
+/// let split = wait_futures(futures, ReturnWhen::FirstCompleted, Some(Duration::from_secs(10)));
+/// assert_eq!(split.done.len(), 1);
+/// assert_eq!(split.done[0].result()?, 10);
+/// assert_eq!(split.not_done.len(), 1);
+/// # Ok::<(), multiprocess::ExecutorError>(())
+/// ```
+pub fn wait_futures<R>(
+    futures: impl IntoIterator<Item = TaskFuture<R>>,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> DoneAndNotDone<R> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let futures: Vec<TaskFuture<R>> = futures.into_iter().collect();
+    let ready = Arc::new(Ready {
+        queue: Mutex::new(VecDeque::new()),
+        cv: Condvar::new(),
+    });
+    for (index, f) in futures.iter().enumerate() {
+        f.shared.listen(Waker::from(Arc::new(IndexWaker {
+            index,
+            ready: ready.clone(),
+        })));
+    }
+    let mut done = vec![false; futures.len()];
+    let mut left = futures.len();
+    let mut queue = lock(&ready.queue);
+    // Each future's waker reports its index once; the queue lock is never
+    // taken while a future's own lock is held, so looking into a future
+    // here cannot deadlock.
+    loop {
+        let mut failed = false;
+        while let Some(index) = queue.pop_front() {
+            if let Some(d) = done.get_mut(index).filter(|d| !**d) {
+                *d = true;
+                left -= 1;
+                failed |= futures[index].failed();
+            }
+        }
+        let enough = match return_when {
+            ReturnWhen::FirstCompleted => left < futures.len(),
+            ReturnWhen::FirstException => failed || left == 0,
+            ReturnWhen::AllCompleted => left == 0,
+        };
+        if enough || futures.is_empty() {
+            break;
+        }
+        match wait_until(&ready.cv, queue, deadline) {
+            Ok(next) => queue = next,
+            Err(_) => break,
+        }
+    }
+    // Those that finished after the last look count as done too.
+    let mut split = DoneAndNotDone {
+        done: Vec::new(),
+        not_done: Vec::new(),
+    };
+    for f in futures {
+        if f.done() {
+            split.done.push(f);
+        } else {
+            split.not_done.push(f);
+        }
+    }
+    split
 }
 
 /// The results of [`Executor::map`], in input order, produced as the

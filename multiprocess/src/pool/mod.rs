@@ -71,8 +71,8 @@ use serde::Serialize;
 
 pub use error::{PoolError, TaskError};
 pub use executor::{
-    AsCompleted, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults, TaskFuture,
-    as_completed,
+    AsCompleted, DoneAndNotDone, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults,
+    ReturnWhen, TaskFuture, as_completed, wait_futures,
 };
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
@@ -349,7 +349,7 @@ impl Pool {
 
     /// Encodes one chunk of calls, whose first is at input position
     /// `first`.
-    fn encode_chunk<S: Serialize>(
+    fn encode_chunk<S: Serialize + 'static>(
         entry: i64,
         part: &[S],
         first: usize,
@@ -357,7 +357,7 @@ impl Pool {
         fds: &mut Vec<std::os::fd::OwnedFd>,
     ) -> Result<Chunk, PoolError> {
         let mut buf = Vec::new();
-        handle::encode_into(part, &mut buf, fds)?;
+        handle::encode_list(part, &mut buf, fds)?;
         if !fds.is_empty() {
             return Err(PoolError::Encode(handle::EncodeError::Serialize(
                 "pool task arguments cannot carry OS handles (Queue, Lock, Connection); \
@@ -377,7 +377,7 @@ impl Pool {
         })
     }
 
-    fn encode_chunks<S: Serialize>(
+    fn encode_chunks<S: Serialize + 'static>(
         &self,
         entry: i64,
         items: &[S],
@@ -401,7 +401,7 @@ impl Pool {
     /// no worker has taken yet are withdrawn and the error returned; those
     /// already taken run, unseen (Python's pool also runs the chunks before
     /// one that fails to pickle).
-    fn encode_and_submit<S: Serialize>(
+    fn encode_and_submit<S: Serialize + 'static>(
         &self,
         entry: i64,
         items: &[S],
@@ -464,7 +464,7 @@ impl Pool {
     ) -> Result<AsyncResult<T>, PoolError>
     where
         R: serde::de::DeserializeOwned + Send + 'static,
-        S: Serialize,
+        S: Serialize + 'static,
         T: Send + 'static,
     {
         self.check_open()?;
@@ -487,7 +487,7 @@ impl Pool {
     ) -> Result<ImapIter<R>, PoolError>
     where
         R: serde::de::DeserializeOwned + Send + 'static,
-        S: Serialize,
+        S: Serialize + 'static,
     {
         Ok(self.submit_iter_seqs(entry, items, chunksize, ordered)?.0)
     }
@@ -503,7 +503,7 @@ impl Pool {
     ) -> Result<(ImapIter<R>, usize), PoolError>
     where
         R: serde::de::DeserializeOwned + Send + 'static,
-        S: Serialize,
+        S: Serialize + 'static,
     {
         self.check_open()?;
         let job = IterJob::new(ordered);
@@ -537,7 +537,7 @@ impl Pool {
     pub fn apply<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
     {
         self.apply_async(f, args)?.get()
     }
@@ -570,7 +570,7 @@ impl Pool {
     ) -> Result<AsyncResult<F::Output>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
     {
         self.apply_async_with(f, args, Callbacks::new())
     }
@@ -593,7 +593,7 @@ impl Pool {
     ) -> Result<AsyncResult<F::Output>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
     {
         let entry = code::task_entry_offset(f.entry());
         self.submit_list(entry, vec![args], Some(1), take_one, callbacks)
@@ -622,7 +622,7 @@ impl Pool {
     pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.with_chunksize_opt(None).map(f, iterable)
@@ -654,7 +654,7 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.with_chunksize_opt(None).map_async(f, iterable)
@@ -674,7 +674,7 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.with_chunksize_opt(None)
@@ -703,7 +703,7 @@ impl Pool {
     pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.with_chunksize_opt(None).starmap(f, iterable)
@@ -722,7 +722,7 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.with_chunksize_opt(None).starmap_async(f, iterable)
@@ -730,6 +730,12 @@ impl Pool {
 
     /// Runs `f` on every item and yields the results in input order as they
     /// become available (Python's `imap`, chunk size 1 by default).
+    ///
+    /// The results are lazy; the input is not: it is read and encoded
+    /// before `imap` returns, so an argument that does not serialize is an
+    /// error here rather than after the results before it, and an endless
+    /// iterator never returns. (Python's task-handler thread also reads the
+    /// whole input as fast as it can, so its memory grows the same way.)
     ///
     /// # Examples
     ///
@@ -741,7 +747,7 @@ impl Pool {
     pub fn imap<F, A, I>(&self, f: F, iterable: I) -> Result<ImapIter<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.with_chunksize(1).imap(f, iterable)
@@ -760,7 +766,7 @@ impl Pool {
     ) -> Result<ImapIter<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.with_chunksize(1).imap_unordered(f, iterable)
@@ -872,7 +878,7 @@ impl Chunked<'_> {
     pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_async(f, iterable)?.get()
@@ -890,7 +896,7 @@ impl Chunked<'_> {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_async_with(f, iterable, Callbacks::new())
@@ -909,7 +915,7 @@ impl Chunked<'_> {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         let entry = code::task_entry_offset(f.entry());
@@ -931,7 +937,7 @@ impl Chunked<'_> {
     pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.starmap_async(f, iterable)?.get()
@@ -949,7 +955,7 @@ impl Chunked<'_> {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: Task<Args>,
-        Args: Serialize,
+        Args: Serialize + 'static,
         I: IntoIterator<Item = Args>,
     {
         let entry = code::task_entry_offset(f.entry());
@@ -971,7 +977,7 @@ impl Chunked<'_> {
     pub fn imap<F, A, I>(&self, f: F, iterable: I) -> Result<ImapIter<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         let entry = code::task_entry_offset(f.entry());
@@ -992,7 +998,7 @@ impl Chunked<'_> {
     ) -> Result<ImapIter<F::Output>, PoolError>
     where
         F: Task<(A,)>,
-        A: Serialize,
+        A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
         let entry = code::task_entry_offset(f.entry());

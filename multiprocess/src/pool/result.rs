@@ -61,10 +61,14 @@ impl<R> Outcomes<R> {
 
 /// Decodes a chunk's result body (see `worker::run_chunk`); a body that does
 /// not decode to `count` outcomes fails every call with a decode error.
-pub(crate) fn decode_outcomes<R: DeserializeOwned>(count: u32, body: &[u8]) -> Outcomes<R> {
+pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
+    count: u32,
+    body: &[u8],
+) -> Outcomes<R> {
     let decoded = match body.split_first() {
         Some((&ALL_OK, rest)) => {
-            handle::decode::<Vec<R>>(rest, Vec::new()).map(|v| (v.len(), Outcomes::AllOk(v)))
+            let mut v = Vec::with_capacity(count as usize);
+            handle::decode_list_into::<R>(rest, &mut v).map(|n| (n, Outcomes::AllOk(v)))
         }
         Some((&MIXED, rest)) => handle::decode::<Vec<Outcome<R>>>(rest, Vec::new())
             .map(|v| (v.len(), Outcomes::Mixed(v))),
@@ -418,14 +422,14 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
         }
         let decoded = if first == st.all.len() {
             let start = st.all.len();
-            let r = decode_extend(encoded, &mut st.all);
+            let r = handle::decode_list_into(encoded, &mut st.all);
             if !matches!(r, Ok(n) if n == count) {
                 st.all.truncate(start);
             }
             r
         } else {
             let mut run = Vec::with_capacity(count);
-            let r = decode_extend(encoded, &mut run);
+            let r = handle::decode_list_into(encoded, &mut run);
             if matches!(r, Ok(n) if n == count) {
                 st.parts.insert(first, run);
             }
@@ -464,39 +468,6 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
         debug_assert!(st.parts.is_empty() && st.all.len() == st.len);
         Some(Ok(std::mem::take(&mut st.all)))
     }
-}
-
-/// Decodes an encoded `Vec<R>` onto the end of `out`; returns how many
-/// values it appended.
-fn decode_extend<R: DeserializeOwned>(
-    encoded: &[u8],
-    out: &mut Vec<R>,
-) -> Result<usize, postcard::Error> {
-    struct Extend<'a, R>(&'a mut Vec<R>);
-    impl<'de, R: DeserializeOwned> serde::de::DeserializeSeed<'de> for Extend<'_, R> {
-        type Value = usize;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-    impl<'de, R: DeserializeOwned> serde::de::Visitor<'de> for Extend<'_, R> {
-        type Value = usize;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a sequence of results")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-            let start = self.0.len();
-            if let Some(n) = seq.size_hint() {
-                self.0.reserve(n);
-            }
-            while let Some(v) = seq.next_element()? {
-                self.0.push(v);
-            }
-            Ok(self.0.len() - start)
-        }
-    }
-    let mut de = postcard::Deserializer::from_bytes(encoded);
-    serde::de::DeserializeSeed::deserialize(Extend(out), &mut de)
 }
 
 impl<R, T> Job for ListJob<R, T>

@@ -133,6 +133,87 @@ pub(crate) enum Outcome<R> {
     Skipped,
 }
 
+/// A byte string borrowed from a message buffer; serialized as postcard
+/// bytes, exactly as [`Payload`] and [`Bytes`] are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawBytes<'a>(pub &'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBytes<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a [u8]>::deserialize(d).map(RawBytes)
+    }
+}
+
+/// [`TaskMsg`] as the pool puts it and a worker reads it, with the payload
+/// borrowed: the same bytes on the wire (same variants, same fields in the
+/// same order), so a chunk's payload goes from the pool's `Arc` into the
+/// ring and from the worker's read buffer into the task without a copy of
+/// its own.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum TaskView<'a> {
+    /// [`TaskMsg::Run`].
+    Run {
+        seq: u64,
+        entry: i64,
+        count: u32,
+        skip: Vec<u32>,
+        #[serde(borrow)]
+        payload: RawBytes<'a>,
+    },
+    /// [`TaskMsg::Stop`].
+    Stop,
+}
+
+/// [`ResultMsg`] with the result body borrowed (as [`TaskView`] is to
+/// [`TaskMsg`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ResultView<'a> {
+    /// [`ResultMsg::Done`].
+    Done {
+        worker: u64,
+        seq: u64,
+        nanos: u64,
+        #[serde(borrow)]
+        body: RawBytes<'a>,
+    },
+    /// [`ResultMsg::Exited`].
+    Exited { worker: u64, code: Option<i32> },
+    /// [`ResultMsg::InitFailed`].
+    InitFailed { worker: u64, message: String },
+    /// [`ResultMsg::Shutdown`].
+    Shutdown,
+}
+
+/// Puts a message whose last field is the byte string `tail` (given empty
+/// in `msg`), without copying `tail` into an encode buffer: the head is
+/// `msg`'s encoding with the empty string's length byte (0, postcard's last
+/// byte) replaced by `tail`'s length, and `tail` follows it into the ring.
+/// Returns `false` if the deadline passed first.
+pub(crate) fn put_with_tail<T, M: Serialize>(
+    queue: &Queue<T>,
+    msg: &M,
+    tail: &[u8],
+    lock_deadline: Option<std::time::Instant>,
+    deadline: Option<std::time::Instant>,
+) -> bool {
+    let mut head = postcard::to_allocvec(msg).expect("pool messages always encode");
+    debug_assert_eq!(
+        head.last(),
+        Some(&0),
+        "the last field is an empty byte string"
+    );
+    head.pop();
+    let (len, n) = handle::varint(tail.len());
+    head.extend_from_slice(&len[..n]);
+    queue.put_encoded(&head, tail, lock_deadline, deadline)
+}
+
 /// Byte offsets of the two progress words in a worker's region.
 const SEQ: usize = 0;
 const INDEX: usize = 8;
@@ -231,4 +312,103 @@ pub(crate) struct WorkerArgs {
     pub init: Option<InitCall>,
     /// Exit after this many chunks.
     pub max_tasks: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_are_the_owned_messages_on_the_wire() {
+        let payload = vec![1u8, 2, 3, 200];
+        let owned = TaskMsg::Run {
+            seq: 7,
+            entry: -42,
+            count: 4,
+            skip: vec![1, 3],
+            payload: Payload(Arc::new(payload.clone())),
+        };
+        let view = TaskView::Run {
+            seq: 7,
+            entry: -42,
+            count: 4,
+            skip: vec![1, 3],
+            payload: RawBytes(&payload),
+        };
+        let bytes = postcard::to_allocvec(&owned).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&view).unwrap());
+        assert_eq!(
+            postcard::to_allocvec(&TaskMsg::Stop).unwrap(),
+            postcard::to_allocvec(&TaskView::Stop).unwrap()
+        );
+        let done = ResultMsg::Done {
+            worker: 1,
+            seq: 2,
+            nanos: 3,
+            body: Bytes(payload.clone()),
+        };
+        let done_view = ResultView::Done {
+            worker: 1,
+            seq: 2,
+            nanos: 3,
+            body: RawBytes(&payload),
+        };
+        assert_eq!(
+            postcard::to_allocvec(&done).unwrap(),
+            postcard::to_allocvec(&done_view).unwrap()
+        );
+        for msg in [
+            ResultMsg::Exited {
+                worker: 5,
+                code: Some(-9),
+            },
+            ResultMsg::InitFailed {
+                worker: 6,
+                message: "no".into(),
+            },
+            ResultMsg::Shutdown,
+        ] {
+            let bytes = postcard::to_allocvec(&msg).unwrap();
+            let view: ResultView<'_> = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(format!("{msg:?}"), format!("{view:?}"));
+        }
+    }
+
+    #[test]
+    fn a_message_put_with_its_tail_reads_back_whole() {
+        let queue: Queue<TaskMsg> = Queue::new().unwrap();
+        // Long enough that the tail's length takes a two-byte varint.
+        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let view = TaskView::Run {
+            seq: 1,
+            entry: 2,
+            count: 3,
+            skip: vec![],
+            payload: RawBytes(&[]),
+        };
+        assert!(put_with_tail(&queue, &view, &payload, None, None));
+        match queue.get().unwrap() {
+            TaskMsg::Run {
+                seq: 1,
+                entry: 2,
+                count: 3,
+                skip,
+                payload: p,
+            } => {
+                assert!(skip.is_empty());
+                assert_eq!(*p.0, payload);
+            }
+            other => panic!("read back {other:?}"),
+        }
+        let mut buf = Vec::new();
+        assert!(put_with_tail(&queue, &view, &payload, None, None));
+        assert!(queue.get_encoded(&mut buf, None));
+        match postcard::from_bytes::<TaskView<'_>>(&buf).unwrap() {
+            TaskView::Run { payload: p, .. } => assert_eq!(p.0, &payload[..]),
+            TaskView::Stop => panic!("read back Stop"),
+        }
+        // Nothing is left, and a bounded read says so.
+        let soon = Some(std::time::Instant::now() + std::time::Duration::from_millis(10));
+        assert!(!queue.get_encoded(&mut buf, soon));
+    }
 }

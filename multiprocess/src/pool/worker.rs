@@ -11,9 +11,17 @@ use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
 use super::task::Task;
-use super::wire::{ALL_OK, Bytes, MIXED, Outcome, Progress, ResultMsg, TaskMsg, WorkerArgs};
+use super::wire::{
+    ALL_OK, MIXED, Outcome, Progress, RawBytes, ResultMsg, ResultView, TaskView, WorkerArgs,
+    put_with_tail,
+};
 use crate::handle;
+use crate::process::with_error_text;
 use crate::sys::code;
+
+/// The worker keeps its read and result buffers across chunks up to this
+/// size (larger ones are freed after their chunk).
+const KEEP_BUFFER: usize = 4 << 20;
 
 /// What a running chunk knows about itself: its number, the calls to skip,
 /// and where to record progress.
@@ -93,10 +101,11 @@ fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
 pub(crate) fn run_chunk<F, Args>(task: F, payload: &[u8], ctx: &mut ChunkCtx<'_>, out: &mut Vec<u8>)
 where
     F: Task<Args>,
-    Args: DeserializeOwned,
+    Args: DeserializeOwned + 'static,
 {
-    let items: Vec<Args> = match handle::decode(payload, Vec::new()) {
-        Ok(items) => items,
+    let mut items: Vec<Args> = Vec::new();
+    match handle::decode_list_into(payload, &mut items) {
+        Ok(_) => {}
         Err(e) => {
             let error = TaskError::Decode {
                 what: "arguments".into(),
@@ -149,11 +158,11 @@ where
 
 /// Encodes the results of a chunk whose calls all succeeded (`ALL_OK`);
 /// falls back to [`encode_outcomes`] if a result does not serialize.
-fn encode_all_ok<R: serde::Serialize>(results: Vec<R>, out: &mut Vec<u8>) {
+fn encode_all_ok<R: serde::Serialize + 'static>(results: Vec<R>, out: &mut Vec<u8>) {
     let mut fds = Vec::new();
     out.clear();
     out.push(ALL_OK);
-    if handle::encode_into(&results, out, &mut fds).is_ok() && fds.is_empty() {
+    if handle::encode_list(&results, out, &mut fds).is_ok() && fds.is_empty() {
         return;
     }
     encode_outcomes(results.into_iter().map(Outcome::Ok).collect(), out)
@@ -213,10 +222,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             Err(e) => Some(e.to_string()),
             Ok(entry) => {
                 let fds = init.fds.into_iter().map(|f| f.0).collect();
-                match catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))) {
-                    Ok(0) => None,
-                    Ok(code) => Some(format!("the initializer failed (exit code {code})")),
-                    Err(p) => Some(format!("the initializer panicked: {}", payload_text(&*p))),
+                let (outcome, text) =
+                    with_error_text(|| catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))));
+                match (outcome, text) {
+                    (Ok(0), _) => None,
+                    (Ok(_), Some(text)) => Some(format!("the initializer returned Err: {text}")),
+                    (Ok(code), None) => Some(format!("the initializer failed (exit code {code})")),
+                    (Err(p), _) => Some(format!("the initializer panicked: {}", payload_text(&*p))),
                 }
             }
         };
@@ -229,23 +241,24 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         }
     }
     let mut done = 0u64;
+    // Read and result buffers, kept across chunks.
+    let mut input = Vec::new();
+    let mut body = Vec::new();
     loop {
-        let msg = match tasks.get() {
-            Ok(msg) => msg,
-            Err(e) => {
-                eprintln!("multiprocess: pool worker cannot read its task queue: {e}");
-                std::process::exit(1);
-            }
-        };
-        let (seq, entry, count, skip, payload) = match msg {
-            TaskMsg::Stop => return,
-            TaskMsg::Run {
+        tasks.get_encoded(&mut input, None);
+        let (seq, entry, count, skip, payload) = match postcard::from_bytes(&input) {
+            Ok(TaskView::Stop) => return,
+            Ok(TaskView::Run {
                 seq,
                 entry,
                 count,
                 skip,
                 payload,
-            } => (seq, entry, count, skip, payload),
+            }) => (seq, entry, count, skip, payload),
+            Err(e) => {
+                eprintln!("multiprocess: pool worker cannot read its task queue: {e}");
+                std::process::exit(1);
+            }
         };
         let started = Instant::now();
         let entry = code::resolve_task_entry(entry);
@@ -255,19 +268,19 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             skip: &skip,
             progress: &progress,
         };
-        let mut body = Vec::new();
-        entry(&payload.0, &mut ctx, &mut body);
-        drop(payload);
+        entry(payload.0, &mut ctx, &mut body);
         let nanos = started.elapsed().as_nanos() as u64;
-        let done_msg = ResultMsg::Done {
+        let msg = ResultView::Done {
             worker: id,
             seq,
             nanos,
-            body: Bytes(body),
+            body: RawBytes(&[]),
         };
-        if let Err(e) = results.put(done_msg) {
-            eprintln!("multiprocess: pool worker cannot send results: {e}");
-            std::process::exit(1);
+        put_with_tail(&results, &msg, &body, None, None);
+        for buf in [&mut input, &mut body] {
+            if buf.capacity() > KEEP_BUFFER {
+                *buf = Vec::new();
+            }
         }
         done += 1;
         if max_tasks.is_some_and(|max| done >= max) {

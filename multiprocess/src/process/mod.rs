@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+pub(crate) use target::with_error_text;
 pub use target::{Target, TargetResult};
 
 use crate::handle::{self, EncodeError};

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 use std::fmt::Debug;
 
 use crate::sys::code::{self, Entry};
@@ -26,10 +27,25 @@ impl<E: Debug> TargetResult for Result<(), E> {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("Error: {e:?}");
+                LAST_ERROR.with(|last| *last.borrow_mut() = Some(format!("{e:?}")));
                 1
             }
         }
     }
+}
+
+thread_local! {
+    /// The text of the last `Err` a target returned on this thread, for
+    /// callers that report it elsewhere (a pool worker's initializer).
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (which calls a target) and returns its result with the text of
+/// the `Err` the target returned, if it returned one.
+pub(crate) fn with_error_text<R>(f: impl FnOnce() -> R) -> (R, Option<String>) {
+    LAST_ERROR.with(|last| last.borrow_mut().take());
+    let r = f();
+    (r, LAST_ERROR.with(|last| last.borrow_mut().take()))
 }
 
 /// A function that a [`Process`](crate::Process) can run with arguments of

@@ -524,6 +524,33 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// Puts an item already encoded as `head` followed by `body` (the
+    /// bytes of a `T` whose last field is a byte string, split before that
+    /// string's bytes): the pool's task and result messages put their
+    /// payload this way, straight into the ring. `lock_deadline` and
+    /// `deadline` are as for the ring's put (`Some(now)` tries once).
+    /// Returns `false` if the deadline passed first.
+    pub(crate) fn put_encoded(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        lock_deadline: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> bool {
+        self.ring
+            .put(Msg { head, body }, lock_deadline, deadline)
+            .is_ok()
+    }
+
+    /// Takes one item's encoded bytes into `buf` (cleared first), for the
+    /// caller to decode a borrowed view of it; waits at most until
+    /// `deadline`. Returns `false` if the deadline passed first.
+    pub(crate) fn get_encoded(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> bool {
+        self.ring
+            .get_counted(buf, false, deadline, deadline, None)
+            .is_ok()
+    }
+
     /// The number of items in the queue (Python's `q.qsize()`); a snapshot.
     ///
     /// # Examples

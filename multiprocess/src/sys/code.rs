@@ -46,13 +46,13 @@ pub(crate) fn resolve_entry(offset: i64, exe: (u64, u64)) -> io::Result<Entry> {
 pub(crate) fn entry_for<F, Args>(_target: F) -> Entry
 where
     F: crate::process::Target<Args>,
-    Args: serde::de::DeserializeOwned,
+    Args: serde::de::DeserializeOwned + 'static,
 {
     const { assert!(std::mem::size_of::<F>() == 0) };
     fn trampoline<F, Args>(bytes: &[u8], fds: Vec<std::os::fd::OwnedFd>) -> i32
     where
         F: crate::process::Target<Args>,
-        Args: serde::de::DeserializeOwned,
+        Args: serde::de::DeserializeOwned + 'static,
     {
         let args: Args = match crate::handle::decode(bytes, fds) {
             Ok(args) => args,
@@ -117,13 +117,13 @@ pub(crate) fn resolve_task_entry(offset: i64) -> TaskEntry {
 pub(crate) fn task_entry_for<F, Args>(_task: F) -> TaskEntry
 where
     F: crate::pool::Task<Args>,
-    Args: serde::de::DeserializeOwned,
+    Args: serde::de::DeserializeOwned + 'static,
 {
     const { assert!(std::mem::size_of::<F>() == 0) };
     fn trampoline<F, Args>(payload: &[u8], ctx: &mut crate::pool::ChunkCtx<'_>, out: &mut Vec<u8>)
     where
         F: crate::pool::Task<Args>,
-        Args: serde::de::DeserializeOwned,
+        Args: serde::de::DeserializeOwned + 'static,
     {
         // SAFETY: as in `entry_for`: `F` is zero-sized (asserted at compile
         // time in `task_entry_for`) and `Copy`, and this trampoline is only

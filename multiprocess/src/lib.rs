@@ -309,7 +309,10 @@ pub use queue::{
 pub use shared::{
     Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,
 };
-pub use shared::{SharedMemory, SharedMemoryError};
+pub use shared::{
+    Item, ItemKind, ShareableList, ShareableListError, SharedMemory, SharedMemoryError,
+    SharedMemoryManager,
+};
 pub use sync::{
     BARRIER_MAX_PARTIES, Barrier, BarrierBuilder, BarrierTimeoutError, BoundedSemaphore,
     BrokenBarrierError, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,

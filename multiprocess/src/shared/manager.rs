@@ -57,6 +57,9 @@ use super::tracker;
 #[derive(Debug)]
 pub struct SharedMemoryManager {
     names: Mutex<Vec<String>>,
+    /// The process that made the manager: a forked copy never unlinks
+    /// (Python's `Finalize` checks the pid the same way).
+    owner: u32,
 }
 
 impl SharedMemoryManager {
@@ -84,6 +87,7 @@ impl SharedMemoryManager {
         })?;
         Ok(Self {
             names: Mutex::new(Vec::new()),
+            owner: crate::sys::pid::current_pid(),
         })
     }
 
@@ -176,6 +180,9 @@ impl SharedMemoryManager {
     /// # Ok::<(), multiprocess::SharedMemoryError>(())
     /// ```
     ///
+    /// In a process forked from the manager's owner, this unlinks nothing:
+    /// the segments are the owner's.
+    ///
     /// # Errors
     /// The first failure other than an already-removed name
     /// ([`Io`](SharedMemoryError::Io)); every other segment is still
@@ -186,6 +193,9 @@ impl SharedMemoryManager {
 
     fn unlink_all(&self) -> Result<(), SharedMemoryError> {
         let names = std::mem::take(&mut *self.names.lock().unwrap_or_else(|e| e.into_inner()));
+        if crate::sys::pid::current_pid() != self.owner {
+            return Ok(());
+        }
         let mut first = Ok(());
         for name in names {
             match named::unlink_tracked(&name) {

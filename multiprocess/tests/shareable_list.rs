@@ -336,3 +336,71 @@ fn a_sigkilled_manager_owner_leaks_nothing() {
         }
     });
 }
+
+const TORN_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const TORN_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// Writes slot 0 over and over, cycling str A, int, str B, bytes, until
+/// `stop` is set (or 20 s pass, should the test have died).
+fn write_forever(name: String, stop: multiprocess::Event) {
+    let list = ShareableList::attach(&name).unwrap();
+    let values = items![TORN_A, -1, TORN_B, TORN_A.as_bytes()];
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !stop.is_set() && std::time::Instant::now() < end {
+        for v in &values {
+            list.set(0, v.clone()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_reader_never_sees_a_torn_value_from_a_single_writer() {
+    bounded(LIMIT, || {
+        let list = ShareableList::new([TORN_A]).unwrap();
+        let stop = multiprocess::Event::new().unwrap();
+        let p = Process::new(write_forever, (list.name().to_owned(), stop.clone()));
+        p.start().unwrap();
+        let allowed = items![TORN_A, -1, TORN_B, TORN_A.as_bytes()];
+        // Wait for the writer to be under way (the watchdog bounds this).
+        while list.get(0).unwrap() == allowed[0] {
+            std::thread::yield_now();
+        }
+        let mut changes = 0;
+        let mut last = Item::None;
+        for _ in 0..200_000 {
+            let v = list.get(0).unwrap();
+            assert!(allowed.contains(&v), "torn read: {v}");
+            if v != last {
+                changes += 1;
+                last = v;
+            }
+        }
+        stop.set();
+        assert_eq!(p.join().unwrap(), 0);
+        eprintln!("{changes} changes seen in 200000 reads");
+        assert!(changes > 1, "the writer never ran");
+        list.unlink().unwrap();
+    });
+}
+
+#[test]
+fn a_write_cut_short_is_reported_after_a_second_and_the_next_set_repairs_it() {
+    bounded(LIMIT, || {
+        let list = ShareableList::new(items!["abc", 7]).unwrap();
+        // What a writer killed inside `set` leaves: slot 0's state word
+        // (at 32 + 8) with an odd sequence number (bits 40..).
+        let state = list.shm().atomic_u64(40).unwrap();
+        state.fetch_or(1 << 40, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        let e = list.get(0).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(900));
+        assert!(
+            matches!(e, ShareableListError::Corrupt { .. }) && e.to_string().contains("mid-write"),
+            "{e}"
+        );
+        assert_eq!(list.get_int(1).unwrap(), 7, "other slots are unaffected");
+        list.set(0, "xyz").unwrap();
+        assert_eq!(list.get_str(0).unwrap(), "xyz");
+        list.unlink().unwrap();
+    });
+}

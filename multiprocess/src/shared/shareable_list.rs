@@ -21,10 +21,13 @@
 //!   multiple of 8, at least 8: Python's rule, 8 for a number, a bool or
 //!   `None`, `8 × (n / 8 + 1)` for a string or bytes of `n` bytes);
 //! - `state`: the kind of the value now in the slot (bits 32–39: 1 int,
-//!   2 float, 3 bool, 4 str, 5 bytes, 6 None; higher bits 0) and its length
-//!   in bytes (bits 0–31: 8 for int, float and bool, 0 for None, the exact
-//!   length of a str or bytes). `set` writes the value, then this word with
-//!   one release store.
+//!   2 float, 3 bool, 4 str, 5 bytes, 6 None), its length in bytes (bits
+//!   0–31: 8 for int, float and bool, 0 for None, the exact length of a str
+//!   or bytes), and a write sequence number (bits 40–63), odd while a write
+//!   is under way: a seqlock. `set` stores the old state with an odd
+//!   sequence, writes the value, then stores the new state with the next
+//!   (even) sequence; `get` reads the state, the value, and the state again,
+//!   and starts over if the two differ or the sequence is odd.
 //!
 //! An int is an `i64`, a float an `f64`'s bits, a bool an 8-byte 0 or 1, a
 //! str its UTF-8 bytes. An attacher checks the magic, the version, that the
@@ -35,7 +38,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -50,6 +54,12 @@ const ALIGN: usize = 8;
 const LEN_MASK: u64 = 0xffff_ffff;
 /// The longest str or bytes item (its length must fit the state word).
 const MAX_ITEM: usize = LEN_MASK as usize - ALIGN;
+/// Where the state word's sequence number starts, and its bits.
+const SEQ_SHIFT: u32 = 40;
+const SEQ_MASK: u64 = (1 << 24) - 1;
+/// How long a read waits for a write under way before it reports the slot
+/// (a writer killed mid-write leaves the sequence odd until the next set).
+const WRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// One value of a [`ShareableList`]: Python's `int`, `float`, `bool`,
 /// `str`, `bytes` or `None`.
@@ -510,13 +520,18 @@ fn state_at(i: usize) -> usize {
     entry_at(i) + 8
 }
 
-fn pack_state(kind: ItemKind, len: usize) -> u64 {
-    (kind.code() << 32) | (len as u64 & LEN_MASK)
+fn pack_state(kind: ItemKind, len: usize, seq: u64) -> u64 {
+    ((seq & SEQ_MASK) << SEQ_SHIFT) | (kind.code() << 32) | (len as u64 & LEN_MASK)
+}
+
+/// The state word's write sequence number.
+fn seq_of(word: u64) -> u64 {
+    word >> SEQ_SHIFT
 }
 
 /// Decodes and checks a state word against the slot's capacity.
 fn unpack_state(word: u64, capacity: usize) -> Result<(ItemKind, usize), String> {
-    let code = word >> 32;
+    let code = (word >> 32) & 0xff;
     let kind = ItemKind::from_code(code).ok_or_else(|| format!("unknown kind code {code}"))?;
     let len = (word & LEN_MASK) as usize;
     let ok = match kind {
@@ -584,15 +599,22 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 ///
 /// # Concurrency
 ///
-/// Like Python's, the list has no lock. Reads and writes never cause
-/// undefined behaviour (the segment is read and written with atomic byte
-/// copies), and an int, float or bool is one aligned 8-byte atomic store,
-/// so it is never torn. But a slot's kind and value are two words, and a
-/// str or bytes many bytes: a read racing with a write of another kind or
-/// of a string may see a mix, which it reports as
-/// [`Corrupt`](ShareableListError::Corrupt) (invalid UTF-8, say) or returns
-/// as a value no one wrote. A read-modify-write (`a[3] += 1`) is never
-/// atomic. Guard the list with a [`Lock`](crate::Lock) passed alongside it:
+/// Like Python's, the list has no lock, and nothing here is undefined
+/// behaviour: the segment is only read and written with atomic copies.
+/// Each slot is a *seqlock*: [`get`](Self::get) retries while a
+/// [`set`](Self::set) of that slot is under way, so a read returns a value
+/// that some `set` wrote, never a mix of two (Python's can return a torn
+/// string). What the list does not do:
+/// - order two writers: `set`s of one slot from two processes at once can
+///   interleave their bytes, leaving a mix (a str that is not UTF-8 then
+///   reads as [`Corrupt`](ShareableListError::Corrupt));
+/// - make a read-modify-write (`a[3] += 1`) atomic;
+/// - survive a writer killed in the middle of a `set`: reads of that slot
+///   wait a second, then report [`Corrupt`](ShareableListError::Corrupt),
+///   until the next `set` of the slot.
+///
+/// So readers need no lock, but writers should share a
+/// [`Lock`](crate::Lock), passed alongside the list:
 ///
 /// ```no_run
 /// use multiprocess::{Lock, Process, ShareableList};
@@ -786,7 +808,7 @@ impl ShareableList {
         for (item, slot) in items.iter().zip(&self.slots) {
             let payload = item.payload();
             table.extend_from_slice(&(slot.capacity as u64).to_ne_bytes());
-            table.extend_from_slice(&pack_state(item.kind(), payload.len()).to_ne_bytes());
+            table.extend_from_slice(&pack_state(item.kind(), payload.len(), 0).to_ne_bytes());
             self.shm.write_at(slot.data, &payload)?;
         }
         self.shm.write_at(HEADER, &table)?;
@@ -1054,12 +1076,14 @@ impl ShareableList {
         }
     }
 
-    /// Slot `index`'s state word, checked.
+    /// Slot `index`'s state word.
+    fn state_word(&self, index: usize) -> Result<&AtomicU64, ShareableListError> {
+        Ok(self.shm.atomic_u64(state_at(index))?)
+    }
+
+    /// Slot `index`'s state, checked.
     fn state(&self, index: usize, slot: Slot) -> Result<(ItemKind, usize), ShareableListError> {
-        let word = self
-            .shm
-            .atomic_u64(state_at(index))?
-            .load(Ordering::Acquire);
+        let word = self.state_word(index)?.load(Ordering::Acquire);
         unpack_state(word, slot.capacity).map_err(|e| self.corrupt(format!("slot {index}: {e}")))
     }
 
@@ -1085,13 +1109,48 @@ impl ShareableList {
     /// `set` wrote (see the type's notes on concurrency).
     pub fn get(&self, index: usize) -> Result<Item, ShareableListError> {
         let slot = self.slot(index)?;
-        let (kind, len) = self.state(index, slot)?;
-        if kind == ItemKind::None {
-            return Ok(Item::None);
+        let state = self.state_word(index)?;
+        let mut bytes = Vec::new();
+        let mut deadline = None;
+        loop {
+            // The seqlock's read side: the acquire load pairs with the
+            // writer's final release store; `read_at` ends with an acquire
+            // fence, so if it saw any byte of a later write, the second
+            // load sees that write's odd (or a later) state.
+            let before = state.load(Ordering::Acquire);
+            if seq_of(before) % 2 == 0 {
+                let (kind, len) = unpack_state(before, slot.capacity)
+                    .map_err(|e| self.corrupt(format!("slot {index}: {e}")))?;
+                bytes.resize(len, 0);
+                self.shm.read_at(slot.data, &mut bytes)?;
+                if state.load(Ordering::Relaxed) == before {
+                    return self.decode(index, kind, bytes);
+                }
+            }
+            // A write is under way: wait for it, within reason.
+            let now = Instant::now();
+            match deadline {
+                None => deadline = Some(now + WRITE_WAIT),
+                Some(d) if now >= d => {
+                    return Err(self.corrupt(format!(
+                        "slot {index}: a write did not finish within {WRITE_WAIT:?} \
+                         (its writer died mid-write?)"
+                    )));
+                }
+                Some(_) => std::thread::yield_now(),
+            }
         }
-        let mut bytes = vec![0u8; len];
-        self.shm.read_at(slot.data, &mut bytes)?;
+    }
+
+    /// The value of `kind` in `bytes`, read consistently from slot `index`.
+    fn decode(
+        &self,
+        index: usize,
+        kind: ItemKind,
+        bytes: Vec<u8>,
+    ) -> Result<Item, ShareableListError> {
         Ok(match kind {
+            ItemKind::None => Item::None,
             ItemKind::Str => Item::Str(
                 String::from_utf8(bytes)
                     .map_err(|_| self.corrupt(format!("slot {index}: a str that is not UTF-8")))?,
@@ -1154,10 +1213,23 @@ impl ShareableList {
                 capacity: slot.capacity,
             });
         }
+        // The seqlock's write side: the old state with an odd sequence, then
+        // the bytes (`write_at` starts with a release fence, so a reader
+        // that sees any of them also sees the odd state), then the new state
+        // with the next, even, sequence. An odd sequence left by a writer
+        // that died mid-write is simply moved on.
+        let state = self.state_word(index)?;
+        let old = state.load(Ordering::Relaxed);
+        let busy = (seq_of(old) + 1) | 1;
+        state.store(
+            (old & !(SEQ_MASK << SEQ_SHIFT)) | ((busy & SEQ_MASK) << SEQ_SHIFT),
+            Ordering::Relaxed,
+        );
         self.shm.write_at(slot.data, &payload)?;
-        self.shm
-            .atomic_u64(state_at(index))?
-            .store(pack_state(item.kind(), payload.len()), Ordering::Release);
+        state.store(
+            pack_state(item.kind(), payload.len(), busy + 1),
+            Ordering::Release,
+        );
         Ok(())
     }
 
@@ -1474,14 +1546,18 @@ mod tests {
             (ItemKind::Bytes, 16),
             (ItemKind::None, 0),
         ] {
-            assert_eq!(unpack_state(pack_state(kind, len), 16), Ok((kind, len)));
+            assert_eq!(unpack_state(pack_state(kind, len, 7), 16), Ok((kind, len)));
         }
         assert!(unpack_state(0, 8).is_err());
         assert!(unpack_state(7 << 32, 8).is_err());
-        assert!(unpack_state(pack_state(ItemKind::Str, 9), 8).is_err());
-        assert!(unpack_state(pack_state(ItemKind::Int, 4), 8).is_err());
-        assert!(unpack_state(pack_state(ItemKind::None, 1), 8).is_err());
-        assert!(unpack_state(pack_state(ItemKind::Int, 8) | 1 << 40, 8).is_err());
+        assert!(unpack_state(pack_state(ItemKind::Str, 9, 0), 8).is_err());
+        assert!(unpack_state(pack_state(ItemKind::Int, 4, 0), 8).is_err());
+        assert!(unpack_state(pack_state(ItemKind::None, 1, 0), 8).is_err());
+        assert!(unpack_state(pack_state(ItemKind::Int, 8, 0) | 1 << 39, 8).is_err());
+        // The sequence number is not part of the kind.
+        let word = pack_state(ItemKind::Bytes, 3, SEQ_MASK);
+        assert_eq!(seq_of(word), SEQ_MASK);
+        assert_eq!(unpack_state(word, 8), Ok((ItemKind::Bytes, 3)));
     }
 
     #[test]

@@ -656,6 +656,7 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 /// - [`index`](Self::index) and [`count`](Self::count) compare kind and
 ///   value: `Item::Int(1)` does not match `Item::Float(1.0)` or
 ///   `Item::Bool(true)`.
+/// - A read is never torn by a concurrent write (see Concurrency above).
 /// - The segment has a header with a magic number, so attaching to
 ///   something that is not a list is an error
 ///   ([`NotAShareableList`](ShareableListError::NotAShareableList)); the

@@ -218,6 +218,37 @@
 //! }
 //! ```
 //!
+//! A [`ShareableList`] is Python's `shared_memory.ShareableList`: a
+//! fixed-length list of ints, floats, bools, strs, bytes and `None`s
+//! ([`Item`]) in a named segment, which a process attaches with the name
+//! alone (the length and each slot's kind and capacity are in the
+//! segment's header). A [`SharedMemoryManager`] unlinks every segment it
+//! made at [`shutdown`](SharedMemoryManager::shutdown) or when dropped, and
+//! needs no server process: its owner's segments are tracked, so killing
+//! the owner leaks nothing either.
+//!
+//! ```no_run
+//! use multiprocess::{Item, Process, ShareableList, SharedMemoryManager, items};
+//!
+//! fn modify(name: String) {
+//!     let list = ShareableList::attach(&name).unwrap();
+//!     list.set(1, list.get_int(1).unwrap() + 1).unwrap();
+//!     list.set(2, "dry ice").unwrap(); // any kind that fits the slot
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiprocess::init();
+//!     let smm = SharedMemoryManager::new()?;
+//!     let list = smm.shareable_list(items!["howdy", 100, -273.154, Item::None])?;
+//!     let p = Process::new(modify, (list.name().to_owned(),));
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(list.to_vec()?, items!["howdy", 101, "dry ice", Item::None]);
+//!     smm.shutdown()?; // unlinks the list's segment
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Pools
 //!
 //! A [`Pool`] runs a plain `fn` over many inputs in worker processes
@@ -309,7 +340,10 @@ pub use queue::{
 pub use shared::{
     Array, ArrayGuard, IndexError, LengthError, RawArray, RawValue, Value, ValueGuard,
 };
-pub use shared::{SharedMemory, SharedMemoryError};
+pub use shared::{
+    Item, ItemKind, ShareableList, ShareableListError, SharedMemory, SharedMemoryError,
+    SharedMemoryManager,
+};
 pub use sync::{
     BARRIER_MAX_PARTIES, Barrier, BarrierBuilder, BarrierTimeoutError, BoundedSemaphore,
     BrokenBarrierError, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,

@@ -377,6 +377,21 @@ impl SharedMemory {
         })
     }
 
+    /// Registers an untracked handle with the tracker, as
+    /// [`attach`](Self::attach) would have: `ShareableList::attach` checks
+    /// the layout first, so a segment that turns out not to be a list never
+    /// gets this process as a holder.
+    pub(crate) fn track(&mut self) -> Result<(), SharedMemoryError> {
+        if !self.tracked {
+            tracker::register(&self.name).map_err(|e| SharedMemoryError::Io {
+                name: self.name.clone(),
+                source: e,
+            })?;
+            self.tracked = true;
+        }
+        Ok(())
+    }
+
     /// The segment's name, without a leading `/` (as Python reports it).
     ///
     /// # Examples
@@ -581,6 +596,15 @@ impl SharedMemory {
             .atomic_u32(offset)
             .ok_or_else(|| self.bounds(offset, 4))
     }
+}
+
+/// Unlinks the tracked segment `name` by name alone and tells the tracker
+/// (what [`SharedMemory::unlink`] does, for `SharedMemoryManager::shutdown`,
+/// which keeps names rather than mappings).
+pub(crate) fn unlink_tracked(name: &str) -> Result<(), SharedMemoryError> {
+    shm_named::unlink(name).map_err(|e| SharedMemoryError::from_io(name, e))?;
+    tracker::unregister(name);
+    Ok(())
 }
 
 /// What travels when a `SharedMemory` is serialized.

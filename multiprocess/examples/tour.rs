@@ -43,6 +43,9 @@ mod queue_workers_with_lock;
 #[path = "scrape_and_aggregate.rs"]
 mod scrape_and_aggregate;
 #[allow(dead_code)]
+#[path = "shareable_list.rs"]
+mod shareable_list;
+#[allow(dead_code)]
 #[path = "shared_counter.rs"]
 mod shared_counter;
 
@@ -50,7 +53,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 13] = [
+    let examples: [(&str, Example); 14] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -87,6 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Shared state: a counter in a Value (shared_counter)",
             shared_counter::run,
+        ),
+        (
+            "ShareableList: a mixed list shared by name (shareable_list)",
+            shareable_list::run,
         ),
         (
             "Barrier: three workers in lock-step (barrier_lockstep)",

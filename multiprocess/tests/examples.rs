@@ -349,6 +349,24 @@ fn check_executor_futures(out: &[String]) {
     );
 }
 
+fn check_shareable_list(out: &[String]) {
+    // Python's documentation example prints exactly these lines.
+    assert_eq!(
+        out,
+        owned(&[
+            "['str', 'bytes', 'float', 'int', 'NoneType', 'bool', 'int']",
+            "-273.154",
+            "['howdy', b'HoWdY', 'dry ice', 101, None, True, -999]",
+            "ValueError: bytes/str item exceeds available storage",
+            "dry ice",
+            "7",
+            "6",
+            "0",
+            "1",
+        ])
+    );
+}
+
 type Check = fn(&[String]);
 
 /// The tutorial's examples, which `each_example_prints_the_tutorial_lines`
@@ -356,7 +374,7 @@ type Check = fn(&[String]);
 const TUTORIAL: usize = 7;
 
 /// Everything in the tour, in its order.
-const EXAMPLES: [(&str, Check); 13] = [
+const EXAMPLES: [(&str, Check); 14] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -367,6 +385,7 @@ const EXAMPLES: [(&str, Check); 13] = [
     ("echo_authkey", check_echo_authkey),
     ("joinable_queue_workers", check_joinable_queue_workers),
     ("shared_counter", check_shared_counter),
+    ("shareable_list", check_shareable_list),
     ("barrier_lockstep", check_barrier_lockstep),
     ("pool_squares", check_pool_squares),
     ("executor_futures", check_executor_futures),
@@ -397,6 +416,11 @@ fn the_tour_runs_every_example_under_a_heading() {
 #[test]
 fn the_pool_example_prints_its_documented_lines() {
     check_pool_squares(&run_example("pool_squares"));
+}
+
+#[test]
+fn the_shareable_list_example_prints_what_python_prints() {
+    check_shareable_list(&run_example("shareable_list"));
 }
 
 #[test]

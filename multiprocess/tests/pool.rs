@@ -667,3 +667,42 @@ fn throughput() {
         );
     });
 }
+
+/// Regression: a worker retired by `maxtasksperchild` whose exit was
+/// collected by someone else first (here `active_children()`, polled from
+/// another thread as any program may) was dropped from the pool's watch
+/// list unreported, so the pool waited for it forever. Found by
+/// `conformance.rs::test_pool_worker_lifetime__early_close` under load.
+#[test]
+fn a_worker_exit_collected_elsewhere_is_still_noticed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = multiprocess::active_children();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    for _ in 0..3 {
+        bounded(Duration::from_secs(30), || {
+            let pool = Pool::builder()
+                .processes(1)
+                .maxtasksperchild(1)
+                .build()
+                .unwrap();
+            let results: Vec<_> = (0..4)
+                .map(|i| pool.apply_async(square, (i,)).unwrap())
+                .collect();
+            pool.close();
+            pool.join().unwrap();
+            for (i, r) in results.into_iter().enumerate() {
+                assert_eq!(r.get().unwrap(), (i * i) as u64);
+            }
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+}

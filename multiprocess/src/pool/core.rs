@@ -691,18 +691,33 @@ impl Core {
     /// exit through the results queue, behind every result the worker put.
     pub(crate) fn monitor_loop(self: Arc<Self>) {
         while !self.stop_monitor.load(Ordering::SeqCst) {
-            let watched: Vec<(u64, Arc<Process>, Arc<OwnedFd>)> = lock(&self.watch)
+            // A worker has no sentinel once its exit was already collected
+            // (every watched worker was started): anything that asks the
+            // `Process` (`is_alive`, `active_children()`...) may collect it
+            // first. Such a worker is reported at once, not left unwatched.
+            let watched: Vec<(u64, Arc<Process>, Option<Arc<OwnedFd>>)> = lock(&self.watch)
                 .iter()
-                .filter_map(|(id, p)| Some((*id, p.clone(), p.sentinel()?)))
+                .map(|(id, p)| (*id, p.clone(), p.sentinel()))
                 .collect();
-            let fds: Vec<BorrowedFd<'_>> = watched.iter().map(|(_, _, fd)| fd.as_fd()).collect();
-            let ready =
-                crate::sys::fd::wait_any_readable(&fds, Some(Instant::now() + MONITOR_TICK));
-            let Ok(Some(i)) = ready else {
-                if ready.is_err() {
-                    std::thread::sleep(MONITOR_TICK);
+            let i = match watched.iter().position(|(_, _, fd)| fd.is_none()) {
+                Some(i) => i,
+                None => {
+                    let fds: Vec<BorrowedFd<'_>> = watched
+                        .iter()
+                        .filter_map(|(_, _, fd)| fd.as_ref().map(|fd| fd.as_fd()))
+                        .collect();
+                    let ready = crate::sys::fd::wait_any_readable(
+                        &fds,
+                        Some(Instant::now() + MONITOR_TICK),
+                    );
+                    let Ok(Some(i)) = ready else {
+                        if ready.is_err() {
+                            std::thread::sleep(MONITOR_TICK);
+                        }
+                        continue;
+                    };
+                    i
                 }
-                continue;
             };
             let (id, process, _) = &watched[i];
             let code = match process.join_timeout(Duration::from_secs(5)) {

@@ -27,9 +27,15 @@
 //!   `process.rs::dropped_running_process_leaves_no_zombie` covers the drop.
 //! - **`sentinel` as an integer**: `Process` itself is [`Waitable`]; see
 //!   `_TestProcess.test_sentinel` below.
-//! - **`Queue.shutdown()` (3.13, `test_shutdown_*`)**, **`ShareableList`**,
-//!   **`SharedMemoryManager`**, **`_TestHeap`**, **ctypes `Structure`s in
-//!   `Value`** (any `bytemuck::Pod` type serves): the features do not exist.
+//! - **`Queue.shutdown()` (3.13, `test_shutdown_*`)**, **`_TestHeap`**,
+//!   **ctypes `Structure`s in `Value`** (any `bytemuck::Pod` type serves):
+//!   the features do not exist.
+//! - **`ShareableList` and `SharedMemoryManager`
+//!   (`test_shared_memory_ShareableList_*`, `test_shared_memory_SharedMemoryManager_*`)**:
+//!   their behaviours (attach by name, fixed slot capacity with "exceeds
+//!   available storage", kind changes, `shutdown` unlinking every segment)
+//!   are tested in `shareable_list.rs` and the `shareable_list` example,
+//!   which prints what CPython's documentation example prints.
 //! - **`send_bytes(buf, offset, size)` bounds checks and `recv_bytes_into` /
 //!   `BufferTooShort`**: there is no `recv_bytes_into`; `recv_bytes` returns a
 //!   `Vec` of exactly the message's size, and slicing the buffer before

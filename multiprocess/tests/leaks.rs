@@ -116,6 +116,7 @@ fn snapshot() -> Snapshot {
 
 /// Every kind of object that travels between processes.
 #[derive(Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // one at a time, moved once
 enum Obj {
     Queue(Queue<u64>),
     Joinable(JoinableQueue<u64>),
@@ -286,7 +287,7 @@ fn objects_and_process_starts_leak_nothing() {
         for k in 0..KINDS.len() {
             cycle(k, &mut created_names);
         }
-        for k in 0..KINDS.len() {
+        for (k, kind) in KINDS.iter().enumerate() {
             let before = snapshot();
             let child_before = probe();
             let t = Instant::now();
@@ -299,7 +300,7 @@ fn objects_and_process_starts_leak_nothing() {
             eprintln!(
                 "leaks[{}]: {cycles} cycles in {took:.1?}; fds {} -> {}, maps {} -> {}, \
                  sink fds {} -> {}, sink maps {} -> {}",
-                KINDS[k],
+                kind,
                 before.fds,
                 after.fds,
                 before.maps,
@@ -309,8 +310,8 @@ fn objects_and_process_starts_leak_nothing() {
                 child_before % 1_000_000,
                 child_after % 1_000_000,
             );
-            assert_eq!(before, after, "{}: this process leaked", KINDS[k]);
-            assert_eq!(child_before, child_after, "{}: the sink leaked", KINDS[k]);
+            assert_eq!(before, after, "{}: this process leaked", kind);
+            assert_eq!(child_before, child_after, "{}: the sink leaked", kind);
         }
         let leftover: Vec<_> = created_names
             .iter()

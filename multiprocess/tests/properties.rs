@@ -335,7 +335,11 @@ fn framing_round_trips_arbitrary_byte_strings() {
                 (32 << 10) + 1,
             ] {
                 let m = vec![0xA5; size];
-                assert_eq!(echo.round_trip(&[m.clone()]), [m], "{size} bytes");
+                assert_eq!(
+                    echo.round_trip(std::slice::from_ref(&m)),
+                    [m],
+                    "{size} bytes"
+                );
             }
             let back = echo.round_trip(&[Vec::new(), big.clone(), Vec::new()]);
             assert_eq!(back.len(), 3);

@@ -401,8 +401,11 @@ fn lock_round(rng: &mut Rng, round: usize) -> u64 {
         let g = lock.acquire_timeout(WAIT).expect("Lock after the kill");
         g.previous_owner_died()
     };
-    // Exactly one acquirer after the kill learns of the death.
-    let reported = told.take().unwrap_or(false) || died;
+    // At most one acquirer after the kill learns of the death, and one does
+    // if the victim died holding the lock.
+    let told = told.take().unwrap_or(false);
+    assert!(!(told && died), "the death was reported twice");
+    let reported = told || died;
     if inside {
         assert!(
             reported,

@@ -7,7 +7,9 @@
 //!
 //! `LEAK_CYCLES=N` sets the cycles per kind (default 10,000: ~14 s on a
 //! 2-core VM in a debug build), `LEAK_STARTS=N` the process starts (default
-//! 1,000, plus 1 in 20 of that by Spawn). Figures go to stderr
+//! 1,000, plus 1 in 20 of that by Spawn), `LEAK_POOLS=N` the Pools and
+//! Executors made, used and dropped (default 200; ten times as many
+//! Listener/Client pairs). Figures go to stderr
 //! (`--nocapture`).
 //!
 //! The tests share one lock: descriptor counts are per process, so two leak
@@ -21,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded};
 use multiprocess::{
-    Array, Barrier, Condition, Connection, Event, JoinableQueue, Lock, Pipe, Pool, Process, Queue,
-    RLock, Semaphore, SharedMemory, SimpleQueue, StartMethod, Value, get_context,
+    Array, Barrier, Client, Condition, Connection, Event, Executor, JoinableQueue, Listener, Lock,
+    Pipe, Pool, Process, Queue, RLock, Semaphore, SharedMemory, SimpleQueue, StartMethod, Value,
+    get_context,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +46,29 @@ fn env_count(name: &str, default: usize) -> usize {
 fn fd_count() -> usize {
     // The directory handle itself is one entry, the same every time.
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// What each descriptor is (for the failure message).
+fn fd_table() -> BTreeMap<u32, String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_string_lossy().parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// This process's resident memory (printed only: allocators keep memory).
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Memory mappings: a region that is never unmapped shows here even when
@@ -99,15 +125,39 @@ fn descendants() -> (BTreeSet<u32>, BTreeSet<u32>) {
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct Snapshot {
     fds: usize,
+    fd_table: BTreeMap<u32, String>,
     maps: usize,
     live_children: BTreeSet<u32>,
     zombies: BTreeSet<u32>,
+}
+
+/// Mappings a threaded workload may add for good, independent of how many
+/// cycles ran: glibc gives threads their own malloc arenas (up to 8 per
+/// core, two mappings each) and caches exited threads' stacks (up to 40 MiB,
+/// two mappings each).
+const MAPS_SLACK: usize = 100;
+
+/// A snapshot once asynchronous teardown has finished: two equal snapshots
+/// 150 ms apart. (A dropped Pool's monitor thread, which holds the pool's
+/// queues and pidfds, exits within one 100 ms tick after the drop returns.)
+fn settled() -> Snapshot {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut last = snapshot();
+    loop {
+        std::thread::sleep(Duration::from_millis(150));
+        let now = snapshot();
+        if now == last || Instant::now() > end {
+            return now;
+        }
+        last = now;
+    }
 }
 
 fn snapshot() -> Snapshot {
     let (live_children, zombies) = descendants();
     Snapshot {
         fds: fd_count(),
+        fd_table: fd_table(),
         maps: map_count(),
         live_children,
         zombies,
@@ -290,6 +340,7 @@ fn objects_and_process_starts_leak_nothing() {
         for (k, kind) in KINDS.iter().enumerate() {
             let before = snapshot();
             let child_before = probe();
+            let rss = vm_rss_kib();
             let t = Instant::now();
             for _ in 0..cycles {
                 cycle(k, &mut created_names);
@@ -299,7 +350,7 @@ fn objects_and_process_starts_leak_nothing() {
             let child_after = probe();
             eprintln!(
                 "leaks[{}]: {cycles} cycles in {took:.1?}; fds {} -> {}, maps {} -> {}, \
-                 sink fds {} -> {}, sink maps {} -> {}",
+                 sink fds {} -> {}, sink maps {} -> {}, VmRSS {rss} -> {} KiB",
                 kind,
                 before.fds,
                 after.fds,
@@ -309,6 +360,7 @@ fn objects_and_process_starts_leak_nothing() {
                 child_after / 1_000_000,
                 child_before % 1_000_000,
                 child_after % 1_000_000,
+                vm_rss_kib(),
             );
             assert_eq!(before, after, "{}: this process leaked", kind);
             assert_eq!(child_before, child_after, "{}: the sink leaked", kind);
@@ -341,6 +393,7 @@ fn objects_and_process_starts_leak_nothing() {
             p.start().unwrap();
             p.join().unwrap();
             let before = snapshot();
+            let rss = vm_rss_kib();
             let t = Instant::now();
             for i in 0..n {
                 let p = get_context(method).process(noop, (i as u64,));
@@ -354,13 +407,85 @@ fn objects_and_process_starts_leak_nothing() {
             let took = t.elapsed();
             let after = snapshot();
             eprintln!(
-                "leaks[{method:?} starts]: {n} in {took:.1?}; fds {} -> {}, zombies {} -> {}",
+                "leaks[{method:?} starts]: {n} in {took:.1?}; fds {} -> {}, zombies {} -> {}, VmRSS {rss} -> {} KiB",
                 before.fds,
                 after.fds,
                 before.zombies.len(),
-                after.zombies.len()
+                after.zombies.len(),
+                vm_rss_kib(),
             );
             assert_eq!(before, after, "{method:?}: process starts leaked");
+        }
+
+        // Pools and executors created, used and dropped (their workers and
+        // monitor threads end), and authenticated Listener/Client pairs.
+        let pools = env_count("LEAK_POOLS", 200);
+        let run_pool = || {
+            let pool = Pool::new(2).unwrap();
+            assert_eq!(pool.map(square, 0..20u64).unwrap()[19], 361);
+        };
+        let run_executor = || {
+            let ex = Executor::new(2).unwrap();
+            let f = ex.submit(square, (9u64,)).unwrap();
+            assert_eq!(f.result_timeout(Duration::from_secs(30)).unwrap(), 81);
+            ex.shutdown(true, false);
+        };
+        let run_listener = || {
+            let listener = Listener::<u64, u64>::bind("127.0.0.1:0", Some(b"key")).unwrap();
+            let address = listener.address().clone();
+            let client = std::thread::spawn(move || {
+                let c = Client::connect::<u64, u64>(address, Some(b"key")).unwrap();
+                c.send(5).unwrap();
+                c.recv().unwrap()
+            });
+            let conn = listener.accept_timeout(Duration::from_secs(30)).unwrap();
+            let v = conn.recv_timeout(Duration::from_secs(30)).unwrap();
+            conn.send(v + 1).unwrap();
+            assert_eq!(client.join().unwrap(), 6);
+        };
+        let cases: [(&str, usize, &dyn Fn()); 3] = [
+            ("Pool", pools, &run_pool),
+            ("Executor", pools, &run_executor),
+            ("Listener/Client", pools * 10, &run_listener),
+        ];
+        for (name, n, run) in cases {
+            run();
+            let before = settled();
+            let rss = vm_rss_kib();
+            let t = Instant::now();
+            for _ in 0..n {
+                run();
+            }
+            let took = t.elapsed();
+            // Pool workers exit asynchronously after the drop.
+            let after = settled();
+            eprintln!(
+                "leaks[{name}]: {n} in {took:.1?}; fds {} -> {}, maps {} -> {}, live children {} -> {}, VmRSS {rss} -> {} KiB",
+                before.fds,
+                after.fds,
+                before.maps,
+                after.maps,
+                before.live_children.len(),
+                after.live_children.len(),
+                vm_rss_kib(),
+            );
+            // These start threads here (monitor, result handler, client), and
+            // glibc's arenas and stack cache add a bounded number of
+            // mappings that stay; a mapping leaked per cycle would exceed
+            // the bound (n ≥ 200 by default).
+            assert!(
+                after.maps <= before.maps + MAPS_SLACK,
+                "{name}: {} mappings more after {n} cycles",
+                after.maps - before.maps
+            );
+            assert_eq!(
+                Snapshot {
+                    maps: before.maps,
+                    ..after
+                },
+                before,
+                "{name}: leaked"
+            );
         }
     });
 }

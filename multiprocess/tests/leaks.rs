@@ -574,17 +574,25 @@ fn under_low_limit(report: Queue<String>) {
     // Starting a process or making a pipe now fails with an error (or
     // succeeds), never a panic or a hang.
     let p = Process::new(noop, (0,));
-    if p.start().is_ok() {
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
-    }
-    let _ = Pipe::new::<u8, u8>();
+    let start = match p.start() {
+        Ok(()) => {
+            assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
+            "succeeded".to_owned()
+        }
+        Err(e) => format!("failed: {e}"),
+    };
+    let pipe = match Pipe::new::<u8, u8>() {
+        Ok(_) => "succeeded".to_owned(),
+        Err(e) => format!("failed: {e}"),
+    };
     drop(more);
     let q = Queue::<u64>::new().expect("a queue once descriptors are free again");
     q.put(1).unwrap();
     assert_eq!(q.get().unwrap(), 1);
     report
         .put(format!(
-            "100 queues = {fds_with_queues} fds of 256; {created} more queues until {err}"
+            "100 queues = {fds_with_queues} fds of 256; {created} more queues until {err}; \
+             at the limit a process start {start}, a pipe {pipe}; all worked again once freed"
         ))
         .unwrap();
 }

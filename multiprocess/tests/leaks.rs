@@ -321,7 +321,8 @@ fn objects_and_process_starts_leak_nothing() {
             conn.send(Obj::Probe).unwrap();
             conn.recv_timeout(Duration::from_secs(30)).unwrap()
         };
-        let mut created_names = Vec::new();
+        // Reserved up front: growing it later could add a mapping of its own.
+        let mut created_names = Vec::with_capacity(cycles + KINDS.len());
         let cycle = |k: usize, names: &mut Vec<String>| {
             let (obj, keep, shm) = make(k);
             conn.send(obj).unwrap();

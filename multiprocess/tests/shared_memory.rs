@@ -412,3 +412,48 @@ fn a_segment_sent_through_a_queue_is_attached_by_the_receiver() {
         shm.unlink().unwrap();
     });
 }
+
+fn attach_and_unlink(name: String) {
+    SharedMemory::attach(&name).unwrap().unlink().unwrap();
+}
+
+fn create_until_told(name: String, ready: Queue<()>, go: Queue<()>) {
+    let shm = SharedMemory::create(Some(&name), 4096).unwrap();
+    shm.write_at(0, b"new").unwrap();
+    ready.put(()).unwrap();
+    go.get_timeout(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn a_name_unlinked_elsewhere_and_created_again_is_held_again_when_attached() {
+    // This process holds a name; another unlinks it (the tracker forgets
+    // every hold on it); a third creates the name again, this process
+    // attaches the new segment, and the creator exits. The tracker must count
+    // this process as a holder of the new segment and leave it in place.
+    bounded(LIMIT, || {
+        let name = unique("reused");
+        let first = SharedMemory::create(Some(&name), 4096).unwrap();
+        let u = Process::new(attach_and_unlink, (name.clone(),));
+        u.start().unwrap();
+        assert_eq!(u.join().unwrap(), 0);
+        assert!(!exists(&name));
+        drop(first);
+        let (ready, go) = (Queue::new().unwrap(), Queue::new().unwrap());
+        let c = Process::new(create_until_told, (name.clone(), ready.clone(), go.clone()));
+        c.start().unwrap();
+        ready.get_timeout(Duration::from_secs(30)).unwrap();
+        let second = SharedMemory::attach(&name).unwrap();
+        go.put(()).unwrap();
+        assert_eq!(c.join().unwrap(), 0);
+        // Give the tracker time to see the creator go.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            exists(&name),
+            "the tracker unlinked a segment this process still holds"
+        );
+        let mut buf = [0u8; 3];
+        second.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"new");
+        second.unlink().unwrap();
+    });
+}

@@ -22,8 +22,10 @@
 //!
 //! **Protocol.** Client to tracker, one record per message: an op byte, a
 //! length byte, the name. `R` registers the name as held by this connection
-//! (each process sends it once per name); `U` says the name was unlinked, so
-//! the tracker forgets it for every holder.
+//! (a process sends it on every create and attach: the name may have been
+//! unlinked and created again since its last `R`; the tracker counts a
+//! process once per name); `U` says the name was unlinked, so the tracker
+//! forgets it for every holder.
 //!
 //! **Cleanup.** A connection closes when its process exits or is killed
 //! (nothing else holds it: the socket is close-on-exec and a forked child
@@ -65,7 +67,12 @@ struct Client {
     owner: u32,
     /// Names this process registered, sent again to a restarted tracker.
     names: BTreeSet<String>,
+    /// When `names` reaches this size, names unlinked since are dropped.
+    prune_at: usize,
 }
+
+/// The smallest `Client::prune_at`.
+const PRUNE_MIN: usize = 64;
 
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
@@ -192,6 +199,7 @@ fn with_client<T>(f: impl Fn(&mut Client) -> io::Result<T>) -> io::Result<T> {
                 sock: open()?,
                 owner: me,
                 names: BTreeSet::new(),
+                prune_at: PRUNE_MIN,
             });
         }
         let client = guard.as_mut().expect("just set");
@@ -200,6 +208,7 @@ fn with_client<T>(f: impl Fn(&mut Client) -> io::Result<T>) -> io::Result<T> {
             // The tracker died: start another and register our names again.
             Err(e) if attempt == 0 && is_disconnect(&e) => {
                 let names = std::mem::take(&mut client.names);
+                let prune_at = client.prune_at;
                 let sock = open()?;
                 for n in &names {
                     sock::send_all(&sock, &record(OP_REGISTER, n))?;
@@ -208,6 +217,7 @@ fn with_client<T>(f: impl Fn(&mut Client) -> io::Result<T>) -> io::Result<T> {
                     sock,
                     owner: me,
                     names,
+                    prune_at,
                 };
             }
             Err(e) => return Err(e),
@@ -228,12 +238,21 @@ pub(crate) fn connect() -> io::Result<()> {
     with_client(|_| Ok(()))
 }
 
-/// Registers `name` as held by this process (once per name).
+/// Registers `name` as held by this process.
+///
+/// Sent every time, not once per name: another process may have unlinked
+/// the name since this one registered it (the tracker then forgot every hold
+/// on it) and created it again, and this process holds the new segment now.
+/// The tracker ignores a hold it already has.
 pub(crate) fn register(name: &str) -> io::Result<()> {
     with_client(|c| {
-        if !c.names.contains(name) {
-            sock::send_all(&c.sock, &record(OP_REGISTER, name))?;
-            c.names.insert(name.to_owned());
+        sock::send_all(&c.sock, &record(OP_REGISTER, name))?;
+        if c.names.insert(name.to_owned()) && c.names.len() >= c.prune_at {
+            // Names other processes unlinked would stay here for good (a
+            // long-lived process attaching many segments grows without
+            // bound): forget the ones that are gone, amortized.
+            c.names.retain(|n| sys::shm_named::exists(n));
+            c.prune_at = (2 * c.names.len()).max(PRUNE_MIN);
         }
         Ok(())
     })

@@ -57,7 +57,7 @@ pub(crate) fn spawn_self(req: &SpawnRequest<'_>) -> io::Result<Started> {
     let die_with_parent = req.die_with_parent;
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (close_range, fcntl, sigaction, prctl,
-    // getppid); it allocates nothing and takes no locks.
+    // getppid, getpid, kill); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
             prepare_exec_child(keep, die_with_parent, parent)?;
@@ -94,8 +94,12 @@ fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Re
     reset_signal_dispositions();
     if die_with_parent {
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-        // The parent may have died before the call above took effect.
+        // The parent may have died before the call above took effect: die
+        // as the death signal would have made us. (Returning an error would
+        // make std report it through the exec-status pipe, whose reader is
+        // gone, and abort with "fatal runtime error" on stderr.)
         if rustix::process::getppid() != Some(parent) {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             return Err(io::Error::other("parent exited during spawn"));
         }
     }

@@ -212,6 +212,19 @@ impl Drop for NamedRegion {
     }
 }
 
+/// Whether segment `name` exists (`shm_open` read-only, closed at once); an
+/// error other than "not found" counts as existing.
+pub(crate) fn exists(name: &str) -> bool {
+    match rustix::shm::open(
+        path(name).as_str(),
+        rustix::shm::OFlags::RDONLY,
+        Mode::empty(),
+    ) {
+        Ok(_fd) => true,
+        Err(e) => e != rustix::io::Errno::NOENT,
+    }
+}
+
 /// Removes segment `name` (`shm_unlink`); mappings stay valid.
 pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(path(name).as_str())?)

@@ -138,8 +138,7 @@ struct Snapshot {
 const MAPS_SLACK: usize = 100;
 
 /// A snapshot once asynchronous teardown has finished: two equal snapshots
-/// 150 ms apart. (A dropped Pool's monitor thread, which holds the pool's
-/// queues and pidfds, exits within one 100 ms tick after the drop returns.)
+/// 150 ms apart.
 fn settled() -> Snapshot {
     let end = Instant::now() + Duration::from_secs(5);
     let mut last = snapshot();
@@ -487,6 +486,32 @@ fn objects_and_process_starts_leak_nothing() {
                 before,
                 "{name}: leaked"
             );
+        }
+    });
+}
+
+/// Dropping a Pool or an Executor joins its threads, so every descriptor it
+/// opened (worker queues, pidfds, the monitor's wake pipe) is closed when
+/// `drop` returns, not a monitor tick later.
+#[test]
+fn a_dropped_pool_has_closed_its_descriptors_when_drop_returns() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    bounded(LIMIT, || {
+        // The process-wide helpers (fork server, tracker) start on first
+        // use: let them exist before the baseline.
+        drop(Pool::new(2).unwrap());
+        let before = fd_table();
+        for round in 0..20 {
+            let pool = Pool::new(2).unwrap();
+            assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+            drop(pool);
+            assert_eq!(fd_table(), before, "round {round}: Pool");
+            let ex = Executor::new(2).unwrap();
+            let f = ex.submit(square, (3u64,)).unwrap();
+            assert_eq!(f.result_timeout(Duration::from_secs(30)).unwrap(), 9);
+            drop(f);
+            drop(ex);
+            assert_eq!(fd_table(), before, "round {round}: Executor");
         }
     });
 }

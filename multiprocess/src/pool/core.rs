@@ -146,6 +146,9 @@ pub(crate) struct Core {
     /// Workers the monitor watches: `(id, process)`.
     watch: Mutex<Vec<(u64, Arc<Process>)>>,
     stop_monitor: AtomicBool,
+    /// A pipe whose read end the monitor polls beside the pidfds: a byte
+    /// written at shutdown wakes it at once, so the pool can join it.
+    monitor_wake: (OwnedFd, OwnedFd),
     /// Chunks submitted and not yet delivered (or cancelled).
     unfinished: AtomicUsize,
     idle_lock: Mutex<()>,
@@ -171,6 +174,10 @@ impl Core {
             results: Queue::new()?,
             watch: Mutex::new(Vec::new()),
             stop_monitor: AtomicBool::new(false),
+            monitor_wake: rustix::pipe::pipe_with(
+                rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+            )
+            .map_err(std::io::Error::from)?,
             unfinished: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
@@ -684,6 +691,8 @@ impl Core {
 
     fn stop_threads(&self) {
         self.stop_monitor.store(true, Ordering::SeqCst);
+        // Full (already woken) or not, the monitor sees the flag.
+        let _ = rustix::io::write(&self.monitor_wake.1, &[1]);
         let _ = self.results.put(ResultMsg::Shutdown);
     }
 
@@ -702,21 +711,24 @@ impl Core {
             let i = match watched.iter().position(|(_, _, fd)| fd.is_none()) {
                 Some(i) => i,
                 None => {
-                    let fds: Vec<BorrowedFd<'_>> = watched
+                    let mut fds: Vec<BorrowedFd<'_>> = watched
                         .iter()
                         .filter_map(|(_, _, fd)| fd.as_ref().map(|fd| fd.as_fd()))
                         .collect();
+                    fds.push(self.monitor_wake.0.as_fd());
                     let ready = crate::sys::fd::wait_any_readable(
                         &fds,
                         Some(Instant::now() + MONITOR_TICK),
                     );
-                    let Ok(Some(i)) = ready else {
-                        if ready.is_err() {
+                    match ready {
+                        Ok(Some(i)) if i < watched.len() => i,
+                        // The wake pipe (shutdown), or the tick: look again.
+                        Ok(_) => continue,
+                        Err(_) => {
                             std::thread::sleep(MONITOR_TICK);
+                            continue;
                         }
-                        continue;
-                    };
-                    i
+                    }
                 }
             };
             let (id, process, _) = &watched[i];

@@ -127,7 +127,9 @@ use crate::{Process, Queue};
 ///   result of the same pool deadlocks, as in Python.
 pub struct Pool {
     core: Arc<Core>,
-    result_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The result and monitor threads, joined once the pool has stopped
+    /// (so every handle of the pool is closed when `drop` returns).
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -275,13 +277,16 @@ impl PoolBuilder {
         })?;
         core.start_workers()?;
         let monitor = core.clone();
-        let started = std::thread::Builder::new()
+        let monitor_thread = match std::thread::Builder::new()
             .name("multiprocess-pool-monitor".into())
-            .spawn(move || monitor.monitor_loop());
-        if let Err(e) = started {
-            core.terminate();
-            return Err(e.into());
-        }
+            .spawn(move || monitor.monitor_loop())
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                core.terminate();
+                return Err(e.into());
+            }
+        };
         let results = core.clone();
         let result_thread = match std::thread::Builder::new()
             .name("multiprocess-pool-results".into())
@@ -295,7 +300,7 @@ impl PoolBuilder {
         };
         Ok(Pool {
             core,
-            result_thread: Mutex::new(Some(result_thread)),
+            threads: Mutex::new(vec![result_thread, monitor_thread]),
         })
     }
 }
@@ -812,7 +817,7 @@ impl Pool {
     /// the pool does.
     pub fn terminate(&self) {
         if self.core.terminate() {
-            self.join_result_thread();
+            self.join_threads();
         }
     }
 
@@ -834,16 +839,18 @@ impl Pool {
             }
             Phase::Terminated => {}
         }
-        self.join_result_thread();
+        self.join_threads();
         Ok(())
     }
 
-    fn join_result_thread(&self) {
-        let handle = lock(&self.result_thread).take();
-        if let Some(handle) = handle {
+    /// Joins the result and monitor threads (the pool has told them to
+    /// stop).
+    fn join_threads(&self) {
+        let handles = std::mem::take(&mut *lock(&self.threads));
+        for handle in handles {
             if handle.thread().id() == std::thread::current().id() {
                 // Called from a callback: the thread ends after it returns.
-                return;
+                continue;
             }
             let _ = handle.join();
         }
@@ -853,7 +860,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
-        self.join_result_thread();
+        self.join_threads();
     }
 }
 

@@ -174,10 +174,7 @@ impl Core {
             results: Queue::new()?,
             watch: Mutex::new(Vec::new()),
             stop_monitor: AtomicBool::new(false),
-            monitor_wake: rustix::pipe::pipe_with(
-                rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-            )
-            .map_err(std::io::Error::from)?,
+            monitor_wake: crate::sys::fd::wake_pipe()?,
             unfinished: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
@@ -691,8 +688,7 @@ impl Core {
 
     fn stop_threads(&self) {
         self.stop_monitor.store(true, Ordering::SeqCst);
-        // Full (already woken) or not, the monitor sees the flag.
-        let _ = rustix::io::write(&self.monitor_wake.1, &[1]);
+        crate::sys::fd::poke(&self.monitor_wake.1);
         let _ = self.results.put(ResultMsg::Shutdown);
     }
 

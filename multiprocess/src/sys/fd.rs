@@ -2,7 +2,7 @@
 //! control and waiting for readiness with a deadline.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -72,4 +72,18 @@ pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
     flags.set(rustix::io::FdFlags::CLOEXEC, on);
     rustix::io::fcntl_setfd(&fd, flags)?;
     Ok(())
+}
+
+/// A non-blocking, close-on-exec pipe `(read, write)` used to wake a thread
+/// that polls its read end beside other descriptors ([`poke`] writes to it).
+pub(crate) fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )?)
+}
+
+/// Makes a [`wake_pipe`]'s read end readable; a full pipe is already
+/// readable, so a failed write is fine.
+pub(crate) fn poke(write_end: impl AsFd) {
+    let _ = rustix::io::write(write_end, &[1]);
 }

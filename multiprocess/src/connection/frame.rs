@@ -38,7 +38,8 @@
 //! `recvmsg`), a parsed header with its descriptors waits in
 //! [`Rx::cur`](Rx) until its payload is complete, and a payload larger than the
 //! buffer is read straight into its own `Vec` with reads bounded to the frame,
-//! so nothing is copied twice. A timeout anywhere leaves the state as it is
+//! so nothing is copied twice; that buffer grows with the bytes received
+//! (from 4 MiB, doubling), never to the announced length up front. A timeout anywhere leaves the state as it is
 //! and the next receive continues from there: bytes are never lost or
 //! reordered. A frame announcing more than the receiver's maximum is read and
 //! discarded (its length is known, so the stream stays in sync).
@@ -61,6 +62,12 @@ const RX_BUF: usize = 64 * 1024;
 
 /// A large-payload buffer is kept for reuse only up to this capacity.
 const KEEP_SCRATCH: usize = 8 * 1024 * 1024;
+
+/// The most a large payload's buffer reserves ahead of the bytes that have
+/// arrived: it starts at this (or the recycled buffer's capacity) and
+/// doubles as the payload comes in, so a header alone, announcing up to the
+/// receiver's maximum, never makes the receiver allocate what no one sent.
+const GROW_AHEAD: usize = 4 * 1024 * 1024;
 
 /// Frame kind of a message.
 const KIND_MESSAGE: u32 = 0;
@@ -252,7 +259,7 @@ pub(crate) struct Message {
 enum Body {
     /// In the receive buffer (payload ≤ [`RX_BUF`]).
     Small,
-    /// In its own buffer (capacity ≥ the payload length).
+    /// In its own buffer, grown as the payload arrives (see [`GROW_AHEAD`]).
     Large(Vec<u8>),
     /// Being discarded; this many bytes are still to skip.
     Discard(u64),
@@ -479,6 +486,11 @@ impl Rx {
                     // bytes, straight into its buffer (no descriptors can be
                     // attached to them: those ride on header bytes).
                     let left = len - data.len();
+                    if data.len() == data.capacity() {
+                        // Grow with what arrived (doubling), not to the
+                        // announced length.
+                        data.reserve_exact(left.min(data.len().max(GROW_AHEAD)));
+                    }
                     match io_wait(fd, deadline, spin, |wait| {
                         socket::recv_into_spare(fd, data, left, wait)
                     })? {
@@ -528,7 +540,9 @@ impl Rx {
             Ok(len) if len <= max => {
                 let mut data = std::mem::take(&mut self.scratch);
                 data.clear();
-                data.reserve_exact(len);
+                // Only what a recycled buffer already holds, or
+                // `GROW_AHEAD`: the header's length is the peer's word.
+                data.reserve_exact(len.min(data.capacity().max(GROW_AHEAD)));
                 Body::Large(data)
             }
             _ => Body::Discard(header.len),
@@ -600,5 +614,68 @@ mod tests {
         assert!(Header::decode(&bad).is_err());
         let too_many = Header { nfds: 254, ..h };
         assert!(Header::decode(&too_many.encode()).is_err());
+    }
+
+    /// Sends `header` and `body` on a fresh socket pair; returns the
+    /// receiving end (the sending end stays open in `keep`).
+    fn hostile(header: Header, body: &[u8], keep: &mut Vec<OwnedFd>) -> OwnedFd {
+        let (tx, rx) = socket::socketpair().unwrap();
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(body);
+        let n = socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&bytes)], &[], Wait::Block);
+        assert_eq!(n.unwrap(), bytes.len());
+        keep.push(tx);
+        rx
+    }
+
+    fn reserved(rx: &Rx) -> usize {
+        match &rx.cur.as_ref().expect("a frame in progress").body {
+            Body::Large(data) => data.capacity(),
+            _ => panic!("expected a large body"),
+        }
+    }
+
+    /// Regression (found by reading the code while writing the fuzz
+    /// targets): a header alone made the receiver reserve the whole
+    /// announced length, up to its maximum (1 GiB by default); with a
+    /// maximum above what the allocator can give, `reserve_exact` aborted
+    /// the process.
+    #[test]
+    fn a_declared_length_is_not_allocated_up_front() {
+        let mut keep = Vec::new();
+        for (max, len) in [(1usize << 30, 1u64 << 30), (usize::MAX, 1 << 62)] {
+            let fd = hostile(Header { len, tag: 0, nfds: 0 }, &[7; 100], &mut keep);
+            let mut rx = Rx::default();
+            let r = rx.next(fd.as_fd(), max, Some(Instant::now()), Spin::default());
+            assert!(matches!(r, Err(RxError::Timeout)), "{:?}", r.err());
+            assert!(reserved(&rx) <= GROW_AHEAD, "reserved {}", reserved(&rx));
+        }
+    }
+
+    #[test]
+    fn a_large_payload_grows_its_buffer_and_arrives_whole() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let len = GROW_AHEAD * 2 + 12345;
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let writer = std::thread::spawn(move || {
+            let mut broken = false;
+            let h = Header {
+                len: sent.len() as u64,
+                tag: 9,
+                nfds: 0,
+            };
+            send_frame(tx.as_fd(), &h, &sent, &[], &mut broken).unwrap();
+        });
+        let mut rx = Rx::default();
+        let msg = rx
+            .next(rx_fd.as_fd(), usize::MAX, None, Spin::default())
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(msg.tag, 9);
+        match msg.payload {
+            Payload::Owned(v) => assert!(v == payload, "payload differs"),
+            Payload::Buffered(_) => panic!("a large payload is owned"),
+        }
     }
 }

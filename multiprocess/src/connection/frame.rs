@@ -644,7 +644,15 @@ mod tests {
     fn a_declared_length_is_not_allocated_up_front() {
         let mut keep = Vec::new();
         for (max, len) in [(1usize << 30, 1u64 << 30), (usize::MAX, 1 << 62)] {
-            let fd = hostile(Header { len, tag: 0, nfds: 0 }, &[7; 100], &mut keep);
+            let fd = hostile(
+                Header {
+                    len,
+                    tag: 0,
+                    nfds: 0,
+                },
+                &[7; 100],
+                &mut keep,
+            );
             let mut rx = Rx::default();
             let r = rx.next(fd.as_fd(), max, Some(Instant::now()), Spin::default());
             assert!(matches!(r, Err(RxError::Timeout)), "{:?}", r.err());

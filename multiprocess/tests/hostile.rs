@@ -228,9 +228,17 @@ fn structured_hostile_frames_give_clear_errors() {
             &[devnull()],
         );
         assert_eq!(conn.recv_timeout(T).unwrap().id, 2);
-        // One sent but not announced: stays unclaimed, later frames decode.
+        // Sent but not announced, then announced by a later header that
+        // came without one: the stray is closed, not claimed by that header.
         send_raw(&raw, &good, &[devnull()]);
         assert_eq!(conn.recv_timeout(T).unwrap().id, 2);
+        let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        for _ in 0..100 {
+            send_raw(&raw, &good, &[devnull(), devnull()]);
+            assert_eq!(conn.recv_timeout(T).unwrap().id, 2);
+        }
+        let fds_after = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        assert!(fds_after < fds_before + 20, "{fds_before} -> {fds_after} descriptors");
 
         // A wrong type tag: WrongType; framing intact.
         send_raw(&raw, &frame(plain.len() as u64, tag ^ 1, 0, 0, &plain), &[]);

@@ -29,7 +29,12 @@
 //! two `sendmsg` calls in one `recvmsg`, and delivers them with the first byte
 //! of their call, so the receiver keeps a FIFO of received descriptors and a
 //! header takes its `nfds` from the front; descriptors always arrive no later
-//! than the header that claims them.
+//! than the header that claims them, in a `recvmsg` whose bytes include the
+//! header's first byte. The receiver records the stream range of each
+//! `recvmsg` that brought descriptors, so a header claims only descriptors
+//! that came with it; any other (a hostile peer attaching descriptors to
+//! bytes no header claims them for) is closed when the stream passes it,
+//! rather than held until the connection is dropped.
 //!
 //! # Receive state
 //!
@@ -265,6 +270,15 @@ enum Body {
     Discard(u64),
 }
 
+/// The descriptors one `recvmsg` brought: the stream range of its bytes
+/// (`from..to`, counted from the start of the stream) and how many
+/// descriptors (the front of [`Rx::fds`] in arrival order).
+struct Batch {
+    from: u64,
+    to: u64,
+    count: usize,
+}
+
 /// A frame whose header has been read.
 struct Partial {
     header: Header,
@@ -281,8 +295,13 @@ pub(crate) struct Rx {
     /// Undelivered bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// The stream offset of `buf[0]` (bytes received before it, including
+    /// payload bytes read around the buffer).
+    base: u64,
     /// Received descriptors not yet claimed by a header, in arrival order.
     fds: Vec<OwnedFd>,
+    /// Where each group of `fds` arrived, in the same order.
+    batches: std::collections::VecDeque<Batch>,
     /// The frame being received, once its header is parsed.
     cur: Option<Partial>,
     /// Set when the stream can no longer be trusted; every receive fails.
@@ -316,8 +335,28 @@ impl Rx {
             self.start += HEADER_LEN;
         }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.rewind();
+        }
+    }
+
+    /// Empties the buffer's indices (nothing is buffered).
+    fn rewind(&mut self) {
+        debug_assert_eq!(self.start, self.end);
+        self.base += self.start as u64;
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Records the descriptors a read of `n` bytes at `buf[at..]` brought
+    /// (those past `before` in `fds`).
+    fn note_fds(&mut self, at: usize, n: usize, before: usize) {
+        if self.fds.len() > before {
+            let from = self.base + at as u64;
+            self.batches.push_back(Batch {
+                from,
+                to: from + n as u64,
+                count: self.fds.len() - before,
+            });
         }
     }
 
@@ -326,10 +365,14 @@ impl Rx {
     pub(crate) fn drain(&mut self, fd: BorrowedFd<'_>) -> Result<bool, RxError> {
         self.make_room(HEADER_LEN);
         if self.end < self.buf.len() {
+            let (at, before) = (self.end, self.fds.len());
             let (buf, fds) = (&mut self.buf[self.end..], &mut self.fds);
             match socket::recv_with_fds(fd, buf, fds, Wait::NoWait) {
                 Ok(0) => return Ok(true),
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.note_fds(at, n, before);
+                    self.end += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(true),
                 Err(e) if socket::is_fds_truncated(&e) => return Err(self.fail(e.to_string())),
@@ -370,10 +413,10 @@ impl Rx {
             self.buf = vec![0; RX_BUF];
         }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.rewind();
         } else if self.start + need > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
             self.end -= self.start;
             self.start = 0;
         }
@@ -389,6 +432,7 @@ impl Rx {
         spin: Spin,
     ) -> Result<(), RxError> {
         let limit = self.buf.len().min(self.end.saturating_add(max));
+        let (at, before) = (self.end, self.fds.len());
         let (buf, fds) = (&mut self.buf[self.end..limit], &mut self.fds);
         debug_assert!(!buf.is_empty());
         let result = io_wait(fd, deadline, spin, |wait| {
@@ -397,6 +441,7 @@ impl Rx {
         match result {
             Ok(0) => Err(RxError::Disconnected),
             Ok(n) => {
+                self.note_fds(at, n, before);
                 self.end += n;
                 Ok(())
             }
@@ -495,7 +540,8 @@ impl Rx {
                         socket::recv_into_spare(fd, data, left, wait)
                     })? {
                         0 => return Err(RxError::Disconnected),
-                        _ => continue,
+                        // Stream bytes that bypassed the buffer.
+                        n => self.base += n as u64,
                     }
                 }
                 Body::Discard(left) => {
@@ -526,15 +572,39 @@ impl Rx {
             Ok(h) => h,
             Err(why) => return Err(self.fail(why)),
         };
+        let at = self.base + self.start as u64;
+        // Descriptors that came with bytes before this header: no header
+        // claimed them (a hostile or broken sender). Close them.
+        while let Some(b) = self.batches.front() {
+            if b.to > at {
+                break;
+            }
+            let count = b.count;
+            self.batches.pop_front();
+            self.fds.drain(..count);
+        }
+        // The descriptors of this header came with its first byte.
+        let with_header = match self.batches.front() {
+            Some(b) if b.from <= at => b.count,
+            _ => 0,
+        };
         let nfds = header.nfds as usize;
-        if nfds > self.fds.len() {
+        if nfds > with_header {
             return Err(self.fail(format!(
-                "a message header announces {nfds} descriptor(s) but {} arrived",
-                self.fds.len()
+                "a message header announces {nfds} descriptor(s) but {with_header} arrived with it"
             )));
         }
         self.start += HEADER_LEN;
-        let fds = self.fds.drain(..nfds).collect();
+        let fds = if with_header > 0 {
+            self.batches.pop_front();
+            // Any beyond `nfds` were sent with the header but not announced:
+            // closed here.
+            let mut fds: Vec<OwnedFd> = self.fds.drain(..with_header).collect();
+            fds.truncate(nfds);
+            fds
+        } else {
+            Vec::new()
+        };
         let body = match usize::try_from(header.len) {
             Ok(len) if len <= max && len <= RX_BUF => Body::Small,
             Ok(len) if len <= max => {
@@ -657,6 +727,92 @@ mod tests {
             let r = rx.next(fd.as_fd(), max, Some(Instant::now()), Spin::default());
             assert!(matches!(r, Err(RxError::Timeout)), "{:?}", r.err());
             assert!(reserved(&rx) <= GROW_AHEAD, "reserved {}", reserved(&rx));
+        }
+    }
+
+    fn devnull() -> OwnedFd {
+        std::fs::File::open("/dev/null").unwrap().into()
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Regression: descriptors attached to frames that do not announce them
+    /// piled up in the receive FIFO until the connection was dropped, so a
+    /// peer could exhaust the receiver's descriptor table; and a later
+    /// header announcing descriptors claimed them.
+    #[test]
+    fn descriptors_no_header_claims_are_closed() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let mut rx = Rx::default();
+        let before = open_fds();
+        let extra: Vec<OwnedFd> = (0..3).map(|_| devnull()).collect();
+        let extra: Vec<BorrowedFd<'_>> = extra.iter().map(|f| f.as_fd()).collect();
+        for i in 0..200u8 {
+            // Stray descriptors with a header that announces none, then with
+            // payload bytes, then one more than announced.
+            let h = Header {
+                len: 2,
+                tag: u64::from(i),
+                nfds: 0,
+            }
+            .encode();
+            let mut frame = h.to_vec();
+            frame.extend_from_slice(&[i, i]);
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&frame)], &extra, Wait::Block)
+                .unwrap();
+            let h = Header {
+                len: 4,
+                tag: 1,
+                nfds: 1,
+            }
+            .encode();
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&h)], &extra[..2], Wait::Block)
+                .unwrap();
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(b"abcd")], &extra, Wait::Block)
+                .unwrap();
+            let a = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .unwrap();
+            assert_eq!((a.tag, a.fds.len()), (u64::from(i), 0));
+            let b = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .unwrap();
+            assert_eq!((b.tag, b.fds.len()), (1, 1));
+        }
+        assert!(rx.fds.len() <= 3, "{} descriptors held", rx.fds.len());
+        assert!(open_fds() <= before + 4 + 3, "{} -> {}", before, open_fds());
+        // A header announcing a descriptor that came with earlier bytes.
+        let h = Header {
+            len: 1,
+            tag: 0,
+            nfds: 0,
+        }
+        .encode();
+        let mut frame = h.to_vec();
+        frame.push(0);
+        socket::send_with_fds(
+            tx.as_fd(),
+            &[IoSlice::new(&frame)],
+            &extra[..1],
+            Wait::Block,
+        )
+        .unwrap();
+        let h = Header {
+            len: 0,
+            tag: 0,
+            nfds: 1,
+        }
+        .encode();
+        socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&h)], &[], Wait::Block).unwrap();
+        assert!(
+            rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .is_ok()
+        );
+        match rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default()) {
+            Err(RxError::Io(e)) => assert!(e.to_string().contains("0 arrived with it"), "{e}"),
+            other => panic!("{:?}", other.err()),
         }
     }
 

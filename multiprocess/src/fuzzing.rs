@@ -44,8 +44,14 @@ impl Rng {
 /// What the receiver made of one frame.
 #[derive(Debug, PartialEq, Eq)]
 enum Event {
-    Message { tag: u64, payload: Vec<u8> },
-    TooLarge { size: u64 },
+    Message {
+        tag: u64,
+        payload: Vec<u8>,
+        nfds: usize,
+    },
+    TooLarge {
+        size: u64,
+    },
     Aborted,
 }
 
@@ -64,16 +70,19 @@ fn max_for(cfg: u8) -> usize {
 ///
 /// Input layout: byte 0 configures the run (bits 0–1: the receiver's
 /// maximum message size; bit 2: also call `drain` between writes; bits 3–4:
-/// how chunk sizes are drawn; bit 5: attach descriptors to some chunks),
+/// how chunk sizes are drawn; bit 5: attach descriptors to random chunks;
+/// bit 6: attach to each header the descriptors it announces, as a sender
+/// does),
 /// byte 1 picks the type each message is decoded as (as in
 /// [`handle_decode`]), bytes 2..10 seed the split, and the rest is the
 /// stream, written in chunks of at most 8 KiB
 /// while the receiver reads until it would block; then the writer closes and
 /// the receiver reads to the end.
 ///
-/// Invariant checked: when no descriptors are attached, the frames delivered
-/// (messages, too-large reports, aborted frames) are exactly those of a
-/// straight parse of the whole stream, whatever the split.
+/// Invariant checked: unless descriptors are attached at random, the frames
+/// delivered (messages with their descriptor counts, too-large reports,
+/// aborted frames) are exactly those of a straight parse of the whole
+/// stream, whatever the split.
 ///
 /// Returns the number of frames delivered, or the error that broke the
 /// stream.
@@ -89,6 +98,8 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
     let max = max_for(cfg);
     let use_drain = cfg & 4 != 0;
     let attach_fds = cfg & 32 != 0;
+    let aligned = cfg & 64 != 0 && !attach_fds;
+    let (expected, expected_ok, announced) = reference_parse(stream, max, aligned);
 
     let (tx, rx_fd) = socket::socketpair().map_err(|e| e.to_string())?;
     let devnull: OwnedFd = std::fs::File::open("/dev/null")
@@ -110,10 +121,12 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
                     payload.len() <= max,
                     "delivered a payload above the maximum"
                 );
+                let nfds = msg.fds.len();
                 let _ = decode_payload(decode_as, &payload, msg.fds);
                 events.push(Event::Message {
                     tag: msg.tag,
                     payload,
+                    nfds,
                 });
                 Ok(true)
             }
@@ -133,20 +146,31 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
 
     let mut pos = 0;
     while pos < stream.len() && outcome.is_ok() {
-        let len = match (cfg >> 3) & 3 {
+        let mut len = match (cfg >> 3) & 3 {
             0 => 1 + rng.below(8),
             1 => 1 + rng.below(64),
             2 => 1 + rng.below(CHUNK_MAX),
             _ => CHUNK_MAX,
         }
         .min(stream.len() - pos);
+        // A header announcing descriptors starts its own write, which
+        // carries them.
+        if let Some(&(at, _)) = announced
+            .iter()
+            .find(|(at, _)| *at > pos && *at < pos + len)
+        {
+            len = at - pos;
+        }
         let chunk = &stream[pos..pos + len];
         let nfds = if attach_fds && rng.below(4) == 0 {
             1 + rng.below(3)
         } else {
-            0
+            announced
+                .iter()
+                .find(|(at, _)| *at == pos)
+                .map_or(0, |(_, n)| *n)
         };
-        attached |= nfds > 0;
+        attached |= attach_fds && nfds > 0;
         let fds = vec![devnull.as_fd(); nfds];
         let sent = socket::send_with_fds(tx.as_fd(), &[IoSlice::new(chunk)], &fds, Wait::Block)
             .map_err(|e| e.to_string())?;
@@ -190,7 +214,6 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
         );
     }
     if !attached {
-        let (expected, expected_ok) = reference_parse(stream, max);
         assert_eq!(events, expected, "split changed the frames delivered");
         assert_eq!(
             outcome.is_ok(),
@@ -201,12 +224,21 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
     outcome.map(|()| events.len())
 }
 
-/// Parses a whole stream without descriptors: the frames a receiver must
-/// deliver, and whether it ends cleanly (`false`: a corrupt header, or a
-/// header announcing descriptors that never came).
-fn reference_parse(mut s: &[u8], max: usize) -> (Vec<Event>, bool) {
+/// Parses a whole stream: the frames a receiver must deliver, whether it
+/// ends cleanly (`false`: a corrupt header, or a header announcing
+/// descriptors that never came), and where the headers announcing
+/// descriptors are (offset, count). `with_fds`: each header comes with the
+/// descriptors it announces; otherwise none come.
+fn reference_parse(
+    mut s: &[u8],
+    max: usize,
+    with_fds: bool,
+) -> (Vec<Event>, bool, Vec<(usize, usize)>) {
     let mut events = Vec::new();
+    let mut announced = Vec::new();
+    let total = s.len();
     while s.len() >= HEADER_LEN {
+        let at = total - s.len();
         let head: &[u8; HEADER_LEN] = s[..HEADER_LEN].try_into().expect("header length");
         s = &s[HEADER_LEN..];
         if *head == DOORBELL {
@@ -217,14 +249,17 @@ fn reference_parse(mut s: &[u8], max: usize) -> (Vec<Event>, bool) {
             continue;
         }
         let Ok(h) = Header::decode(head) else {
-            return (events, false);
+            return (events, false, announced);
         };
         if h.nfds > 0 {
-            return (events, false);
+            if !with_fds {
+                return (events, false, announced);
+            }
+            announced.push((at, h.nfds as usize));
         }
         if h.len > max as u64 {
             if (s.len() as u64) < h.len {
-                return (events, true);
+                return (events, true, announced);
             }
             s = &s[h.len as usize..];
             events.push(Event::TooLarge { size: h.len });
@@ -232,15 +267,16 @@ fn reference_parse(mut s: &[u8], max: usize) -> (Vec<Event>, bool) {
         }
         let len = h.len as usize;
         if s.len() < len {
-            return (events, true);
+            return (events, true, announced);
         }
         events.push(Event::Message {
             tag: h.tag,
             payload: s[..len].to_vec(),
+            nfds: h.nfds as usize,
         });
         s = &s[len..];
     }
-    (events, true)
+    (events, true, announced)
 }
 
 /// A struct holding handles of several kinds.
@@ -585,6 +621,17 @@ pub fn frame_edge_seeds() -> Vec<(String, Vec<u8>)> {
         ("corrupt_kind".into(), with(0b00_100, corrupt)),
         ("many_small".into(), with(0b01_100, many)),
         ("empty_message".into(), with(0, frame(0, 0, 0, b""))),
+        // Descriptors sent with the headers that announce them.
+        (
+            "nfds_aligned".into(),
+            with(0b1_001_000, {
+                let mut s = frame(2, 0, 2, b"hi");
+                s.extend(frame(0, 5, 1, b""));
+                s.extend(frame(3, 0, 0, b"abc"));
+                s.extend(frame(70_000, 0, 3, &big));
+                s
+            }),
+        ),
     ]
 }
 
@@ -638,8 +685,10 @@ mod tests {
             assert_eq!(frame_stream(&f), Ok(2), "{name}");
         }
         for (name, f) in frame_edge_seeds() {
-            let _ = frame_stream(&f);
-            let _ = name;
+            let result = frame_stream(&f);
+            if name == "nfds_aligned" {
+                assert_eq!(result, Ok(4), "{name}");
+            }
         }
     }
 

@@ -238,7 +238,10 @@ fn structured_hostile_frames_give_clear_errors() {
             assert_eq!(conn.recv_timeout(T).unwrap().id, 2);
         }
         let fds_after = std::fs::read_dir("/proc/self/fd").unwrap().count();
-        assert!(fds_after < fds_before + 20, "{fds_before} -> {fds_after} descriptors");
+        assert!(
+            fds_after < fds_before + 20,
+            "{fds_before} -> {fds_after} descriptors"
+        );
 
         // A wrong type tag: WrongType; framing intact.
         send_raw(&raw, &frame(plain.len() as u64, tag ^ 1, 0, 0, &plain), &[]);

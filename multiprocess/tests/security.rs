@@ -247,3 +247,34 @@ fn a_gigantic_frame_before_authentication_is_an_error_on_both_sides() {
         assert!(grown < 256 * 1024, "RSS grew by {grown} KiB");
     });
 }
+
+#[test]
+fn garbage_after_authentication_is_an_error_on_the_client_side() {
+    bounded(LIMIT, || {
+        // (The listener side is in tests/listener.rs.)
+        let listener = Listener::<u64, ()>::bind("127.0.0.1:0", Some(KEY)).unwrap();
+        let addr = listener.address().clone();
+        let client = std::thread::spawn(move || {
+            let conn = Client::connect::<(), u64>(addr, Some(KEY)).unwrap();
+            let first = conn.recv_timeout(T);
+            let second = conn.recv_timeout(T);
+            let broken = matches!(
+                &second,
+                Err(multiprocess::RecvTimeoutError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData
+            );
+            (first.map_err(|e| e.to_string()), broken)
+        });
+        let conn = listener.accept_timeout(T).unwrap();
+        conn.send(7).unwrap();
+        let mut raw = TcpStream::from(
+            std::os::fd::AsFd::as_fd(&conn)
+                .try_clone_to_owned()
+                .unwrap(),
+        );
+        raw.write_all(&[0xcd; 64]).unwrap();
+        let (first, broken) = client.join().unwrap();
+        assert_eq!(first, Ok(7), "the message before the garbage arrives");
+        assert!(broken, "the garbage is an InvalidData error");
+        drop(conn);
+    });
+}

@@ -317,6 +317,12 @@ mod shared;
 mod sync;
 mod sys;
 
+/// Entry points for the fuzz targets in `fuzz/`; not a public API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
 pub use connection::{
     AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,

@@ -29,7 +29,12 @@
 //! two `sendmsg` calls in one `recvmsg`, and delivers them with the first byte
 //! of their call, so the receiver keeps a FIFO of received descriptors and a
 //! header takes its `nfds` from the front; descriptors always arrive no later
-//! than the header that claims them.
+//! than the header that claims them, in a `recvmsg` whose bytes include the
+//! header's first byte. The receiver records the stream range of each
+//! `recvmsg` that brought descriptors, so a header claims only descriptors
+//! that came with it; any other (a hostile peer attaching descriptors to
+//! bytes no header claims them for) is closed when the stream passes it,
+//! rather than held until the connection is dropped.
 //!
 //! # Receive state
 //!
@@ -38,7 +43,8 @@
 //! `recvmsg`), a parsed header with its descriptors waits in
 //! [`Rx::cur`](Rx) until its payload is complete, and a payload larger than the
 //! buffer is read straight into its own `Vec` with reads bounded to the frame,
-//! so nothing is copied twice. A timeout anywhere leaves the state as it is
+//! so nothing is copied twice; that buffer grows with the bytes received
+//! (from 4 MiB, doubling), never to the announced length up front. A timeout anywhere leaves the state as it is
 //! and the next receive continues from there: bytes are never lost or
 //! reordered. A frame announcing more than the receiver's maximum is read and
 //! discarded (its length is known, so the stream stays in sync).
@@ -61,6 +67,12 @@ const RX_BUF: usize = 64 * 1024;
 
 /// A large-payload buffer is kept for reuse only up to this capacity.
 const KEEP_SCRATCH: usize = 8 * 1024 * 1024;
+
+/// The most a large payload's buffer reserves ahead of the bytes that have
+/// arrived: it starts at this (or the recycled buffer's capacity) and
+/// doubles as the payload comes in, so a header alone, announcing up to the
+/// receiver's maximum, never makes the receiver allocate what no one sent.
+const GROW_AHEAD: usize = 4 * 1024 * 1024;
 
 /// Frame kind of a message.
 const KIND_MESSAGE: u32 = 0;
@@ -252,10 +264,19 @@ pub(crate) struct Message {
 enum Body {
     /// In the receive buffer (payload ≤ [`RX_BUF`]).
     Small,
-    /// In its own buffer (capacity ≥ the payload length).
+    /// In its own buffer, grown as the payload arrives (see [`GROW_AHEAD`]).
     Large(Vec<u8>),
     /// Being discarded; this many bytes are still to skip.
     Discard(u64),
+}
+
+/// The descriptors one `recvmsg` brought: the stream range of its bytes
+/// (`from..to`, counted from the start of the stream) and how many
+/// descriptors (the front of [`Rx::fds`] in arrival order).
+struct Batch {
+    from: u64,
+    to: u64,
+    count: usize,
 }
 
 /// A frame whose header has been read.
@@ -274,8 +295,13 @@ pub(crate) struct Rx {
     /// Undelivered bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// The stream offset of `buf[0]` (bytes received before it, including
+    /// payload bytes read around the buffer).
+    base: u64,
     /// Received descriptors not yet claimed by a header, in arrival order.
     fds: Vec<OwnedFd>,
+    /// Where each group of `fds` arrived, in the same order.
+    batches: std::collections::VecDeque<Batch>,
     /// The frame being received, once its header is parsed.
     cur: Option<Partial>,
     /// Set when the stream can no longer be trusted; every receive fails.
@@ -309,8 +335,28 @@ impl Rx {
             self.start += HEADER_LEN;
         }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.rewind();
+        }
+    }
+
+    /// Empties the buffer's indices (nothing is buffered).
+    fn rewind(&mut self) {
+        debug_assert_eq!(self.start, self.end);
+        self.base += self.start as u64;
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Records the descriptors a read of `n` bytes at `buf[at..]` brought
+    /// (those past `before` in `fds`).
+    fn note_fds(&mut self, at: usize, n: usize, before: usize) {
+        if self.fds.len() > before {
+            let from = self.base + at as u64;
+            self.batches.push_back(Batch {
+                from,
+                to: from + n as u64,
+                count: self.fds.len() - before,
+            });
         }
     }
 
@@ -319,10 +365,14 @@ impl Rx {
     pub(crate) fn drain(&mut self, fd: BorrowedFd<'_>) -> Result<bool, RxError> {
         self.make_room(HEADER_LEN);
         if self.end < self.buf.len() {
+            let (at, before) = (self.end, self.fds.len());
             let (buf, fds) = (&mut self.buf[self.end..], &mut self.fds);
             match socket::recv_with_fds(fd, buf, fds, Wait::NoWait) {
                 Ok(0) => return Ok(true),
-                Ok(n) => self.end += n,
+                Ok(n) => {
+                    self.note_fds(at, n, before);
+                    self.end += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(true),
                 Err(e) if socket::is_fds_truncated(&e) => return Err(self.fail(e.to_string())),
@@ -363,10 +413,10 @@ impl Rx {
             self.buf = vec![0; RX_BUF];
         }
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.rewind();
         } else if self.start + need > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
             self.end -= self.start;
             self.start = 0;
         }
@@ -382,6 +432,7 @@ impl Rx {
         spin: Spin,
     ) -> Result<(), RxError> {
         let limit = self.buf.len().min(self.end.saturating_add(max));
+        let (at, before) = (self.end, self.fds.len());
         let (buf, fds) = (&mut self.buf[self.end..limit], &mut self.fds);
         debug_assert!(!buf.is_empty());
         let result = io_wait(fd, deadline, spin, |wait| {
@@ -390,6 +441,7 @@ impl Rx {
         match result {
             Ok(0) => Err(RxError::Disconnected),
             Ok(n) => {
+                self.note_fds(at, n, before);
                 self.end += n;
                 Ok(())
             }
@@ -479,11 +531,17 @@ impl Rx {
                     // bytes, straight into its buffer (no descriptors can be
                     // attached to them: those ride on header bytes).
                     let left = len - data.len();
+                    if data.len() == data.capacity() {
+                        // Grow with what arrived (doubling), not to the
+                        // announced length.
+                        data.reserve_exact(left.min(data.len().max(GROW_AHEAD)));
+                    }
                     match io_wait(fd, deadline, spin, |wait| {
                         socket::recv_into_spare(fd, data, left, wait)
                     })? {
                         0 => return Err(RxError::Disconnected),
-                        _ => continue,
+                        // Stream bytes that bypassed the buffer.
+                        n => self.base += n as u64,
                     }
                 }
                 Body::Discard(left) => {
@@ -514,21 +572,47 @@ impl Rx {
             Ok(h) => h,
             Err(why) => return Err(self.fail(why)),
         };
+        let at = self.base + self.start as u64;
+        // Descriptors that came with bytes before this header: no header
+        // claimed them (a hostile or broken sender). Close them.
+        while let Some(b) = self.batches.front() {
+            if b.to > at {
+                break;
+            }
+            let count = b.count;
+            self.batches.pop_front();
+            self.fds.drain(..count);
+        }
+        // The descriptors of this header came with its first byte.
+        let with_header = match self.batches.front() {
+            Some(b) if b.from <= at => b.count,
+            _ => 0,
+        };
         let nfds = header.nfds as usize;
-        if nfds > self.fds.len() {
+        if nfds > with_header {
             return Err(self.fail(format!(
-                "a message header announces {nfds} descriptor(s) but {} arrived",
-                self.fds.len()
+                "a message header announces {nfds} descriptor(s) but {with_header} arrived with it"
             )));
         }
         self.start += HEADER_LEN;
-        let fds = self.fds.drain(..nfds).collect();
+        let fds = if with_header > 0 {
+            self.batches.pop_front();
+            // Any beyond `nfds` were sent with the header but not announced:
+            // closed here.
+            let mut fds: Vec<OwnedFd> = self.fds.drain(..with_header).collect();
+            fds.truncate(nfds);
+            fds
+        } else {
+            Vec::new()
+        };
         let body = match usize::try_from(header.len) {
             Ok(len) if len <= max && len <= RX_BUF => Body::Small,
             Ok(len) if len <= max => {
                 let mut data = std::mem::take(&mut self.scratch);
                 data.clear();
-                data.reserve_exact(len);
+                // Only what a recycled buffer already holds, or
+                // `GROW_AHEAD`: the header's length is the peer's word.
+                data.reserve_exact(len.min(data.capacity().max(GROW_AHEAD)));
                 Body::Large(data)
             }
             _ => Body::Discard(header.len),
@@ -600,5 +684,162 @@ mod tests {
         assert!(Header::decode(&bad).is_err());
         let too_many = Header { nfds: 254, ..h };
         assert!(Header::decode(&too_many.encode()).is_err());
+    }
+
+    /// Sends `header` and `body` on a fresh socket pair; returns the
+    /// receiving end (the sending end stays open in `keep`).
+    fn hostile(header: Header, body: &[u8], keep: &mut Vec<OwnedFd>) -> OwnedFd {
+        let (tx, rx) = socket::socketpair().unwrap();
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(body);
+        let n = socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&bytes)], &[], Wait::Block);
+        assert_eq!(n.unwrap(), bytes.len());
+        keep.push(tx);
+        rx
+    }
+
+    fn reserved(rx: &Rx) -> usize {
+        match &rx.cur.as_ref().expect("a frame in progress").body {
+            Body::Large(data) => data.capacity(),
+            _ => panic!("expected a large body"),
+        }
+    }
+
+    /// Regression (found by reading the code while writing the fuzz
+    /// targets): a header alone made the receiver reserve the whole
+    /// announced length, up to its maximum (1 GiB by default); with a
+    /// maximum above what the allocator can give, `reserve_exact` aborted
+    /// the process.
+    #[test]
+    fn a_declared_length_is_not_allocated_up_front() {
+        let mut keep = Vec::new();
+        for (max, len) in [(1usize << 30, 1u64 << 30), (usize::MAX, 1 << 62)] {
+            let fd = hostile(
+                Header {
+                    len,
+                    tag: 0,
+                    nfds: 0,
+                },
+                &[7; 100],
+                &mut keep,
+            );
+            let mut rx = Rx::default();
+            let r = rx.next(fd.as_fd(), max, Some(Instant::now()), Spin::default());
+            assert!(matches!(r, Err(RxError::Timeout)), "{:?}", r.err());
+            assert!(reserved(&rx) <= GROW_AHEAD, "reserved {}", reserved(&rx));
+        }
+    }
+
+    fn devnull() -> OwnedFd {
+        std::fs::File::open("/dev/null").unwrap().into()
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Regression: descriptors attached to frames that do not announce them
+    /// piled up in the receive FIFO until the connection was dropped, so a
+    /// peer could exhaust the receiver's descriptor table; and a later
+    /// header announcing descriptors claimed them.
+    #[test]
+    fn descriptors_no_header_claims_are_closed() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let mut rx = Rx::default();
+        let before = open_fds();
+        let extra: Vec<OwnedFd> = (0..3).map(|_| devnull()).collect();
+        let extra: Vec<BorrowedFd<'_>> = extra.iter().map(|f| f.as_fd()).collect();
+        for i in 0..200u8 {
+            // Stray descriptors with a header that announces none, then with
+            // payload bytes, then one more than announced.
+            let h = Header {
+                len: 2,
+                tag: u64::from(i),
+                nfds: 0,
+            }
+            .encode();
+            let mut frame = h.to_vec();
+            frame.extend_from_slice(&[i, i]);
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&frame)], &extra, Wait::Block)
+                .unwrap();
+            let h = Header {
+                len: 4,
+                tag: 1,
+                nfds: 1,
+            }
+            .encode();
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&h)], &extra[..2], Wait::Block)
+                .unwrap();
+            socket::send_with_fds(tx.as_fd(), &[IoSlice::new(b"abcd")], &extra, Wait::Block)
+                .unwrap();
+            let a = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .unwrap();
+            assert_eq!((a.tag, a.fds.len()), (u64::from(i), 0));
+            let b = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .unwrap();
+            assert_eq!((b.tag, b.fds.len()), (1, 1));
+        }
+        assert!(rx.fds.len() <= 3, "{} descriptors held", rx.fds.len());
+        assert!(open_fds() <= before + 4 + 3, "{} -> {}", before, open_fds());
+        // A header announcing a descriptor that came with earlier bytes.
+        let h = Header {
+            len: 1,
+            tag: 0,
+            nfds: 0,
+        }
+        .encode();
+        let mut frame = h.to_vec();
+        frame.push(0);
+        socket::send_with_fds(
+            tx.as_fd(),
+            &[IoSlice::new(&frame)],
+            &extra[..1],
+            Wait::Block,
+        )
+        .unwrap();
+        let h = Header {
+            len: 0,
+            tag: 0,
+            nfds: 1,
+        }
+        .encode();
+        socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&h)], &[], Wait::Block).unwrap();
+        assert!(
+            rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .is_ok()
+        );
+        match rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default()) {
+            Err(RxError::Io(e)) => assert!(e.to_string().contains("0 arrived with it"), "{e}"),
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_large_payload_grows_its_buffer_and_arrives_whole() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let len = GROW_AHEAD * 2 + 12345;
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let writer = std::thread::spawn(move || {
+            let mut broken = false;
+            let h = Header {
+                len: sent.len() as u64,
+                tag: 9,
+                nfds: 0,
+            };
+            send_frame(tx.as_fd(), &h, &sent, &[], &mut broken).unwrap();
+        });
+        let mut rx = Rx::default();
+        let msg = rx
+            .next(rx_fd.as_fd(), usize::MAX, None, Spin::default())
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(msg.tag, 9);
+        match msg.payload {
+            Payload::Owned(v) => assert!(v == payload, "payload differs"),
+            Payload::Buffered(_) => panic!("a large payload is owned"),
+        }
     }
 }

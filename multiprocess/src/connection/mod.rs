@@ -23,7 +23,7 @@
 
 mod auth;
 mod error;
-mod frame;
+pub(crate) mod frame;
 mod listener;
 mod ring;
 mod wait;

@@ -51,7 +51,9 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::fence;
 use std::time::Instant;
 
 use crate::sys::futex;

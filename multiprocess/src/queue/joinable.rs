@@ -47,7 +47,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;

@@ -50,7 +50,9 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};

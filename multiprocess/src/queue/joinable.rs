@@ -740,6 +740,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_slot_is_released() {
         let q = JoinableQueue::<u8>::new().unwrap();
         let dead = crate::sync::raw_lock::tests::dead_pid();
@@ -771,6 +775,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn plain_and_joinable_descriptors_are_not_mixed() {
         let q = JoinableQueue::<u8>::new().unwrap();
         let fd = q.queue.ring.fd().try_clone_to_owned().unwrap();

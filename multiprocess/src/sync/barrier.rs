@@ -695,6 +695,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a barrier action needs the executable's identity (stat); Miri has no stat64"
+    )]
     fn threads_pass_in_lock_step_with_one_action_per_pass() {
         let b = Barrier::builder(4).action(count_action).build().unwrap();
         let hs: Vec<_> = (0..4)
@@ -758,6 +762,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a barrier action needs the executable's identity (stat); Miri has no stat64"
+    )]
     fn a_panicking_action_breaks_it_and_the_panic_continues() {
         let b = Barrier::builder(2).action(failing_action).build().unwrap();
         let b2 = b.clone();
@@ -773,6 +781,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_arrival_breaks_it() {
         let b = Barrier::new(3).unwrap();
         // Plant an arrival by a dead process.
@@ -790,6 +802,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn travels_as_a_handle() {
         let b = Barrier::new(2).unwrap();
         let (bytes, fds) = handle::encode(&b).unwrap();

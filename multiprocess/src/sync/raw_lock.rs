@@ -295,6 +295,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_owner_is_recovered_without_sleeping() {
         let w = AtomicU32::new(0);
         let l = RawLock::new(&w);
@@ -305,6 +309,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn short_deadline_still_recovers_dead_owner() {
         let w = AtomicU32::new(0);
         let l = RawLock::new(&w);

@@ -9,9 +9,10 @@
 /// - [`sched_getcpu(3)`](https://man7.org/linux/man-pages/man3/sched_getcpu.3.html)
 #[inline]
 pub(crate) fn current_cpu() -> usize {
-    #[cfg(loom)]
+    // Models and Miri have no CPUs to report (Miri lacks sched_getcpu).
+    #[cfg(any(loom, miri))]
     return 0;
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     rustix::thread::sched_getcpu()
 }
 

@@ -45,6 +45,8 @@ fn size_seals() -> SealFlags {
 pub(crate) struct SharedRegion {
     ptr: NonNull<u8>,
     len: usize,
+    /// Under Miri there is no memfd: see [`create`](SharedRegion::create).
+    #[cfg(not(miri))]
     fd: OwnedFd,
     /// Under loom: the region's words as loom objects (see [`Model`]).
     #[cfg(loom)]
@@ -114,6 +116,7 @@ unsafe impl Sync for SharedRegion {}
 impl SharedRegion {
     /// Creates a zero-filled region of `len` bytes (`len > 0`). `name` only
     /// shows up in `/proc/<pid>/fd` and `/proc/<pid>/maps`, for debugging.
+    #[cfg(not(miri))]
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
@@ -130,7 +133,7 @@ impl SharedRegion {
     /// Maps a region received from another process. Fails with
     /// `InvalidData` if the descriptor is not a size-sealed memfd or is
     /// shorter than `min_len` (the caller's header), before any byte is read.
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     pub(crate) fn from_fd(fd: OwnedFd, min_len: usize) -> io::Result<Self> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
         let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|e| {
@@ -153,6 +156,35 @@ impl SharedRegion {
         Self::map(fd, len)
     }
 
+    /// Under Miri (`scripts/miri.sh`), which has no `memfd_create` or
+    /// `mmap`, a region is zeroed, page-aligned heap memory private to this
+    /// process, so the in-process tests still run every accessor's `unsafe`
+    /// code; [`fd`](SharedRegion::fd) panics, which fails just the tests
+    /// that pass a region to another process.
+    #[cfg(miri)]
+    pub(crate) fn create(_name: &str, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a shared region cannot be empty",
+            ));
+        }
+        let layout = miri_layout(len)?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::other("out of memory"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Under Miri there are no descriptors to map (see `create`).
+    #[cfg(miri)]
+    pub(crate) fn from_fd(_fd: OwnedFd, _min_len: usize) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SharedRegion::from_fd under Miri",
+        ))
+    }
+
     /// Under loom a second mapping would have loom words of its own, so it
     /// is refused: models share one `SharedRegion` between their threads.
     #[cfg(loom)]
@@ -162,6 +194,7 @@ impl SharedRegion {
         ))
     }
 
+    #[cfg(not(miri))]
     fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
         // SAFETY: a fresh mapping (null hint, no MAP_FIXED) replaces nothing;
         // `fd` is a memfd of at least `len` bytes whose size is sealed, so
@@ -188,7 +221,13 @@ impl SharedRegion {
     }
 
     /// The memfd, to be duplicated into another process.
+    ///
+    /// # Panics
+    /// Under Miri, which has no memfd (see `create`).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        #[cfg(miri)]
+        panic!("a shared region under Miri is heap memory with no descriptor");
+        #[cfg(not(miri))]
         self.fd.as_fd()
     }
 
@@ -424,7 +463,23 @@ impl<T: Pod, G> std::ops::DerefMut for LockedSlice<'_, T, G> {
     }
 }
 
+/// The heap layout of a region under Miri: page-aligned like a mapping.
+#[cfg(miri)]
+fn miri_layout(len: usize) -> io::Result<std::alloc::Layout> {
+    std::alloc::Layout::from_size_align(len, 4096).map_err(io::Error::other)
+}
+
 impl Drop for SharedRegion {
+    #[cfg(miri)]
+    fn drop(&mut self) {
+        if let Ok(layout) = miri_layout(self.len) {
+            // SAFETY: `ptr` was allocated in `create` with this layout, and
+            // no reference into it outlives `&self`.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) };
+        }
+    }
+
+    #[cfg(not(miri))]
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, and no
         // reference into it outlives `&self` (accessors borrow `self`).
@@ -438,6 +493,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn two_mappings_share_memory() {
         let a = SharedRegion::create("test", 4096).unwrap();
         let b = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 64).unwrap();
@@ -454,6 +510,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn too_small_or_foreign_is_refused() {
         let a = SharedRegion::create("test", 64).unwrap();
         let err = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 128).unwrap_err();
@@ -467,6 +524,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn size_is_sealed() {
         let a = SharedRegion::create("test", 4096).unwrap();
         assert!(rustix::fs::ftruncate(a.fd(), 16).is_err());

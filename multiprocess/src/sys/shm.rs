@@ -24,7 +24,9 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+#[cfg(not(miri))]
+use std::os::fd::AsFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -32,10 +34,13 @@ use super::atomic::{AtomicU32, AtomicU64};
 
 use bytemuck::Pod;
 
+#[cfg(not(miri))]
 use rustix::fs::{MemfdFlags, SealFlags};
+#[cfg(not(miri))]
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// The seals every region carries.
+#[cfg(not(miri))]
 fn size_seals() -> SealFlags {
     SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
 }

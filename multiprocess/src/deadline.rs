@@ -9,6 +9,7 @@ pub(crate) fn after(timeout: Duration) -> Option<Instant> {
 }
 
 /// Time left until `deadline` (zero once passed); `None` means forever.
+#[cfg_attr(loom, allow(dead_code))] // the futex model ignores deadlines
 pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }

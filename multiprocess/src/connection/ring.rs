@@ -51,7 +51,9 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::fence;
 use std::time::Instant;
 
 use crate::sys::futex;
@@ -404,6 +406,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "the two sides map one memfd twice; Miri has no memfd or mmap"
+    )]
     fn records_wrap_around_and_keep_order() {
         let (a, b) = Rings::pair().unwrap();
         let mut out = Vec::new();
@@ -424,6 +430,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "the two sides map one memfd twice; Miri has no memfd or mmap"
+    )]
     fn a_region_that_is_not_a_connection_is_refused() {
         let region = SharedRegion::create("x", TOTAL).unwrap();
         let err = Rings::from_fd(region.fd().try_clone_to_owned().unwrap(), 0).unwrap_err();

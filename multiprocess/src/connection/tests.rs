@@ -44,6 +44,10 @@ struct Job {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn round_trips_several_types() {
     let (a, b) = Pipe::new::<u32, u32>().unwrap();
     a.send(u32::MAX).unwrap();
@@ -104,6 +108,10 @@ fn round_trips_several_types() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn zero_length_messages_are_preserved_in_sequence() {
     let (a, b) = Pipe::new::<(), ()>().unwrap();
     a.send_bytes(b"").unwrap();
@@ -121,6 +129,10 @@ fn zero_length_messages_are_preserved_in_sequence() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn consecutive_messages_never_merge() {
     let (a, b) = Pipe::new::<String, String>().unwrap();
     for m in ["one", "two", "three"] {
@@ -146,6 +158,10 @@ fn consecutive_messages_never_merge() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn poll_waits_and_never_consumes() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     assert!(!b.poll(Some(Duration::ZERO)).unwrap());
@@ -184,6 +200,10 @@ fn poll_waits_and_never_consumes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn timeout_mid_message_resumes() {
     let (a, b) = Pipe::new::<String, String>().unwrap();
     let (payload, fds) = handle::encode(&"a message cut in the middle".to_string()).unwrap();
@@ -225,6 +245,10 @@ fn timeout_mid_message_resumes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn timeout_mid_large_message_resumes() {
     // A payload larger than the receive buffer takes the direct-read path.
     let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
@@ -260,6 +284,10 @@ fn timeout_mid_large_message_resumes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn recv_after_peer_drop_is_disconnected() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     a.send(1).unwrap();
@@ -276,6 +304,10 @@ fn recv_after_peer_drop_is_disconnected() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn peer_closing_mid_message_is_disconnected() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     let header = Header {
@@ -295,6 +327,10 @@ fn peer_closing_mid_message_is_disconnected() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn send_after_peer_drop_hands_value_back() {
     let (a, b) = Pipe::new::<Vec<String>, ()>().unwrap();
     drop(b);
@@ -308,6 +344,10 @@ fn send_after_peer_drop_hands_value_back() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn wrong_type_names_expected_type_and_stream_stays_in_sync() {
     let (a, b) = Pipe::new::<String, String>().unwrap();
     a.send("not a number".into()).unwrap();
@@ -330,6 +370,10 @@ fn wrong_type_names_expected_type_and_stream_stays_in_sync() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn raw_bytes_received_as_typed_is_an_error_and_vice_versa() {
     let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
     a.send_bytes(&[1, 2, 3]).unwrap();
@@ -350,6 +394,10 @@ fn raw_bytes_received_as_typed_is_an_error_and_vice_versa() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn undecodable_payload_is_an_error_naming_the_type() {
     let (a, b) = Pipe::new::<bool, bool>().unwrap();
     // Right tag, but 7 is not a valid postcard bool.
@@ -370,6 +418,10 @@ fn undecodable_payload_is_an_error_naming_the_type() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn oversized_send_hands_value_back() {
     let (a, b) = Pipe::new::<String, String>().unwrap();
     a.set_max_message_size(16);
@@ -393,6 +445,10 @@ fn oversized_send_hands_value_back() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn oversized_incoming_is_discarded_and_next_message_arrives() {
     let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
     b.set_max_message_size(1000);
@@ -430,6 +486,10 @@ fn oversized_incoming_is_discarded_and_next_message_arrives() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn connection_sent_over_connection_works_and_senders_copy_is_closed() {
     let (a, b) = Pipe::new::<Connection<u32>, Connection<u32>>().unwrap();
     let (c1, c2) = Pipe::new::<u32, u32>().unwrap();
@@ -448,6 +508,10 @@ fn connection_sent_over_connection_works_and_senders_copy_is_closed() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn several_handles_in_one_message_from_a_thread() {
     type Msg = (String, Vec<Connection<u8>>);
     let (a, b) = Pipe::new::<Msg, Msg>().unwrap();
@@ -478,6 +542,10 @@ fn several_handles_in_one_message_from_a_thread() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn many_messages_with_handles_keep_their_descriptors_in_order() {
     // Frames with descriptors interleaved with plain frames, all written
     // before the first receive, so single recvmsg calls span several frames
@@ -512,6 +580,10 @@ fn many_messages_with_handles_keep_their_descriptors_in_order() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn bad_handle_index_is_an_error_not_a_panic() {
     let (a, b) = Pipe::new::<Connection<u8>, Connection<u8>>().unwrap();
     let (c1, _c2) = Pipe::new::<u8, u8>().unwrap();
@@ -536,6 +608,10 @@ fn bad_handle_index_is_an_error_not_a_panic() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn header_announcing_missing_descriptors_breaks_the_connection() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     let header = Header {
@@ -554,6 +630,10 @@ fn header_announcing_missing_descriptors_breaks_the_connection() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn big_message_round_trip_256_mib() {
     const SIZE: usize = 256 << 20;
     let (a, b) = Pipe::new::<(), ()>().unwrap();
@@ -578,6 +658,10 @@ fn big_message_round_trip_256_mib() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn large_and_small_typed_messages_interleave() {
     let (a, b) = Pipe::new::<Vec<u64>, Vec<u64>>().unwrap();
     let sizes = [0usize, 1, 8191, 8192, 100_000, 3, 500_000, 7, 65_536];
@@ -596,6 +680,10 @@ fn large_and_small_typed_messages_interleave() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn simplex_directions() {
     let (reader, writer) = Pipe::simplex::<String>().unwrap();
     writer.send("down".into()).unwrap();
@@ -624,6 +712,10 @@ fn simplex_directions() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn one_thread_sends_while_another_receives() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Connection<String, Vec<u8>>>();
@@ -654,6 +746,10 @@ fn one_thread_sends_while_another_receives() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn serializing_a_connection_needs_multiprocess_and_no_buffered_data() {
     let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
     assert!(postcard::to_stdvec(&a).is_err());
@@ -679,6 +775,10 @@ fn serializing_a_connection_needs_multiprocess_and_no_buffered_data() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn error_messages_are_lowercase_without_period() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     let e1 = b.recv_timeout(Duration::ZERO).unwrap_err().to_string();
@@ -778,6 +878,10 @@ fn bench_raw_socket_round_trip() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a Connection needs socketpair with SCM_RIGHTS and a shared memfd; Miri emulates neither"
+)]
 fn steady_state_send_and_recv_do_not_allocate() {
     use crate::sys::count_alloc::allocations;
     #[derive(Serialize, Deserialize, PartialEq, Debug)]

@@ -248,7 +248,7 @@ impl Progress {
 
     /// The position word alone, for the later calls of a chunk whose number
     /// [`start`](Self::start) recorded: one store per call.
-    pub(crate) fn index_word(&self) -> &std::sync::atomic::AtomicU64 {
+    pub(crate) fn index_word(&self) -> &crate::sys::atomic::AtomicU64 {
         self.0.atomic_u64(INDEX)
     }
 

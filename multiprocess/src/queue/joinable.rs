@@ -47,7 +47,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -738,6 +740,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_slot_is_released() {
         let q = JoinableQueue::<u8>::new().unwrap();
         let dead = crate::sync::raw_lock::tests::dead_pid();
@@ -769,6 +775,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn plain_and_joinable_descriptors_are_not_mixed() {
         let q = JoinableQueue::<u8>::new().unwrap();
         let fd = q.queue.ring.fd().try_clone_to_owned().unwrap();

@@ -85,10 +85,11 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sync::raw_lock::{Acquired, RawLock, SLICE, Spin};
+use crate::sys::atomic::AtomicU64;
 use crate::sys::futex;
 use crate::sys::pid::{current_pid, is_alive};
 use crate::sys::shm::SharedRegion;
@@ -142,7 +143,11 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 const CNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
 /// Smallest and largest ring capacities (bytes). The largest keeps positions
 /// unambiguous modulo 2^36 and item counts (≤ capacity / 8) below 2^28.
+#[cfg(not(loom))]
 pub(crate) const MIN_CAPACITY: usize = 1024;
+/// Under loom, tiny rings, so a few items wrap around and fill them.
+#[cfg(loom)]
+pub(crate) const MIN_CAPACITY: usize = 64;
 /// See [`MIN_CAPACITY`].
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 
@@ -953,5 +958,158 @@ impl Ring {
             }
             let _ = chunks;
         }
+    }
+}
+
+/// Loom models of the ring (`scripts/loom.sh`): the real [`Ring`] with
+/// threads as processes (see `sys/model.rs`). loom explores every
+/// interleaving of the put/get locks, the `tail`/`head` publication and the
+/// eventcount, checks each byte copy against a racing copy of the same bytes,
+/// and reports a sleeper nobody wakes as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::sys::model;
+    use loom::sync::Arc;
+
+    /// An item naming its producer and its sequence number, `len` bytes.
+    fn item(producer: u8, seq: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![producer.wrapping_mul(16).wrapping_add(seq); len];
+        v[0] = producer;
+        v[len - 1] = seq;
+        v
+    }
+
+    fn put(ring: &Ring, bytes: &[u8]) {
+        ring.put(Msg::whole(bytes), None, None).unwrap();
+    }
+
+    fn get(ring: &Ring) -> Vec<u8> {
+        let mut out = Vec::new();
+        ring.get(&mut out, false, None, None).unwrap();
+        out
+    }
+
+    fn ring(capacity: usize, maxsize: usize) -> Arc<Ring> {
+        Arc::new(Ring::create(capacity, maxsize, 0, KIND_PLAIN).unwrap())
+    }
+
+    /// Two producers, one consumer: every item arrives exactly once, each
+    /// producer's items in order, intact.
+    #[test]
+    fn two_producers_one_consumer_exactly_once_in_order() {
+        model::check(2, || {
+            let ring = ring(MIN_CAPACITY, 0);
+            let producers: Vec<_> = [2u8, 3]
+                .into_iter()
+                .map(|p| {
+                    let ring = ring.clone();
+                    model::spawn(u32::from(p), move || {
+                        put(&ring, &item(p, 0, 5));
+                        put(&ring, &item(p, 1, 5));
+                    })
+                })
+                .collect();
+            let mut next = [0u8; 2];
+            for _ in 0..4 {
+                let got = get(&ring);
+                let p = got[0];
+                assert!(p == 2 || p == 3, "{got:?}");
+                let seq = next[usize::from(p - 2)];
+                assert_eq!(got, item(p, seq, 5), "producer {p} out of order");
+                next[usize::from(p - 2)] += 1;
+            }
+            for t in producers {
+                t.join().unwrap();
+            }
+            assert_eq!(next, [2, 2]);
+            assert_eq!(ring.len(), 0);
+        });
+    }
+
+    /// A 64-byte ring and records of 16 and 32 bytes: positions wrap, and a
+    /// payload is split across the end of the ring.
+    #[test]
+    fn wraparound_in_a_tiny_ring() {
+        model::check(2, || {
+            let ring = ring(MIN_CAPACITY, 0);
+            let lens = [8usize, 20, 8, 20, 20];
+            let producer = {
+                let ring = ring.clone();
+                model::spawn(2, move || {
+                    for (seq, len) in lens.into_iter().enumerate() {
+                        put(&ring, &item(2, seq as u8, len));
+                    }
+                })
+            };
+            for (seq, len) in lens.into_iter().enumerate() {
+                assert_eq!(get(&ring), item(2, seq as u8, len));
+            }
+            producer.join().unwrap();
+        });
+    }
+
+    /// An item larger than the whole ring streams through in chunks while
+    /// the consumer drains it: producer and consumer each wait for the
+    /// other, in turn, and neither wake-up may be lost.
+    #[test]
+    fn item_larger_than_the_ring_streams_through() {
+        model::check(2, || {
+            let ring = ring(MIN_CAPACITY, 0);
+            let big = item(2, 7, 150);
+            let producer = {
+                let (ring, big) = (ring.clone(), big.clone());
+                model::spawn(2, move || put(&ring, &big))
+            };
+            assert_eq!(get(&ring), big);
+            producer.join().unwrap();
+        });
+    }
+
+    /// `maxsize` 1: the producer blocks while the queue is full, the
+    /// consumer while it is empty; each side's progress must wake the other.
+    #[test]
+    fn full_and_empty_block_and_wake() {
+        model::check(3, || {
+            let ring = ring(MIN_CAPACITY, 1);
+            let producer = {
+                let ring = ring.clone();
+                model::spawn(2, move || {
+                    for seq in 0..3 {
+                        put(&ring, &item(2, seq, 3));
+                    }
+                })
+            };
+            for seq in 0..3 {
+                assert_eq!(get(&ring), item(2, seq, 3));
+            }
+            producer.join().unwrap();
+        });
+    }
+
+    /// Two consumers, one producer: each item goes to exactly one consumer.
+    #[test]
+    fn two_consumers_take_each_item_once() {
+        model::check(2, || {
+            let ring = ring(MIN_CAPACITY, 0);
+            let consumers: Vec<_> = [3u32, 4]
+                .into_iter()
+                .map(|pid| {
+                    let ring = ring.clone();
+                    model::spawn(pid, move || get(&ring))
+                })
+                .collect();
+            let producer = {
+                let ring = ring.clone();
+                model::spawn(2, move || {
+                    put(&ring, &item(2, 0, 4));
+                    put(&ring, &item(2, 1, 4));
+                })
+            };
+            producer.join().unwrap();
+            let mut got: Vec<_> = consumers.into_iter().map(|t| t.join().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, [item(2, 0, 4), item(2, 1, 4)]);
+        });
     }
 }

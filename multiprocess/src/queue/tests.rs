@@ -10,7 +10,13 @@ use std::sync::atomic::Ordering;
 const T10: Duration = Duration::from_secs(10);
 
 /// Another mapping of the same queue, as a child process would have.
+/// A second mapping of the queue, as another process would have. Under
+/// Miri, which cannot map a memfd twice, a clone sharing this mapping (the
+/// ring code under test is the same; only `from_fd` is skipped).
 fn remap<T: Serialize + DeserializeOwned + 'static>(q: &Queue<T>) -> Queue<T> {
+    #[cfg(miri)]
+    return q.clone();
+    #[cfg(not(miri))]
     Queue::from_fd(q.ring.fd().try_clone_to_owned().unwrap()).unwrap()
 }
 
@@ -20,6 +26,13 @@ fn small<T: Serialize + DeserializeOwned + 'static>(cap: usize) -> Queue<T> {
 
 fn encoded<T: Serialize>(v: &T) -> Vec<u8> {
     handle::encode(v).unwrap().0
+}
+
+/// Item counts and byte sizes: Miri interprets every instruction, so its
+/// runs use 1/64 (a ring of 64 KiB becomes 1 KiB, a 1 MiB item 16 KiB:
+/// still larger than the ring, still wrapping).
+fn scaled(n: usize) -> usize {
+    if cfg!(miri) { (n / 64).max(2) } else { n }
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
@@ -32,12 +45,13 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 fn fifo_and_sizes() {
     let q = Queue::new().unwrap();
     assert!(q.is_empty() && !q.is_full() && q.maxsize().is_none());
-    for i in 0..1000u32 {
+    let n = scaled(1000) as u32;
+    for i in 0..n {
         q.put(i).unwrap();
     }
-    assert_eq!(q.qsize(), 1000);
+    assert_eq!(q.qsize(), n as usize);
     let other = remap(&q);
-    for i in 0..1000u32 {
+    for i in 0..n {
         assert_eq!(other.get_timeout(T10).unwrap(), i);
     }
     assert!(q.is_empty());
@@ -50,11 +64,11 @@ fn many_small_items_wrap_the_ring() {
     let q: Queue<String> = small(1024);
     let c = remap(&q);
     let h = std::thread::spawn(move || {
-        for i in 0..5000 {
+        for i in 0..scaled(5000) {
             q.put_timeout("x".repeat(i % 100), T10).unwrap();
         }
     });
-    for i in 0..5000 {
+    for i in 0..scaled(5000) {
         assert_eq!(c.get_timeout(T10).unwrap(), "x".repeat(i % 100));
     }
     h.join().unwrap();
@@ -64,13 +78,13 @@ fn many_small_items_wrap_the_ring() {
 fn mpmc_exactly_once() {
     const PRODUCERS: u64 = 3;
     const CONSUMERS: usize = 3;
-    const EACH: u64 = 20_000;
+    let each = scaled(20_000) as u64;
     let q: Queue<(u64, u64)> = small(4096);
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let q = if p % 2 == 0 { q.clone() } else { remap(&q) };
             std::thread::spawn(move || {
-                for i in 0..EACH {
+                for i in 0..each {
                     q.put_timeout((p, i), T10).expect("put wedged");
                 }
             })
@@ -104,7 +118,7 @@ fn mpmc_exactly_once() {
             *counts.entry((p, i)).or_default() += 1;
         }
     }
-    assert_eq!(counts.len() as u64, PRODUCERS * EACH, "items lost");
+    assert_eq!(counts.len() as u64, PRODUCERS * each, "items lost");
     assert!(counts.values().all(|&n| n == 1), "items duplicated");
     assert!(q.is_empty());
 }
@@ -161,7 +175,7 @@ fn blocked_put_resumes_when_room_appears() {
 
 #[test]
 fn items_larger_than_the_ring_stream_through() {
-    let q: Queue<Vec<u8>> = small(64 * 1024);
+    let q: Queue<Vec<u8>> = small(scaled(64 * 1024));
     let c = remap(&q);
     let consumer = std::thread::spawn(move || {
         (0..4)
@@ -169,12 +183,12 @@ fn items_larger_than_the_ring_stream_through() {
             .collect::<Vec<_>>()
     });
     for seed in 0..4u8 {
-        q.put_timeout(pattern(seed, 1 << 20), T10).unwrap();
+        q.put_timeout(pattern(seed, scaled(1 << 20)), T10).unwrap();
     }
     let got = consumer.join().unwrap();
     for (seed, item) in got.iter().enumerate() {
         assert!(
-            *item == pattern(seed as u8, 1 << 20),
+            *item == pattern(seed as u8, scaled(1 << 20)),
             "item {seed} corrupted"
         );
     }
@@ -195,9 +209,9 @@ fn try_put_of_an_item_that_does_not_fit_is_full_not_partial() {
 #[test]
 fn put_timeout_mid_item_aborts_cleanly() {
     // Nobody drains: the item is started, then abandoned at the deadline.
-    let q: Queue<Vec<u8>> = small(64 * 1024);
+    let q: Queue<Vec<u8>> = small(scaled(64 * 1024));
     let err = q
-        .put_timeout(pattern(1, 1 << 20), Duration::from_millis(100))
+        .put_timeout(pattern(1, scaled(1 << 20)), Duration::from_millis(100))
         .unwrap_err();
     assert!(matches!(err, PutTimeoutError::Timeout(_)));
     // The partial first chunk fills the ring until a consumer drains it.
@@ -210,6 +224,10 @@ fn put_timeout_mid_item_aborts_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+)]
 fn consumer_dying_mid_item_leaves_queue_working() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
     q.ring.hooks.dead_pid.store(dead_pid(), Ordering::Relaxed);
@@ -239,6 +257,10 @@ fn consumer_dying_mid_item_leaves_queue_working() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+)]
 fn producer_dying_mid_item_then_new_producer() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
     q.ring.hooks.dead_pid.store(dead_pid(), Ordering::Relaxed);
@@ -262,6 +284,10 @@ fn producer_dying_mid_item_then_new_producer() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+)]
 fn consumer_drops_partial_item_of_a_dead_writer() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
     let dead = dead_pid();
@@ -288,6 +314,10 @@ fn consumer_drops_partial_item_of_a_dead_writer() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+)]
 fn wrong_item_type_is_refused() {
     let q: Queue<u64> = Queue::new().unwrap();
     let (bytes, fds) = handle::encode(&q).unwrap();
@@ -301,6 +331,10 @@ fn wrong_item_type_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+)]
 fn travels_as_a_handle() {
     let q: Queue<u64> = Queue::new().unwrap();
     let (bytes, fds) = handle::encode(&q).unwrap();
@@ -310,6 +344,10 @@ fn travels_as_a_handle() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+)]
 fn handles_inside_items_are_refused() {
     let q: Queue<(u32, Option<Lock>)> = Queue::new().unwrap();
     q.put((1, None)).unwrap();
@@ -364,6 +402,10 @@ fn bad_capacity_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "measures the thread CPU-time clock, which Miri does not provide"
+)]
 fn idle_consumer_sleeps() {
     // A blocked get must sleep, not spin: CPU time of this thread stays tiny.
     let q: Queue<u8> = Queue::new().unwrap();
@@ -437,10 +479,11 @@ fn byte_items_are_written_as_postcard_writes_them() {
 #[test]
 fn byte_items_round_trip_whole_and_chunked() {
     // A 64 KiB ring: the larger items stream through in chunks.
-    let q: Queue<Vec<u8>> = small(64 * 1024);
-    let s: Queue<String> = small(64 * 1024);
+    let q: Queue<Vec<u8>> = small(scaled(64 * 1024));
+    let s: Queue<String> = small(scaled(64 * 1024));
     let (qc, sc) = (remap(&q), remap(&s));
-    let lens = [0usize, 1, 127, 128, 1000, 16_384, 65_536, 300_000];
+    let lens = [0usize, 1, 127, 128, 1000, 16_384, 65_536, 300_000]
+        .map(|l| if l > 1000 { scaled(l) } else { l });
     let h = std::thread::spawn(move || {
         for (i, &len) in lens.iter().enumerate() {
             q.put_timeout(pattern(i as u8, len), T10).unwrap();
@@ -479,6 +522,10 @@ fn malformed_byte_items_are_decode_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+)]
 fn put_inside_an_encode_still_refuses_handles() {
     // A Serialize impl that puts into a queue while multiprocess is encoding
     // a value with a side table: the plain path must not use that table.
@@ -507,7 +554,7 @@ fn fixed_size_items_allocate_nothing_in_steady_state() {
     q.put((0, 0)).unwrap();
     c.get().unwrap();
     let before = allocations();
-    for i in 0..10_000u64 {
+    for i in 0..scaled(10_000) as u64 {
         q.put((i, i as u32)).unwrap();
         assert_eq!(c.get().unwrap(), (i, i as u32));
     }

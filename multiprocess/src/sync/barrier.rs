@@ -43,12 +43,13 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::raw_lock::{Acquired, RawLock, SLICE, Spin};
 use super::shared::{self, shared_handle};
 use crate::deadline;
+use crate::sys::atomic::{AtomicU32, AtomicU64};
 use crate::sys::code;
 use crate::sys::futex;
 use crate::sys::pid::{current_pid, is_alive};
@@ -694,6 +695,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a barrier action needs the executable's identity (stat); Miri has no stat64"
+    )]
     fn threads_pass_in_lock_step_with_one_action_per_pass() {
         let b = Barrier::builder(4).action(count_action).build().unwrap();
         let hs: Vec<_> = (0..4)
@@ -757,6 +762,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a barrier action needs the executable's identity (stat); Miri has no stat64"
+    )]
     fn a_panicking_action_breaks_it_and_the_panic_continues() {
         let b = Barrier::builder(2).action(failing_action).build().unwrap();
         let b2 = b.clone();
@@ -772,6 +781,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_arrival_breaks_it() {
         let b = Barrier::new(3).unwrap();
         // Plant an arrival by a dead process.
@@ -789,6 +802,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn travels_as_a_handle() {
         let b = Barrier::new(2).unwrap();
         let (bytes, fds) = handle::encode(&b).unwrap();
@@ -796,5 +813,60 @@ mod tests {
         back.abort();
         assert!(b.is_broken());
         assert!(Barrier::new(0).is_err());
+    }
+}
+
+/// Loom models of the barrier (`scripts/loom.sh`): the real [`Barrier`]
+/// with threads as processes (see `sys/model.rs`). A participant left
+/// asleep after the last arrival is a loom deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::sys::model;
+
+    /// Two parties, two passes: every pass hands out indices 0 and 1 once
+    /// each, and the second pass reuses the barrier.
+    #[test]
+    fn two_parties_pass_twice() {
+        model::check(2, || {
+            let barrier = Barrier::new(2).unwrap();
+            let t = {
+                let barrier = barrier.clone();
+                model::spawn(2, move || {
+                    [barrier.wait().unwrap(), barrier.wait().unwrap()]
+                })
+            };
+            let mine = [barrier.wait().unwrap(), barrier.wait().unwrap()];
+            let theirs = t.join().unwrap();
+            for pass in 0..2 {
+                let mut got = [mine[pass], theirs[pass]];
+                got.sort_unstable();
+                assert_eq!(got, [0, 1], "pass {pass}");
+            }
+            assert!(!barrier.is_broken());
+            assert_eq!(barrier.n_waiting(), 0);
+        });
+    }
+
+    /// Three parties, one pass: all return together with distinct
+    /// indices, exactly one of them 0.
+    #[test]
+    fn three_parties_pass_together() {
+        model::check(2, || {
+            let barrier = Barrier::new(3).unwrap();
+            let ts: Vec<_> = [2, 3]
+                .into_iter()
+                .map(|pid| {
+                    let barrier = barrier.clone();
+                    model::spawn(pid, move || barrier.wait().unwrap())
+                })
+                .collect();
+            let mut got = vec![barrier.wait().unwrap()];
+            for t in ts {
+                got.push(t.join().unwrap());
+            }
+            got.sort_unstable();
+            assert_eq!(got, [0, 1, 2]);
+        });
     }
 }

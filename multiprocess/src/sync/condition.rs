@@ -50,7 +50,9 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sys::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -674,6 +676,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_waiter_is_skipped() {
         let cond = Condition::new().unwrap();
         {
@@ -712,6 +718,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "needs sub-millisecond timeouts to race with notifies; under Miri's slow interpretation they always expire first"
+    )]
     fn notify_counts_match_wakeups_under_racing_timeouts() {
         // Waiters time out while notifiers run: every notify a notifier
         // counted must be a wait that returned true, and vice versa.
@@ -746,6 +756,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn travels_as_a_handle() {
         let cond = Condition::new().unwrap();
         let (bytes, fds) = handle::encode(&cond).unwrap();

@@ -34,11 +34,12 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::shared::{self, shared_handle};
 use crate::deadline;
+use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
 use crate::sys::sched;
 use crate::sys::shm::SharedRegion;
@@ -294,6 +295,10 @@ impl Event {
 /// Spins until `state` has `SET` (true) or `spin_end` passes (false),
 /// yielding now and then so a setter queued on this CPU can run.
 fn spin_until_set(state: &AtomicU32, spin_end: Option<Instant>) -> bool {
+    // Spinning is a speed policy; a model checks one look and the sleep.
+    if cfg!(loom) {
+        return state.load(Ordering::Acquire) & SET != 0;
+    }
     let mut i: u32 = 0;
     loop {
         if state.load(Ordering::Acquire) & SET != 0 {
@@ -377,6 +382,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn travels_as_a_handle() {
         let e = Event::new().unwrap();
         let (bytes, fds) = handle::encode(&e).unwrap();
@@ -389,5 +398,76 @@ mod tests {
             err.to_string().contains("not a multiprocess Event"),
             "{err}"
         );
+    }
+}
+
+/// Loom models of the event word (`scripts/loom.sh`): the real [`Event`]
+/// with threads as processes (see `sys/model.rs`). A waiter left asleep
+/// after the final `set` is a loom deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::sys::model;
+
+    /// Two waiters, one set: both wake, whether they sleep before the set,
+    /// after it, or while it runs.
+    #[test]
+    fn set_wakes_every_waiter() {
+        model::check(3, || {
+            let event = Event::new().unwrap();
+            let ts: Vec<_> = [2, 3]
+                .into_iter()
+                .map(|pid| {
+                    let event = event.clone();
+                    model::spawn(pid, move || event.wait())
+                })
+                .collect();
+            event.set();
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert!(event.is_set());
+        });
+    }
+
+    /// set, clear, set against a waiter: the clear may make it sleep again,
+    /// but the second set must wake it; the flag ends set.
+    #[test]
+    fn set_clear_set_leaves_no_sleeper() {
+        model::check(3, || {
+            let event = Event::new().unwrap();
+            let t = {
+                let event = event.clone();
+                model::spawn(2, move || event.wait())
+            };
+            event.set();
+            event.clear();
+            event.set();
+            t.join().unwrap();
+            assert!(event.is_set());
+        });
+    }
+
+    /// A clear racing with a set and a sleeper must not drop the sleeper's
+    /// `SLEEPERS` bit: a set after the clear then still wakes it (else the
+    /// set's "already set, nobody asleep" early return would skip the wake).
+    #[test]
+    fn clear_keeps_the_sleepers_bit() {
+        model::check(2, || {
+            let event = Event::new().unwrap();
+            let waiter = {
+                let event = event.clone();
+                model::spawn(2, move || event.wait())
+            };
+            let clearer = {
+                let event = event.clone();
+                model::spawn(3, move || event.clear())
+            };
+            event.set();
+            clearer.join().unwrap();
+            event.set();
+            waiter.join().unwrap();
+            assert!(event.is_set());
+        });
     }
 }

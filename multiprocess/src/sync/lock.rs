@@ -266,6 +266,10 @@ mod tests {
     use std::time::Instant;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn mutual_exclusion_across_threads() {
         let lock = Lock::new().unwrap();
         // A non-atomic read-modify-write in shared memory, guarded by the lock;
@@ -336,6 +340,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_owner_is_taken_over_within_a_second() {
         let lock = Lock::new().unwrap();
         let pid = dead_pid();
@@ -353,6 +361,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn dead_owner_blocking_acquire() {
         let lock = Lock::new().unwrap();
         lock.raw_for_test()
@@ -370,6 +382,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn travels_as_a_handle() {
         let lock = Lock::new().unwrap();
         let (bytes, fds) = handle::encode(&lock).unwrap();
@@ -381,6 +397,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "passes a region's descriptor; under Miri a region is heap memory with none"
+    )]
     fn wrong_descriptor_is_refused() {
         let region = SharedRegion::create("not-a-lock", 64).unwrap();
         let err = Lock::from_fd(region.fd().try_clone_to_owned().unwrap()).unwrap_err();

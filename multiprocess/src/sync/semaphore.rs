@@ -49,12 +49,13 @@ use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::raw_lock::{SLICE, Spin};
 use super::shared::{self, shared_handle};
 use crate::deadline;
+use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
 use crate::sys::pid::{current_pid, is_alive};
 use crate::sys::shm::SharedRegion;
@@ -631,6 +632,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a dead pid needs a child process (posix_spawn), and liveness needs kill(2); Miri emulates neither"
+    )]
     fn guarded_permits_of_a_dead_holder_come_back() {
         let s = Semaphore::new(3).unwrap();
         let kept = s.acquire();
@@ -687,5 +692,85 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(s.value(), 3);
+    }
+}
+
+/// Loom models of the semaphore count (`scripts/loom.sh`): the real
+/// [`RawSemaphore`] with threads as processes (see `sys/model.rs`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::sync::raw_lock::loom_models::Guarded;
+    use crate::sys::model;
+
+    /// A binary semaphore excludes: the protected count is never lost, the
+    /// value never exceeds its bound (a decrement below zero would wrap to
+    /// `u32::MAX`) and is 0 while a permit is out; every release wakes a
+    /// sleeper (else loom reports a deadlock).
+    #[test]
+    fn permits_exclude_and_never_go_negative() {
+        model::check(2, || {
+            let sem = RawSemaphore::new(1, u32::MAX).unwrap();
+            let g = Guarded::new();
+            let enter = |sem: &RawSemaphore, g: &Guarded| {
+                assert!(sem.acquire(None));
+                assert_eq!(sem.value(), 0);
+                g.bump();
+                sem.release().unwrap();
+                assert!(sem.value() <= 1);
+            };
+            let ts: Vec<_> = [2, 3]
+                .into_iter()
+                .map(|pid| {
+                    let (sem, g) = (sem.clone(), g.clone());
+                    model::spawn(pid, move || enter(&sem, &g))
+                })
+                .collect();
+            enter(&sem, &g);
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert_eq!(g.count(), 3);
+            assert_eq!(sem.value(), 1);
+        });
+    }
+
+    /// Two sleepers and two releases of one permit each: each release's
+    /// single wake must reach a sleeper, so both return.
+    #[test]
+    fn each_release_wakes_a_sleeper() {
+        model::check(3, || {
+            let sem = RawSemaphore::new(0, u32::MAX).unwrap();
+            let ts: Vec<_> = [2, 3]
+                .into_iter()
+                .map(|pid| {
+                    let sem = sem.clone();
+                    model::spawn(pid, move || assert!(sem.acquire(None)))
+                })
+                .collect();
+            sem.release().unwrap();
+            sem.release().unwrap();
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert_eq!(sem.value(), 0);
+        });
+    }
+
+    /// A bounded semaphore refuses the release past its bound, racing or
+    /// not.
+    #[test]
+    fn bound_holds_under_racing_releases() {
+        model::check(3, || {
+            let sem = RawSemaphore::new(1, 2).unwrap();
+            let t = {
+                let sem = sem.clone();
+                model::spawn(2, move || sem.release().is_ok())
+            };
+            let mine = sem.release().is_ok();
+            let theirs = t.join().unwrap();
+            assert!(mine != theirs, "exactly one release fits");
+            assert_eq!(sem.value(), 2);
+        });
     }
 }

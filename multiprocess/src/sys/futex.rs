@@ -14,10 +14,12 @@
 //! - Ulrich Drepper, "Futexes Are Tricky" (2011)
 
 use std::io;
-use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
+#[cfg(not(loom))]
 use rustix::thread::futex::{self, Flags};
+
+use super::atomic::AtomicU32;
 
 /// Sleeps while `*word == expected`, until woken, interrupted, or `deadline`
 /// passes (`None`: no deadline).
@@ -29,6 +31,7 @@ use rustix::thread::futex::{self, Flags};
 /// # Errors
 /// Only errors the kernel should never give for a valid, mapped, aligned word
 /// (`EFAULT`, `EINVAL`, `ENOSYS`).
+#[cfg(not(loom))]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> io::Result<()> {
     let timeout = match crate::deadline::remaining(deadline) {
         None => None,
@@ -51,9 +54,24 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
 
 /// Wakes up to `n` waiters sleeping on `word` in any process; returns how many
 /// were woken. A kernel error (impossible for a valid word) counts as zero.
+#[cfg(not(loom))]
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32);
     futex::wake(word, Flags::empty(), n).unwrap_or(0)
+}
+
+/// The loom model of [`wait`] (see `sys/model.rs`): the deadline is ignored,
+/// since time does not pass in a model.
+#[cfg(loom)]
+pub(crate) fn wait(word: &AtomicU32, expected: u32, _deadline: Option<Instant>) -> io::Result<()> {
+    word.futex().wait(word, expected);
+    Ok(())
+}
+
+/// The loom model of [`wake`].
+#[cfg(loom)]
+pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+    word.futex().wake(word, n)
 }
 
 #[cfg(test)]

@@ -7,11 +7,14 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod abstract_socket;
+pub(crate) mod atomic;
 pub(crate) mod code;
 #[cfg(test)]
 pub(crate) mod count_alloc;
 pub(crate) mod fd;
 pub(crate) mod futex;
+#[cfg(loom)]
+pub(crate) mod model;
 pub(crate) mod pid;
 pub(crate) mod process;
 pub(crate) mod random;

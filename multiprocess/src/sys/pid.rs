@@ -10,6 +10,9 @@
 //! `fork()` does not run the handler and would keep the parent's pid; every
 //! start method of this crate goes through libc or `exec`.
 
+// Under loom and Miri the OS liveness probe is not used.
+#![cfg_attr(any(loom, miri), allow(dead_code))]
+
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -27,6 +30,7 @@ extern "C" fn refresh_in_child() {
 }
 
 /// The id of the calling process (cached; one relaxed load).
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn current_pid() -> u32 {
     match PID.load(Ordering::Relaxed) {
@@ -89,6 +93,7 @@ pub(crate) fn current_tid() -> u32 {
 /// process looks like the owner. Linux hands out pids in increasing order up
 /// to `pid_max` before wrapping, so this needs the pid space to wrap during
 /// the wait.
+#[cfg(not(any(loom, miri)))]
 pub(crate) fn is_alive(pid: u32) -> bool {
     let Some(p) = i32::try_from(pid)
         .ok()
@@ -100,6 +105,25 @@ pub(crate) fn is_alive(pid: u32) -> bool {
         Err(rustix::io::Errno::SRCH) => false,
         Ok(()) | Err(_) => !is_zombie(pid),
     }
+}
+
+/// The loom model's pid of the calling thread (see `sys/model.rs`).
+#[cfg(loom)]
+pub(crate) fn current_pid() -> u32 {
+    super::model::current_pid()
+}
+
+/// The loom model's liveness of a fake pid (see `sys/model.rs`).
+#[cfg(loom)]
+pub(crate) fn is_alive(pid: u32) -> bool {
+    super::model::is_alive(pid)
+}
+
+/// Under Miri, which has no `kill(2)` and cannot start processes, every pid
+/// a test can meet is a live one (the tests with dead pids are ignored).
+#[cfg(miri)]
+pub(crate) fn is_alive(pid: u32) -> bool {
+    pid != 0
 }
 
 /// Reads the state letter from `/proc/<pid>/stat` (the field after the last
@@ -126,6 +150,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "spawns a child process; Miri has no posix_spawn")]
     fn liveness() {
         assert!(is_alive(std::process::id()));
         assert!(!is_alive(0));

@@ -9,6 +9,10 @@
 /// - [`sched_getcpu(3)`](https://man7.org/linux/man-pages/man3/sched_getcpu.3.html)
 #[inline]
 pub(crate) fn current_cpu() -> usize {
+    // Models and Miri have no CPUs to report (Miri lacks sched_getcpu).
+    #[cfg(any(loom, miri))]
+    return 0;
+    #[cfg(not(any(loom, miri)))]
     rustix::thread::sched_getcpu()
 }
 
@@ -19,5 +23,8 @@ pub(crate) fn current_cpu() -> usize {
 /// - [`sched_yield(2)`](https://man7.org/linux/man-pages/man2/sched_yield.2.html)
 #[inline]
 pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
     rustix::thread::sched_yield();
 }

@@ -24,16 +24,23 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+#[cfg(not(miri))]
+use std::os::fd::AsFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::atomic::{AtomicU32, AtomicU64};
 
 use bytemuck::Pod;
 
+#[cfg(not(miri))]
 use rustix::fs::{MemfdFlags, SealFlags};
+#[cfg(not(miri))]
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// The seals every region carries.
+#[cfg(not(miri))]
 fn size_seals() -> SealFlags {
     SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
 }
@@ -43,7 +50,62 @@ fn size_seals() -> SealFlags {
 pub(crate) struct SharedRegion {
     ptr: NonNull<u8>,
     len: usize,
+    /// Under Miri there is no memfd: see [`create`](SharedRegion::create).
+    #[cfg(not(miri))]
     fd: OwnedFd,
+    /// Under loom: the region's words as loom objects (see [`Model`]).
+    #[cfg(loom)]
+    model: Model,
+}
+
+/// A region as loom sees it (`--cfg loom`): the bytes stay in the mapping,
+/// but every 4- and 8-byte word is a loom atomic (created up front, in the
+/// thread that creates the region, so every model thread happens-after),
+/// and byte copies are recorded on a loom cell per 8-byte granule, so loom
+/// reports a copy that races with another (records are 8-aligned, so two
+/// well-ordered records never share a granule).
+#[cfg(loom)]
+#[derive(Debug)]
+struct Model {
+    u32s: Box<[AtomicU32]>,
+    u64s: Box<[AtomicU64]>,
+    granules: Box<[loom::cell::UnsafeCell<()>]>,
+}
+
+// The cells only record accesses for loom; they hold no data to tear.
+#[cfg(loom)]
+impl std::panic::RefUnwindSafe for Model {}
+
+#[cfg(loom)]
+impl Model {
+    fn new(len: usize) -> Self {
+        let futex = std::sync::Arc::new(super::model::Futex::new());
+        Model {
+            u32s: (0..len / 4)
+                .map(|_| AtomicU32::in_region(0, futex.clone()))
+                .collect(),
+            u64s: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
+            granules: (0..len.div_ceil(8))
+                .map(|_| loom::cell::UnsafeCell::new(()))
+                .collect(),
+        }
+    }
+
+    fn wrote(&self, offset: usize, len: usize) {
+        if len > 0 {
+            for g in &self.granules[offset / 8..(offset + len).div_ceil(8)] {
+                g.with_mut(|_| ());
+            }
+        }
+    }
+
+    fn read(&self, offset: usize, len: usize) {
+        if len > 0 {
+            for g in &self.granules[offset / 8..(offset + len).div_ceil(8)] {
+                g.with(|_| ());
+            }
+        }
+    }
 }
 
 // SAFETY: the region is plain shared memory: the pointer stays valid for the
@@ -59,6 +121,7 @@ unsafe impl Sync for SharedRegion {}
 impl SharedRegion {
     /// Creates a zero-filled region of `len` bytes (`len > 0`). `name` only
     /// shows up in `/proc/<pid>/fd` and `/proc/<pid>/maps`, for debugging.
+    #[cfg(not(miri))]
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
@@ -75,6 +138,7 @@ impl SharedRegion {
     /// Maps a region received from another process. Fails with
     /// `InvalidData` if the descriptor is not a size-sealed memfd or is
     /// shorter than `min_len` (the caller's header), before any byte is read.
+    #[cfg(not(any(loom, miri)))]
     pub(crate) fn from_fd(fd: OwnedFd, min_len: usize) -> io::Result<Self> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
         let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|e| {
@@ -97,6 +161,45 @@ impl SharedRegion {
         Self::map(fd, len)
     }
 
+    /// Under Miri (`scripts/miri.sh`), which has no `memfd_create` or
+    /// `mmap`, a region is zeroed, page-aligned heap memory private to this
+    /// process, so the in-process tests still run every accessor's `unsafe`
+    /// code; [`fd`](SharedRegion::fd) panics, which fails just the tests
+    /// that pass a region to another process.
+    #[cfg(miri)]
+    pub(crate) fn create(_name: &str, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a shared region cannot be empty",
+            ));
+        }
+        let layout = miri_layout(len)?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::other("out of memory"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Under Miri there are no descriptors to map (see `create`).
+    #[cfg(miri)]
+    pub(crate) fn from_fd(_fd: OwnedFd, _min_len: usize) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SharedRegion::from_fd under Miri",
+        ))
+    }
+
+    /// Under loom a second mapping would have loom words of its own, so it
+    /// is refused: models share one `SharedRegion` between their threads.
+    #[cfg(loom)]
+    pub(crate) fn from_fd(_fd: OwnedFd, _min_len: usize) -> io::Result<Self> {
+        Err(io::Error::other(
+            "SharedRegion::from_fd is not modelled under loom",
+        ))
+    }
+
+    #[cfg(not(miri))]
     fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
         // SAFETY: a fresh mapping (null hint, no MAP_FIXED) replaces nothing;
         // `fd` is a memfd of at least `len` bytes whose size is sealed, so
@@ -113,11 +216,23 @@ impl SharedRegion {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Self { ptr, len, fd })
+        Ok(Self {
+            ptr,
+            len,
+            fd,
+            #[cfg(loom)]
+            model: Model::new(len),
+        })
     }
 
     /// The memfd, to be duplicated into another process.
+    ///
+    /// # Panics
+    /// Under Miri, which has no memfd (see `create`).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        #[cfg(miri)]
+        panic!("a shared region under Miri is heap memory with no descriptor");
+        #[cfg(not(miri))]
         self.fd.as_fd()
     }
 
@@ -145,11 +260,15 @@ impl SharedRegion {
     #[inline]
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         self.check(offset, 4, 4);
+        #[cfg(loom)]
+        let word = &self.model.u32s[offset / 4];
         // SAFETY: in bounds and aligned (checked; the mapping is page
         // aligned); the memory lives as long as `&self`; AtomicU32 has the
         // layout of u32 and every bit pattern is valid; all accesses to a word
         // used as an atomic are atomic, in every process, by protocol.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+        #[cfg(not(loom))]
+        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() };
+        word
     }
 
     /// The 64-bit atomic at `offset`.
@@ -159,8 +278,12 @@ impl SharedRegion {
     #[inline]
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         self.check(offset, 8, 8);
+        #[cfg(loom)]
+        let word = &self.model.u64s[offset / 8];
         // SAFETY: as for `atomic_u32`, with 8-byte bounds and alignment.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+        #[cfg(not(loom))]
+        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() };
+        word
     }
 
     /// Copies `src` into the region at `offset`.
@@ -170,6 +293,8 @@ impl SharedRegion {
     #[inline]
     pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len(), 1);
+        #[cfg(loom)]
+        self.model.wrote(offset, src.len());
         // SAFETY: the destination range is in bounds (checked) and cannot
         // overlap `src`, which is process-private memory. Protocol obligation
         // of the callers: the range is owned exclusively by the writer (for
@@ -189,6 +314,8 @@ impl SharedRegion {
     #[inline]
     pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len(), 1);
+        #[cfg(loom)]
+        self.model.read(offset, dst.len());
         // SAFETY: the source range is in bounds (checked) and cannot overlap
         // `dst`, which is process-private. Protocol obligation of the callers:
         // the range was published with a Release store that they read with
@@ -212,6 +339,8 @@ impl SharedRegion {
     #[inline]
     pub(crate) fn append_to(&self, offset: usize, len: usize, dst: &mut Vec<u8>) {
         self.check(offset, len, 1);
+        #[cfg(loom)]
+        self.model.read(offset, len);
         dst.reserve(len);
         let old = dst.len();
         // SAFETY: as for `read_bytes` for the source range; the destination is
@@ -339,7 +468,23 @@ impl<T: Pod, G> std::ops::DerefMut for LockedSlice<'_, T, G> {
     }
 }
 
+/// The heap layout of a region under Miri: page-aligned like a mapping.
+#[cfg(miri)]
+fn miri_layout(len: usize) -> io::Result<std::alloc::Layout> {
+    std::alloc::Layout::from_size_align(len, 4096).map_err(io::Error::other)
+}
+
 impl Drop for SharedRegion {
+    #[cfg(miri)]
+    fn drop(&mut self) {
+        if let Ok(layout) = miri_layout(self.len) {
+            // SAFETY: `ptr` was allocated in `create` with this layout, and
+            // no reference into it outlives `&self`.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) };
+        }
+    }
+
+    #[cfg(not(miri))]
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, and no
         // reference into it outlives `&self` (accessors borrow `self`).
@@ -353,6 +498,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn two_mappings_share_memory() {
         let a = SharedRegion::create("test", 4096).unwrap();
         let b = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 64).unwrap();
@@ -369,6 +515,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn too_small_or_foreign_is_refused() {
         let a = SharedRegion::create("test", 64).unwrap();
         let err = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 128).unwrap_err();
@@ -382,6 +529,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
     fn size_is_sealed() {
         let a = SharedRegion::create("test", 4096).unwrap();
         assert!(rustix::fs::ftruncate(a.fd(), 16).is_err());

@@ -250,6 +250,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "shm_open and mmap; Miri emulates neither")]
     fn create_open_share_bytes_and_words() {
         let name = unique("share");
         let a = NamedRegion::create(&name, 100).unwrap();
@@ -271,6 +272,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "shm_open and mmap; Miri emulates neither")]
     fn create_is_exclusive() {
         let name = unique("excl");
         let _a = NamedRegion::create(&name, 8).unwrap();

@@ -307,6 +307,10 @@ mod tests {
     use std::os::fd::AsFd;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "socketpair with SCM_RIGHTS and poll; Miri does not emulate descriptor passing"
+    )]
     fn bytes_and_fds_travel() {
         let (a, b) = socketpair().unwrap();
         let extra = std::fs::File::open("/dev/null").unwrap();
@@ -328,6 +332,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "socketpair with SCM_RIGHTS and poll; Miri does not emulate descriptor passing"
+    )]
     fn closed_peer_is_epipe_and_eof() {
         let (a, b) = socketpair().unwrap();
         drop(b);
@@ -343,6 +351,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "socketpair with SCM_RIGHTS and poll; Miri does not emulate descriptor passing"
+    )]
     fn nowait_would_block_and_spare_capacity() {
         let (a, b) = socketpair().unwrap();
         let mut buf = [0u8; 4];
@@ -363,6 +375,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "socketpair with SCM_RIGHTS and poll; Miri does not emulate descriptor passing"
+    )]
     fn shutdown_write_gives_peer_eof() {
         let (a, b) = socketpair().unwrap();
         shutdown(a.as_fd(), Shutdown::Write).unwrap();

@@ -50,8 +50,12 @@ pub(crate) fn wait_until<'a, T>(
     }
 }
 
+/// Ring size of the results queue; larger results stream through. Small,
+/// because a ring's pages cost a fault each on their first pass: a ring of
+/// the queue's default 16 MiB slowed the first twenty 100k-item maps.
+const RESULT_RING: usize = 1 << 20;
 /// Ring size of each worker's task queue; larger chunks stream through.
-const TASK_RING: usize = 4 << 20;
+const TASK_RING: usize = 1 << 20;
 /// How much queued work (in chunk run time) the window aims to keep ahead
 /// of each worker.
 const WINDOW_TARGET_NANOS: u64 = 500_000;
@@ -60,6 +64,10 @@ const MAX_WINDOW: usize = 64;
 /// A worker that has shown no progress for this long is not given more
 /// work, and its queued chunks may be taken back for an idle worker.
 const STALL: Duration = Duration::from_millis(1);
+/// How many delivered payload buffers the pool keeps for reuse, and the
+/// largest it keeps.
+const SPARE_BUFFERS: usize = 16;
+const SPARE_MAX: usize = 4 << 20;
 /// How long a non-blocking dispatch may wait for a worker queue's put lock.
 const TRY_LOCK: Duration = Duration::from_millis(2);
 /// How often the monitor rereads the worker list and the stop flag.
@@ -146,6 +154,10 @@ pub(crate) struct Core {
     /// Workers the monitor watches: `(id, process)`.
     watch: Mutex<Vec<(u64, Arc<Process>)>>,
     stop_monitor: AtomicBool,
+    /// Payload buffers of delivered chunks, for the arguments of the next
+    /// chunks: a fresh large buffer costs a page fault per 4 KiB on first
+    /// touch, about as much as encoding into it.
+    spare: Mutex<Vec<Vec<u8>>>,
     /// A pipe whose read end the monitor polls beside the pidfds: a byte
     /// written at shutdown wakes it at once, so the pool can join it.
     monitor_wake: (OwnedFd, OwnedFd),
@@ -171,9 +183,10 @@ impl Core {
                 next_seq: 0,
                 next_worker: 0,
             }),
-            results: Queue::new()?,
+            results: QueueBuilder::new().capacity_bytes(RESULT_RING).build()?,
             watch: Mutex::new(Vec::new()),
             stop_monitor: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
             monitor_wake: crate::sys::fd::wake_pipe()?,
             unfinished: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
@@ -436,6 +449,25 @@ impl Core {
         any
     }
 
+    /// An empty buffer for a chunk's arguments: a spare one if any.
+    pub(crate) fn take_buffer(&self) -> Vec<u8> {
+        lock(&self.spare).pop().unwrap_or_default()
+    }
+
+    /// Keeps a delivered chunk's payload buffer for [`take_buffer`] (a few,
+    /// and none larger than `SPARE_MAX`).
+    fn recycle(&self, payload: Payload) {
+        if let Ok(mut buf) = Arc::try_unwrap(payload.0) {
+            if buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                let mut spare = lock(&self.spare);
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(buf);
+                }
+            }
+        }
+    }
+
     fn finish_chunks(&self, n: usize) {
         if n > 0 && self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
             let _guard = lock(&self.idle_lock);
@@ -503,6 +535,7 @@ impl Core {
                     if let Some(chunk) = chunk {
                         guarded(|| chunk.job.deliver(chunk.first, chunk.count, body.0));
                         self.finish_chunks(1);
+                        self.recycle(chunk.payload);
                     }
                 }
                 ResultView::Exited { worker, code } => self.worker_exited(worker, code),

@@ -355,13 +355,14 @@ impl Pool {
     /// Encodes one chunk of calls, whose first is at input position
     /// `first`.
     fn encode_chunk<S: Serialize + 'static>(
+        &self,
         entry: i64,
         part: &[S],
         first: usize,
         job: &Arc<dyn Job>,
         fds: &mut Vec<std::os::fd::OwnedFd>,
     ) -> Result<Chunk, PoolError> {
-        let mut buf = Vec::new();
+        let mut buf = self.core.take_buffer();
         handle::encode_list(part, &mut buf, fds)?;
         if !fds.is_empty() {
             return Err(PoolError::Encode(handle::EncodeError::Serialize(
@@ -396,7 +397,7 @@ impl Pool {
         items
             .chunks(chunksize)
             .enumerate()
-            .map(|(n, part)| Self::encode_chunk(entry, part, n * chunksize, job, &mut fds))
+            .map(|(n, part)| self.encode_chunk(entry, part, n * chunksize, job, &mut fds))
             .collect()
     }
 
@@ -426,7 +427,7 @@ impl Pool {
         let mut submitted = false;
         let mut result = Ok(());
         for (n, part) in items.chunks(chunksize).enumerate() {
-            let chunk = match Self::encode_chunk(entry, part, n * chunksize, job, &mut fds) {
+            let chunk = match self.encode_chunk(entry, part, n * chunksize, job, &mut fds) {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     result = Err(e);

@@ -209,6 +209,7 @@ fn encode_outcomes<R: serde::Serialize>(outcomes: Vec<Outcome<R>>, out: &mut Vec
 /// The worker process's target.
 pub(crate) fn worker_main(args: WorkerArgs) {
     install_panic_hook();
+    crate::sys::alloc::keep_freed_memory();
     let WorkerArgs {
         id,
         tasks,

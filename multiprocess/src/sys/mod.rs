@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod abstract_socket;
+pub(crate) mod alloc;
 pub(crate) mod atomic;
 pub(crate) mod code;
 #[cfg(test)]

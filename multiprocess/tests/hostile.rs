@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, bounded};
+use common::{LIMIT, bounded, rss_kib};
 use multiprocess::{
     Client, Connection, GetTimeoutError, Listener, Pipe, Queue, QueueBuilder, RecvError,
     RecvTimeoutError,
@@ -329,16 +329,6 @@ fn structured_hostile_frames_give_clear_errors() {
             Err(RecvTimeoutError::Disconnected)
         ));
     });
-}
-
-/// This process's resident set in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

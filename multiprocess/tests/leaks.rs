@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, bounded};
+use common::{LIMIT, bounded, rss_kib};
 use multiprocess::{
     Array, Barrier, Client, Condition, Connection, Event, Executor, JoinableQueue, Listener, Lock,
     Pipe, Pool, Process, Queue, RLock, Semaphore, SharedMemory, SimpleQueue, StartMethod, Value,
@@ -59,16 +59,6 @@ fn fd_table() -> BTreeMap<u32, String> {
             Some((fd, target.to_string_lossy().into_owned()))
         })
         .collect()
-}
-
-/// This process's resident memory (printed only: allocators keep memory).
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Memory mappings: a region that is never unmapped shows here even when
@@ -340,7 +330,7 @@ fn objects_and_process_starts_leak_nothing() {
         for (k, kind) in KINDS.iter().enumerate() {
             let before = snapshot();
             let child_before = probe();
-            let rss = vm_rss_kib();
+            let rss = rss_kib();
             let t = Instant::now();
             for _ in 0..cycles {
                 cycle(k, &mut created_names);
@@ -360,7 +350,7 @@ fn objects_and_process_starts_leak_nothing() {
                 child_after / 1_000_000,
                 child_before % 1_000_000,
                 child_after % 1_000_000,
-                vm_rss_kib(),
+                rss_kib(),
             );
             assert_eq!(before, after, "{}: this process leaked", kind);
             assert_eq!(child_before, child_after, "{}: the sink leaked", kind);
@@ -393,7 +383,7 @@ fn objects_and_process_starts_leak_nothing() {
             p.start().unwrap();
             p.join().unwrap();
             let before = snapshot();
-            let rss = vm_rss_kib();
+            let rss = rss_kib();
             let t = Instant::now();
             for i in 0..n {
                 let p = get_context(method).process(noop, (i as u64,));
@@ -412,7 +402,7 @@ fn objects_and_process_starts_leak_nothing() {
                 after.fds,
                 before.zombies.len(),
                 after.zombies.len(),
-                vm_rss_kib(),
+                rss_kib(),
             );
             assert_eq!(before, after, "{method:?}: process starts leaked");
         }
@@ -451,7 +441,7 @@ fn objects_and_process_starts_leak_nothing() {
         for (name, n, run) in cases {
             run();
             let before = settled();
-            let rss = vm_rss_kib();
+            let rss = rss_kib();
             let t = Instant::now();
             for _ in 0..n {
                 run();
@@ -467,7 +457,7 @@ fn objects_and_process_starts_leak_nothing() {
                 after.maps,
                 before.live_children.len(),
                 after.live_children.len(),
-                vm_rss_kib(),
+                rss_kib(),
             );
             // These start threads here (monitor, result handler, client), and
             // glibc's arenas and stack cache add a bounded number of

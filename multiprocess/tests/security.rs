@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, bounded, temp_dir};
+use common::{LIMIT, bounded, rss_kib, temp_dir};
 use multiprocess::{
     AcceptError, Array, AuthenticationError, Barrier, BoundedSemaphore, Client, Condition,
     ConnectError, Event, JoinableQueue, Listener, Lock, Pipe, Queue, RLock, RawArray, RawValue,
@@ -176,15 +176,6 @@ fn header(len: u64) -> [u8; 24] {
     let mut h = [0u8; 24];
     h[..8].copy_from_slice(&len.to_le_bytes());
     h
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

@@ -7,36 +7,14 @@ multiprocess::init_before_main!();
 
 mod common;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{LIMIT, bounded, eventually};
+use common::{LIMIT, assert_shm_gone_within, bounded, shm_exists, unique_shm_name};
 use multiprocess::{
     Item, ItemKind, Lock, Process, Queue, ShareableList, ShareableListError, SharedMemory,
     SharedMemoryError, SharedMemoryManager, items,
 };
-
-/// A name no other test (or run) uses.
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "mp_sl_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn exists(name: &str) -> bool {
-    Path::new("/dev/shm").join(name).exists()
-}
-
-fn assert_gone_within(name: &str, limit: Duration) {
-    assert!(
-        eventually(limit, || !exists(name)),
-        "/dev/shm/{name} still exists after {limit:?}"
-    );
-}
 
 /// Attaches by name, checks what the parent wrote, changes three slots.
 fn modify_by_name(name: String) {
@@ -61,7 +39,7 @@ fn modify_passed(list: ShareableList) {
 fn a_child_attaches_by_name_and_sees_and_changes_values() {
     bounded(LIMIT, || {
         let a = ShareableList::with_name(
-            &unique("child"),
+            &unique_shm_name("child"),
             items!["howdy", b"HoWdY", -273.154, 100, Item::None, true, 42],
         )
         .unwrap();
@@ -78,7 +56,7 @@ fn a_child_attaches_by_name_and_sees_and_changes_values() {
         assert_eq!(p.join().unwrap(), 0);
         assert_eq!(a.get(5).unwrap(), Item::Bool(false));
         // The children's exits did not unlink what we still hold.
-        assert!(exists(a.name()));
+        assert!(shm_exists(a.name()));
         assert_eq!(
             a.to_string(),
             format!(
@@ -87,7 +65,7 @@ fn a_child_attaches_by_name_and_sees_and_changes_values() {
             )
         );
         a.unlink().unwrap();
-        assert!(!exists(a.name()));
+        assert!(!shm_exists(a.name()));
     });
 }
 
@@ -159,19 +137,20 @@ fn attaching_a_missing_foreign_or_corrupt_segment_is_an_error() {
     bounded(LIMIT, || {
         // FileNotFoundError.
         assert!(matches!(
-            ShareableList::attach(&unique("missing")),
+            ShareableList::attach(&unique_shm_name("missing")),
             Err(ShareableListError::SharedMemory(
                 SharedMemoryError::NotFound { .. }
             ))
         ));
         // A segment that is not a list: too small, or no magic.
-        let small = SharedMemory::create(Some(&unique("small")), 16).unwrap();
+        let small = SharedMemory::create(Some(&unique_shm_name("small")), 16).unwrap();
         assert!(matches!(
             ShareableList::attach(small.name()),
             Err(ShareableListError::NotAShareableList { .. })
         ));
         small.unlink().unwrap();
-        let foreign = SharedMemory::create_untracked(Some(&unique("foreign")), 4096).unwrap();
+        let foreign =
+            SharedMemory::create_untracked(Some(&unique_shm_name("foreign")), 4096).unwrap();
         foreign.write_at(0, &[0xab; 4096]).unwrap();
         // A child whose attach fails does not become a holder: its exit
         // leaves the (untracked) segment in place. (First, before this
@@ -180,7 +159,7 @@ fn attaching_a_missing_foreign_or_corrupt_segment_is_an_error() {
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 0);
         std::thread::sleep(Duration::from_millis(200));
-        assert!(exists(foreign.name()));
+        assert!(shm_exists(foreign.name()));
         let e = ShareableList::attach(foreign.name()).unwrap_err();
         assert!(
             matches!(e, ShareableListError::NotAShareableList { .. }),
@@ -279,7 +258,7 @@ fn manager_shutdown_unlinks_everything_it_made() {
         let other = smm.shared_memory(8).unwrap();
         let names = smm.segments();
         assert_eq!(names, [sl.name(), shm.name(), other.name()]);
-        assert!(names.iter().all(|n| exists(n)));
+        assert!(names.iter().all(|n| shm_exists(n)));
         let p = Process::new(
             set_first,
             (
@@ -294,7 +273,7 @@ fn manager_shutdown_unlinks_everything_it_made() {
         other.unlink().unwrap();
         smm.shutdown().unwrap();
         for n in &names {
-            assert!(!exists(n), "{n} left after shutdown");
+            assert!(!shm_exists(n), "{n} left after shutdown");
         }
         // Mappings outlive the names, as in Python.
         assert_eq!(sl.get_int(1).unwrap(), 1);
@@ -304,7 +283,7 @@ fn manager_shutdown_unlinks_everything_it_made() {
             let smm = SharedMemoryManager::new().unwrap();
             smm.shareable_list([1, 2, 3]).unwrap().name().to_owned()
         };
-        assert!(!exists(&name));
+        assert!(!shm_exists(&name));
     });
 }
 
@@ -328,11 +307,11 @@ fn a_sigkilled_manager_owner_leaks_nothing() {
         let p = Process::new(manage_and_wait, (ready.clone(),));
         p.start().unwrap();
         let names = ready.get_timeout(Duration::from_secs(20)).unwrap();
-        assert!(names.iter().all(|n| exists(n)));
+        assert!(names.iter().all(|n| shm_exists(n)));
         p.kill().unwrap();
         assert_eq!(p.join().unwrap(), -9);
         for n in &names {
-            assert_gone_within(n, Duration::from_secs(3));
+            assert_shm_gone_within(n, Duration::from_secs(3));
         }
     });
 }

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, eventually, pid_gone};
+use common::{LIMIT, assert_shm_gone_within, eventually, pid_gone, shm_exists, unique_shm_name};
 use multiprocess::{Process, Queue, SharedMemory, SharedMemoryError, StartMethod, get_context};
 
 /// The test that kills the tracker runs alone; the others share.
@@ -23,29 +23,6 @@ fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send +
     common::bounded(limit, body)
 }
 
-/// A name no other test (or run) uses.
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::AtomicU32;
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "mp_test_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn exists(name: &str) -> bool {
-    Path::new("/dev/shm").join(name).exists()
-}
-
-/// Asserts that `name` disappears from /dev/shm within `limit`.
-fn assert_gone_within(name: &str, limit: Duration) {
-    assert!(
-        eventually(limit, || !exists(name)),
-        "/dev/shm/{name} still exists after {limit:?}"
-    );
-}
-
 fn write_by_name(name: String, offset: usize, data: Vec<u8>) {
     let shm = SharedMemory::attach(&name).unwrap();
     shm.write_at(offset, &data).unwrap();
@@ -54,10 +31,10 @@ fn write_by_name(name: String, offset: usize, data: Vec<u8>) {
 #[test]
 fn attach_by_name_sees_writes_across_processes() {
     bounded(LIMIT, || {
-        let name = unique("attach");
+        let name = unique_shm_name("attach");
         let shm = SharedMemory::create(Some(&name), 4096).unwrap();
         assert_eq!(shm.name(), name);
-        assert!(exists(&name));
+        assert!(shm_exists(&name));
         shm.write_at(0, b"parent").unwrap();
         let p = Process::new(write_by_name, (name.clone(), 100, b"child".to_vec()));
         p.start().unwrap();
@@ -66,13 +43,13 @@ fn attach_by_name_sees_writes_across_processes() {
         shm.read_at(100, &mut buf).unwrap();
         assert_eq!(&buf, b"child");
         // The child's exit did not take the segment with it: we hold it.
-        assert!(exists(&name));
+        assert!(shm_exists(&name));
         let again = SharedMemory::attach(&name).unwrap();
         let mut buf = [0u8; 6];
         again.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"parent");
         shm.unlink().unwrap();
-        assert!(!exists(&name));
+        assert!(!shm_exists(&name));
     });
 }
 
@@ -89,7 +66,7 @@ fn size_is_at_least_requested_and_attach_takes_the_segments_size() {
         let slashed = SharedMemory::attach(&format!("/{}", shm.name())).unwrap();
         assert_eq!(slashed.name(), shm.name());
         shm.unlink().unwrap();
-        assert!(!exists(shm.name()));
+        assert!(!shm_exists(shm.name()));
     });
 }
 
@@ -100,7 +77,7 @@ fn errors_match_python() {
             SharedMemory::create(None, 0),
             Err(SharedMemoryError::ZeroSize)
         ));
-        let name = unique("errors");
+        let name = unique_shm_name("errors");
         assert!(matches!(
             SharedMemory::attach(&name),
             Err(SharedMemoryError::NotFound { .. })
@@ -137,7 +114,7 @@ fn errors_match_python() {
             Err(SharedMemoryError::Misaligned { .. })
         ));
         // A segment whose creator has not sized it yet.
-        let empty = unique("empty");
+        let empty = unique_shm_name("empty");
         std::fs::File::create(Path::new("/dev/shm").join(&empty)).unwrap();
         assert!(matches!(
             SharedMemory::attach(&empty),
@@ -155,7 +132,7 @@ fn write_passed(shm: SharedMemory) {
 }
 
 fn passing_to_a_child_attaches_the_same_segment(method: StartMethod) {
-    let shm = SharedMemory::create(Some(&unique("pass")), 64).unwrap();
+    let shm = SharedMemory::create(Some(&unique_shm_name("pass")), 64).unwrap();
     let p = get_context(method).process(write_passed, (SharedMemory::attach(shm.name()).unwrap(),));
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 0);
@@ -165,7 +142,7 @@ fn passing_to_a_child_attaches_the_same_segment(method: StartMethod) {
     // The child registered the segment with the same tracker: its exit
     // does not unlink a segment we still hold.
     std::thread::sleep(Duration::from_millis(200));
-    assert!(exists(shm.name()));
+    assert!(shm_exists(shm.name()));
     shm.unlink().unwrap();
 }
 
@@ -188,7 +165,7 @@ fn never_runs(_shm: SharedMemory) {}
 #[test]
 fn after_unlink_a_child_cannot_attach() {
     bounded(LIMIT, || {
-        let shm = SharedMemory::create(Some(&unique("unlinked")), 64).unwrap();
+        let shm = SharedMemory::create(Some(&unique_shm_name("unlinked")), 64).unwrap();
         let p = Process::new(never_runs, (SharedMemory::attach(shm.name()).unwrap(),));
         shm.unlink().unwrap();
         // Decoding the argument fails in the child: it exits with an error.
@@ -239,12 +216,12 @@ fn create_and_wait(name: String, ready: Queue<String>) {
 /// Starts a child that creates segment `tag…`, then ends it with `signal`
 /// and checks that the tracker unlinks the segment within 2 s.
 fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32, method: StartMethod) {
-    let name = unique(tag);
+    let name = unique_shm_name(tag);
     let ready = Queue::new().unwrap();
     let p = get_context(method).process(create_and_wait, (name.clone(), ready.clone()));
     p.start().unwrap();
     assert_eq!(ready.get_timeout(Duration::from_secs(20)).unwrap(), name);
-    assert!(exists(&name));
+    assert!(shm_exists(&name));
     if signal == 9 {
         p.kill().unwrap();
     } else {
@@ -252,7 +229,7 @@ fn creator_ended_by_signal_leaks_nothing(tag: &str, signal: i32, method: StartMe
     }
     assert_eq!(p.join().unwrap(), -signal);
     let ended = Instant::now();
-    assert_gone_within(&name, Duration::from_secs(2));
+    assert_shm_gone_within(&name, Duration::from_secs(2));
     eprintln!("unlinked {:?} after the signal", ended.elapsed());
     assert!(matches!(
         SharedMemory::attach(&name),
@@ -320,7 +297,7 @@ fn tracker_ignores_ctrl_c_and_restarts_after_being_killed() {
     // restarted if killed. Runs alone: it kills the tracker the others share.
     let _alone = TRACKER.write().unwrap_or_else(|e| e.into_inner());
     common::bounded(LIMIT, || {
-        let held = SharedMemory::create(Some(&unique("held")), 64).unwrap();
+        let held = SharedMemory::create(Some(&unique_shm_name("held")), 64).unwrap();
         let pid = tracker_pid().expect("the tracker listens");
         let tracker = rustix::process::Pid::from_raw(pid as i32).unwrap();
         for sig in [
@@ -358,30 +335,30 @@ fn attach_and_exit(name: String, tracked: bool) {
 fn untracked_attacher_does_not_unlink_at_exit() {
     // gh-82300: a process attaching with track=False must not unlink.
     bounded(LIMIT, || {
-        let shm = SharedMemory::create_untracked(Some(&unique("untracked")), 64).unwrap();
+        let shm = SharedMemory::create_untracked(Some(&unique_shm_name("untracked")), 64).unwrap();
         let p = Process::new(attach_and_exit, (shm.name().to_owned(), false));
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 0);
         std::thread::sleep(Duration::from_millis(300));
-        assert!(exists(shm.name()));
+        assert!(shm_exists(shm.name()));
         // Contrast: a tracked attacher that is the segment's only holder
         // does hand it to the tracker, which unlinks it at the exit.
         let p = Process::new(attach_and_exit, (shm.name().to_owned(), true));
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 0);
-        assert_gone_within(shm.name(), Duration::from_secs(2));
+        assert_shm_gone_within(shm.name(), Duration::from_secs(2));
     });
 }
 
 #[test]
 fn a_segment_dropped_without_unlink_stays_while_its_creator_lives() {
     bounded(LIMIT, || {
-        let name = unique("dropped");
+        let name = unique_shm_name("dropped");
         drop(SharedMemory::create(Some(&name), 64).unwrap());
-        assert!(exists(&name));
+        assert!(shm_exists(&name));
         let shm = SharedMemory::attach(&name).unwrap();
         shm.unlink().unwrap();
-        assert!(!exists(&name));
+        assert!(!shm_exists(&name));
     });
 }
 
@@ -405,7 +382,7 @@ fn a_segment_sent_through_a_queue_is_attached_by_the_receiver() {
         assert_eq!(p.join().unwrap(), 0);
         // We hold it now, so the worker's exit did not unlink it.
         std::thread::sleep(Duration::from_millis(200));
-        assert!(exists(shm.name()));
+        assert!(shm_exists(shm.name()));
         let mut buf = [0u8; 16];
         shm.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"made by a worker");
@@ -431,12 +408,12 @@ fn a_name_unlinked_elsewhere_and_created_again_is_held_again_when_attached() {
     // attaches the new segment, and the creator exits. The tracker must count
     // this process as a holder of the new segment and leave it in place.
     bounded(LIMIT, || {
-        let name = unique("reused");
+        let name = unique_shm_name("reused");
         let first = SharedMemory::create(Some(&name), 4096).unwrap();
         let u = Process::new(attach_and_unlink, (name.clone(),));
         u.start().unwrap();
         assert_eq!(u.join().unwrap(), 0);
-        assert!(!exists(&name));
+        assert!(!shm_exists(&name));
         drop(first);
         let (ready, go) = (Queue::new().unwrap(), Queue::new().unwrap());
         let c = Process::new(create_until_told, (name.clone(), ready.clone(), go.clone()));
@@ -448,7 +425,7 @@ fn a_name_unlinked_elsewhere_and_created_again_is_held_again_when_attached() {
         // Give the tracker time to see the creator go.
         std::thread::sleep(Duration::from_millis(300));
         assert!(
-            exists(&name),
+            shm_exists(&name),
             "the tracker unlinked a segment this process still holds"
         );
         let mut buf = [0u8; 3];

@@ -68,3 +68,37 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
 }
 
 pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// This process's resident memory (VmRSS), in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A shared-memory name no other test (or test process) uses.
+pub fn unique_shm_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "mp_test_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether a named segment `name` exists under /dev/shm.
+pub fn shm_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+/// Asserts that `name` disappears from /dev/shm within `limit`.
+pub fn assert_shm_gone_within(name: &str, limit: Duration) {
+    assert!(
+        eventually(limit, || !shm_exists(name)),
+        "/dev/shm/{name} still exists after {limit:?}"
+    );
+}

@@ -676,6 +676,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "sends over a socketpair; Miri has no sendmsg")]
     fn seeds_decode() {
         if std::env::var_os("MULTIPROCESS_WRITE_CORPUS").is_some() {
             write_corpus();
@@ -695,6 +696,7 @@ mod tests {
     /// Replays every committed corpus and regression input through the fuzz
     /// entry points: each must return (Ok or Err) without panicking.
     #[test]
+    #[cfg_attr(miri, ignore = "sends over a socketpair; Miri has no sendmsg")]
     fn corpus_replays_without_panic() {
         let mut count = 0;
         for kind in ["corpus", "regressions"] {

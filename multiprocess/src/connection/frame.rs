@@ -711,6 +711,10 @@ mod tests {
     /// maximum above what the allocator can give, `reserve_exact` aborted
     /// the process.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
     fn a_declared_length_is_not_allocated_up_front() {
         let mut keep = Vec::new();
         for (max, len) in [(1usize << 30, 1u64 << 30), (usize::MAX, 1 << 62)] {
@@ -743,6 +747,10 @@ mod tests {
     /// peer could exhaust the receiver's descriptor table; and a later
     /// header announcing descriptors claimed them.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
     fn descriptors_no_header_claims_are_closed() {
         let (tx, rx_fd) = socket::socketpair().unwrap();
         let mut rx = Rx::default();
@@ -817,6 +825,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
     fn a_large_payload_grows_its_buffer_and_arrives_whole() {
         let (tx, rx_fd) = socket::socketpair().unwrap();
         let len = GROW_AHEAD * 2 + 12345;

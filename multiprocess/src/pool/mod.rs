@@ -80,7 +80,7 @@ pub use worker::ChunkCtx;
 pub(crate) use worker::run_chunk;
 
 use self::core::{Chunk, Config, Core, InitSpec, Phase, lock};
-use crate::handle;
+use crate::codec;
 use crate::process::{StartMethod, Target, get_start_method};
 use crate::sys::code;
 use result::{Cancel, IterJob, Job, ListJob};
@@ -203,7 +203,7 @@ impl PoolBuilder {
         A: Serialize + Send + 'static,
     {
         let spec = (|| {
-            let (bytes, fds) = handle::encode(&args)?;
+            let (bytes, fds) = codec::encode(&args)?;
             Ok(InitSpec {
                 entry: code::entry_offset(f.entry()),
                 exe: code::exe_identity()?,
@@ -363,9 +363,9 @@ impl Pool {
         fds: &mut Vec<std::os::fd::OwnedFd>,
     ) -> Result<Chunk, PoolError> {
         let mut buf = self.core.take_buffer();
-        handle::encode_list(part, &mut buf, fds)?;
+        wire::encode_list(part, &mut buf, fds)?;
         if !fds.is_empty() {
-            return Err(PoolError::Encode(handle::EncodeError::Serialize(
+            return Err(PoolError::Encode(codec::EncodeError::Serialize(
                 "pool task arguments cannot carry OS handles (Queue, Lock, Connection); \
                  pass them to the initializer instead"
                     .into(),

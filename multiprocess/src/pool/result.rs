@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::core::{BrokenWhy, lock, wait_until};
 use super::error::{PoolError, TaskError};
-use super::wire::{ALL_OK, MIXED, Outcome};
-use crate::handle;
+use super::wire::{ALL_OK, MIXED, Outcome, decode_list_into};
+use crate::codec;
 
 /// Why the pool gave up on outstanding work.
 #[derive(Debug, Clone)]
@@ -68,11 +68,11 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
     let decoded = match body.split_first() {
         Some((&ALL_OK, rest)) => {
             let mut v = Vec::with_capacity(count as usize);
-            handle::decode_list_into::<R>(rest, &mut v).map(|n| (n, Outcomes::AllOk(v)))
+            decode_list_into::<R>(rest, &mut v).map(|n| (n, Outcomes::AllOk(v)))
         }
-        Some((&MIXED, rest)) => handle::decode::<Vec<Outcome<R>>>(rest, Vec::new())
+        Some((&MIXED, rest)) => codec::decode::<Vec<Outcome<R>>>(rest, Vec::new())
             .map(|v| (v.len(), Outcomes::Mixed(v))),
-        _ => Err(handle::malformed::<Vec<R>>("unknown result body".into())),
+        _ => Err(codec::malformed::<Vec<R>>("unknown result body".into())),
     };
     let message = match decoded {
         Ok((n, outcomes)) if n == count as usize => return outcomes,
@@ -422,14 +422,14 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
         }
         let decoded = if first == st.all.len() {
             let start = st.all.len();
-            let r = handle::decode_list_into(encoded, &mut st.all);
+            let r = decode_list_into(encoded, &mut st.all);
             if !matches!(r, Ok(n) if n == count) {
                 st.all.truncate(start);
             }
             r
         } else {
             let mut run = Vec::with_capacity(count);
-            let r = handle::decode_list_into(encoded, &mut run);
+            let r = decode_list_into(encoded, &mut run);
             if matches!(r, Ok(n) if n == count) {
                 st.parts.insert(first, run);
             }

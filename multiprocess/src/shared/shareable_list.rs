@@ -1502,7 +1502,7 @@ impl<'de> Deserialize<'de> for ShareableList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(d)?;
         ShareableList::attach_with(&wire.name, wire.tracked).map_err(|e| {
-            crate::handle::handle_de_error(format!(
+            crate::codec::handle_de_error(format!(
                 "cannot attach ShareableList {:?} (unlinked?): {e}",
                 wire.name
             ))

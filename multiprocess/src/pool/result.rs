@@ -8,39 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::core::{BrokenWhy, lock, wait_until};
 use super::error::{PoolError, TaskError};
+use super::job::{Cancel, Job};
+use super::lock::{lock, wait_until};
 use super::wire::{ALL_OK, MIXED, Outcome, decode_list_into};
 use crate::codec;
-
-/// Why the pool gave up on outstanding work.
-#[derive(Debug, Clone)]
-pub(crate) enum Cancel {
-    Terminated,
-    Broken(BrokenWhy),
-    /// Cancelled before it started (the executor's `cancel`).
-    Cancelled,
-}
-
-impl Cancel {
-    fn error(&self) -> PoolError {
-        match self {
-            Cancel::Terminated | Cancel::Cancelled => PoolError::Terminated,
-            Cancel::Broken(b) => PoolError::Broken(b.message.clone()),
-        }
-    }
-}
-
-/// The receiving end of submitted work, as the pool's result thread sees it.
-pub(crate) trait Job: Send + Sync {
-    /// A chunk of `count` calls starting at input position `first` finished;
-    /// `body` holds their encoded outcomes.
-    fn deliver(&self, first: usize, count: u32, body: &[u8]);
-    /// The call at input position `index` failed without an outcome.
-    fn fail(&self, index: usize, error: TaskError);
-    /// The pool gave up on the job's remaining calls.
-    fn cancel(&self, why: &Cancel);
-}
 
 /// A chunk's decoded outcomes: its results, if every call succeeded, or
 /// one outcome per call.

@@ -331,7 +331,7 @@ pub use connection::{
 };
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
-    ExecutorError, ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
+    ExecutorError, ExecutorMap, ImapIter, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
     Task, TaskError, TaskFuture, TaskReturn, as_completed, wait_futures,
 };
 pub use process::{

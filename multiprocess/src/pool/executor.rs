@@ -237,60 +237,6 @@ impl fmt::Debug for Executor {
     }
 }
 
-/// Options for [`Executor::map_with`]: Python's `chunksize` and `timeout`.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// let options = multiprocess::MapOptions::new().chunksize(100).timeout(Duration::from_secs(5));
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MapOptions {
-    chunksize: Option<usize>,
-    timeout: Option<Duration>,
-}
-
-impl MapOptions {
-    /// Chunk size 1 and no timeout, as Python's defaults.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let options = multiprocess::MapOptions::new();
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many items travel to a worker at once (default 1).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let options = multiprocess::MapOptions::new().chunksize(64);
-    /// ```
-    pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = Some(n);
-        self
-    }
-
-    /// The time, from the call to `map_with`, by which every result must be
-    /// in; a result not in by then comes out as [`ExecutorError::Timeout`],
-    /// which ends the iterator and cancels the items not yet started.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let options = multiprocess::MapOptions::new().timeout(Duration::from_secs(1));
-    /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-}
-
 impl Executor {
     /// An executor of `max_workers` worker processes.
     ///
@@ -410,16 +356,17 @@ impl Executor {
         A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.map_with(f, iterable, MapOptions::new())
+        self.options().map(f, iterable)
     }
 
-    /// [`map`](Self::map) with a chunk size and/or a timeout.
+    /// [`map`](Self::map) with an explicit chunk size (Python's
+    /// `chunksize=`): how many items travel to a worker at once (default
+    /// 1). Chain [`with_timeout`](ExecutorMap::with_timeout) for both.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use multiprocess::MapOptions;
     ///
     /// fn square(x: u64) -> u64 {
     ///     x * x
@@ -427,41 +374,52 @@ impl Executor {
     ///
     /// multiprocess::init();
     /// let executor = multiprocess::Executor::new(2)?;
-    /// let options = MapOptions::new().chunksize(100).timeout(Duration::from_secs(10));
-    /// let squares: Vec<u64> = executor.map_with(square, 0..1000, options)?.collect::<Result<_, _>>()?;
+    /// let squares: Vec<u64> = executor
+    ///     .with_chunksize(100)
+    ///     .with_timeout(Duration::from_secs(10))
+    ///     .map(square, 0..1000)?
+    ///     .collect::<Result<_, _>>()?;
     /// assert_eq!(squares[999], 998_001);
     /// # Ok::<(), multiprocess::ExecutorError>(())
     /// ```
+    pub fn with_chunksize(&self, chunksize: usize) -> ExecutorMap<'_> {
+        self.options().with_chunksize(chunksize)
+    }
+
+    /// [`map`](Self::map) with a timeout (Python's `timeout=`): the time,
+    /// from the call to `map`, by which every result must be in; a result
+    /// not in by then comes out as [`ExecutorError::Timeout`], which ends
+    /// the iterator and cancels the items not yet started.
     ///
-    /// # Errors
+    /// # Examples
     ///
-    /// As for [`submit`](Self::submit), and [`PoolError::ZeroChunksize`].
-    pub fn map_with<F, A, I>(
-        &self,
-        f: F,
-        iterable: I,
-        options: MapOptions,
-    ) -> Result<MapResults<F::Output>, ExecutorError>
-    where
-        F: Task<(A,)>,
-        A: Serialize + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        let deadline = options.timeout.and_then(crate::deadline::after);
-        let core = &self.pool.core;
-        let entry = code::task_entry_offset(f.entry());
-        let items: Vec<A> = iterable.into_iter().collect();
-        let (iter, job) = self
-            .pool
-            .submit_iter_seqs(entry, items, options.chunksize.unwrap_or(1), true)
-            .map_err(|e| ExecutorError::from_pool(core, e))?;
-        Ok(MapResults {
-            iter,
-            core: Arc::downgrade(core),
-            job,
-            deadline,
-            finished: false,
-        })
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiprocess::ExecutorError;
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(1)?;
+    /// let mut results = executor.with_timeout(Duration::from_millis(100)).map(nap, [10, 1000])?;
+    /// assert_eq!(results.next().unwrap()?, 10);
+    /// assert!(matches!(results.next(), Some(Err(ExecutorError::Timeout))));
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> ExecutorMap<'_> {
+        self.options().with_timeout(timeout)
+    }
+
+    /// Python's defaults: chunk size 1, no timeout.
+    fn options(&self) -> ExecutorMap<'_> {
+        ExecutorMap {
+            executor: self,
+            chunksize: None,
+            timeout: None,
+        }
     }
 
     /// Stops taking work (Python's `shutdown`). With `cancel_futures`, the
@@ -519,6 +477,68 @@ impl Executor {
 impl Drop for Executor {
     fn drop(&mut self) {
         self.shutdown(true, false);
+    }
+}
+
+/// [`Executor::map`] with a chosen chunk size and/or timeout (Python's
+/// `executor.map(f, it, timeout=t, chunksize=n)`); from
+/// [`Executor::with_chunksize`] or [`Executor::with_timeout`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorMap<'a> {
+    executor: &'a Executor,
+    chunksize: Option<usize>,
+    timeout: Option<Duration>,
+}
+
+impl ExecutorMap<'_> {
+    /// How many items travel to a worker at once (default 1).
+    ///
+    /// # Examples
+    ///
+    /// See [`Executor::with_chunksize`].
+    pub fn with_chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// The time, from the call to [`map`](Self::map), by which every result
+    /// must be in; see [`Executor::with_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Executor::with_timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// [`Executor::map`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Executor::map`], and [`PoolError::ZeroChunksize`].
+    pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResults<F::Output>, ExecutorError>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let deadline = self.timeout.and_then(crate::deadline::after);
+        let core = &self.executor.pool.core;
+        let entry = code::task_entry_offset(f.entry());
+        let items: Vec<A> = iterable.into_iter().collect();
+        let (iter, job) = self
+            .executor
+            .pool
+            .submit_iter_seqs(entry, items, self.chunksize.unwrap_or(1), true)
+            .map_err(|e| ExecutorError::from_pool(core, e))?;
+        Ok(MapResults {
+            iter,
+            core: Arc::downgrade(core),
+            job,
+            deadline,
+            finished: false,
+        })
     }
 }
 

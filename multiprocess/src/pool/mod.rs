@@ -794,6 +794,10 @@ impl Pool {
 
     /// The mapping methods with an explicit chunk size (Python's
     /// `chunksize=` argument): how many items travel to a worker at once.
+    /// Per-call options are always written this way, before the call
+    /// (`pool.map(f, it, chunksize=100)` is
+    /// `pool.with_chunksize(100).map(f, it)`), as for the
+    /// [`Executor`](Executor::with_chunksize).
     ///
     /// # Examples
     ///

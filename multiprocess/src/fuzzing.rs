@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec;
 use crate::connection::frame::{self, DOORBELL, HEADER_LEN, Header, Payload, Rx, RxError, Spin};
-use crate::handle;
 use crate::sys::socket::{self, Wait};
 use crate::{Connection, Lock, Queue, Value};
 
@@ -307,15 +307,15 @@ enum Mixed {
 /// an error.
 fn decode_payload(which: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<(), String> {
     fn go<T: serde::de::DeserializeOwned>(b: &[u8], fds: Vec<OwnedFd>) -> Result<(), String> {
-        handle::decode::<T>(b, fds)
+        codec::decode::<T>(b, fds)
             .map(drop)
             .map_err(|e| e.to_string())
     }
     match which % 9 {
         0 => go::<u64>(payload, fds),
         1 => {
-            let fast = handle::decode_bytes::<String>(payload).expect("String is a byte type");
-            let slow = handle::decode::<String>(payload, fds);
+            let fast = codec::decode_bytes::<String>(payload).expect("String is a byte type");
+            let slow = codec::decode::<String>(payload, fds);
             if fast.is_ok() || slow.is_ok() {
                 assert_eq!(
                     fast.as_ref().ok(),
@@ -326,8 +326,8 @@ fn decode_payload(which: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<(), St
             slow.map(drop).map_err(|e| e.to_string())
         }
         2 => {
-            let fast = handle::decode_bytes::<Vec<u8>>(payload).expect("Vec<u8> is a byte type");
-            let slow = handle::decode::<Vec<u8>>(payload, fds);
+            let fast = codec::decode_bytes::<Vec<u8>>(payload).expect("Vec<u8> is a byte type");
+            let slow = codec::decode::<Vec<u8>>(payload, fds);
             if fast.is_ok() || slow.is_ok() {
                 assert_eq!(
                     fast.as_ref().ok(),
@@ -341,8 +341,8 @@ fn decode_payload(which: u8, payload: &[u8], fds: Vec<OwnedFd>) -> Result<(), St
         4 => go::<Mixed>(payload, fds),
         5 => go::<Option<Vec<String>>>(payload, fds),
         6 => {
-            let plain = handle::decode_plain::<(u32, Vec<u64>)>(payload);
-            let full = handle::decode::<(u32, Vec<u64>)>(payload, fds);
+            let plain = codec::decode_plain::<(u32, Vec<u64>)>(payload);
+            let full = codec::decode::<(u32, Vec<u64>)>(payload, fds);
             assert_eq!(
                 plain.as_ref().ok(),
                 full.as_ref().ok(),
@@ -369,7 +369,7 @@ fn templates() -> &'static Vec<OwnedFd> {
             Lock::new().expect("lock"),
             Value::new(0u64).expect("value"),
         );
-        let (_, mut fds) = handle::encode(&objects).expect("encode templates");
+        let (_, mut fds) = codec::encode(&objects).expect("encode templates");
         fds.push(std::fs::File::open("/dev/null").expect("/dev/null").into());
         // A plain socket (not a connection), with a byte waiting.
         let (r, w) = socket::socketpair().expect("socketpair");
@@ -434,95 +434,95 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     add(
         "u64",
         0,
-        handle::encode(&u64::MAX).expect("encode"),
+        codec::encode(&u64::MAX).expect("encode"),
         &[],
-        handle::type_tag::<u64>(),
+        codec::type_tag::<u64>(),
     );
     add(
         "u64_small",
         0,
-        handle::encode(&7u64).expect("encode"),
+        codec::encode(&7u64).expect("encode"),
         &[],
         0,
     );
     add(
         "string",
         1,
-        handle::encode(&"héllo, wörld".to_string()).expect("encode"),
+        codec::encode(&"héllo, wörld".to_string()).expect("encode"),
         &[],
-        handle::type_tag::<String>(),
+        codec::type_tag::<String>(),
     );
     add(
         "string_empty",
         1,
-        handle::encode(&String::new()).expect("encode"),
+        codec::encode(&String::new()).expect("encode"),
         &[],
         0,
     );
     add(
         "bytes",
         2,
-        handle::encode(&vec![0u8, 1, 2, 255]).expect("encode"),
+        codec::encode(&vec![0u8, 1, 2, 255]).expect("encode"),
         &[],
         frame::BYTES_TAG,
     );
     add(
         "bytes_300",
         2,
-        handle::encode(&vec![0xa5u8; 300]).expect("encode"),
+        codec::encode(&vec![0xa5u8; 300]).expect("encode"),
         &[],
         frame::BYTES_TAG,
     );
     add(
         "option_vec_string",
         5,
-        handle::encode(&Some(vec!["a".to_string(), String::new(), "ccc".into()])).expect("encode"),
+        codec::encode(&Some(vec!["a".to_string(), String::new(), "ccc".into()])).expect("encode"),
         &[],
-        handle::type_tag::<Option<Vec<String>>>(),
+        codec::type_tag::<Option<Vec<String>>>(),
     );
     add(
         "option_none",
         5,
-        handle::encode(&None::<Vec<String>>).expect("encode"),
+        codec::encode(&None::<Vec<String>>).expect("encode"),
         &[],
         0,
     );
     add(
         "tuple_plain",
         6,
-        handle::encode(&(7u32, vec![1u64, 300, u64::MAX])).expect("encode"),
+        codec::encode(&(7u32, vec![1u64, 300, u64::MAX])).expect("encode"),
         &[],
         0,
     );
     add(
         "mixed_pair",
         4,
-        handle::encode(&Mixed::Pair(9, "x".into())).expect("encode"),
+        codec::encode(&Mixed::Pair(9, "x".into())).expect("encode"),
         &[],
-        handle::type_tag::<Mixed>(),
+        codec::type_tag::<Mixed>(),
     );
     add(
         "mixed_record",
         4,
-        handle::encode(&Mixed::Record {
+        codec::encode(&Mixed::Record {
             bytes: vec![1, 2, 3],
             queue: Some(Queue::new().expect("queue")),
         })
         .expect("encode"),
         &[3],
-        handle::type_tag::<Mixed>(),
+        codec::type_tag::<Mixed>(),
     );
     add(
         "mixed_unit",
         4,
-        handle::encode(&Mixed::Unit).expect("encode"),
+        codec::encode(&Mixed::Unit).expect("encode"),
         &[],
         0,
     );
     add(
         "mixed_counter",
         4,
-        handle::encode(&Mixed::Counter(Value::new(5u64).expect("value"))).expect("encode"),
+        codec::encode(&Mixed::Counter(Value::new(5u64).expect("value"))).expect("encode"),
         &[5, 6],
         0,
     );
@@ -530,7 +530,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     add(
         "mixed_conn",
         4,
-        handle::encode(&Mixed::Conn(Box::new(a))).expect("encode"),
+        codec::encode(&Mixed::Conn(Box::new(a))).expect("encode"),
         &[0, 1],
         0,
     );
@@ -538,7 +538,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     add(
         "with_handles",
         3,
-        handle::encode(&WithHandles {
+        codec::encode(&WithHandles {
             id: 1,
             conn: a,
             queue: Queue::new().expect("queue"),
@@ -547,12 +547,12 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         })
         .expect("encode"),
         &[0, 1, 2, 4],
-        handle::type_tag::<WithHandles>(),
+        codec::type_tag::<WithHandles>(),
     );
     add(
         "vec_lock",
         7,
-        handle::encode(&vec![
+        codec::encode(&vec![
             Lock::new().expect("lock"),
             Lock::new().expect("lock"),
         ])
@@ -564,7 +564,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     add(
         "queue_conn",
         8,
-        handle::encode(&(Queue::<u64>::new().expect("queue"), c)).expect("encode"),
+        codec::encode(&(Queue::<u64>::new().expect("queue"), c)).expect("encode"),
         &[3, 0, 1],
         0,
     );

@@ -307,9 +307,9 @@
 // Examples keep `fn main` where they show that `init()` goes first in it.
 #![allow(clippy::needless_doctest_main)]
 
+mod codec;
 mod connection;
 mod deadline;
-mod handle;
 mod pool;
 mod process;
 mod queue;
@@ -323,15 +323,15 @@ mod sys;
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 
+pub use codec::{DecodeError, EncodeError};
 pub use connection::{
     AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
     RecvTimeoutError, SendError, TryRecvError, Waitable, wait,
 };
-pub use handle::{DecodeError, EncodeError};
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
-    ExecutorError, ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
+    ExecutorError, ExecutorMap, ImapIter, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
     Task, TaskError, TaskFuture, TaskReturn, as_completed, wait_futures,
 };
 pub use process::{

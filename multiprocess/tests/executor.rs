@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded, pid_gone};
 use multiprocess::{
-    Executor, ExecutorError, MapOptions, ReturnWhen, TaskError, TaskFuture, as_completed,
-    wait_futures,
+    Executor, ExecutorError, ReturnWhen, TaskError, TaskFuture, as_completed, wait_futures,
 };
 
 fn square(x: u64) -> u64 {
@@ -87,7 +86,8 @@ fn map_is_ordered_and_lazy() {
             .collect();
         assert_eq!(squares, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
         let chunked: Vec<u64> = ex
-            .map_with(square, 0..1000, MapOptions::new().chunksize(37))
+            .with_chunksize(37)
+            .map(square, 0..1000)
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -112,10 +112,10 @@ fn map_is_ordered_and_lazy() {
 fn map_timeout_ends_the_iterator() {
     bounded(LIMIT, || {
         let ex = Executor::new(1).unwrap();
-        let options = MapOptions::new().timeout(Duration::from_millis(300));
         let t = Instant::now();
         let mut it = ex
-            .map_with(sleep_ms, vec![10, 3000, 10, 10], options)
+            .with_timeout(Duration::from_millis(300))
+            .map(sleep_ms, vec![10, 3000, 10, 10])
             .unwrap();
         assert_eq!(it.next().unwrap().unwrap(), 10);
         assert!(matches!(it.next(), Some(Err(ExecutorError::Timeout))));
@@ -127,6 +127,34 @@ fn map_timeout_ends_the_iterator() {
         assert!(it.next().is_none());
         drop(it);
         ex.shutdown(true, true);
+    });
+}
+
+#[test]
+fn map_options_chain_in_either_order() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let limit = Duration::from_secs(30);
+        let a: Vec<u64> = ex
+            .with_chunksize(7)
+            .with_timeout(limit)
+            .map(square, 0..100)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let b: Vec<u64> = ex
+            .with_timeout(limit)
+            .with_chunksize(7)
+            .map(square, 0..100)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(a, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(a, b);
+        assert!(matches!(
+            ex.with_chunksize(0).map(square, 0..3),
+            Err(ExecutorError::Pool(multiprocess::PoolError::ZeroChunksize))
+        ));
     });
 }
 

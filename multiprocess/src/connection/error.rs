@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io;
 
-use crate::handle::{DecodeError, EncodeError};
+use crate::codec::{DecodeError, EncodeError};
 
 /// Error from [`Connection::send`](crate::Connection::send) and
 /// [`Connection::send_bytes`](crate::Connection::send_bytes). Every variant

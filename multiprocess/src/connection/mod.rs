@@ -48,8 +48,8 @@ pub use listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener};
 pub use wait::{Waitable, wait};
 
 use crate::EncodeError;
+use crate::codec;
 use crate::deadline;
-use crate::handle;
 use crate::sys::sched;
 use crate::sys::socket::{self, MAX_FDS, Shutdown};
 use frame::{BYTES_TAG, Header, Payload, Rx, RxError, Spin};
@@ -1000,15 +1000,15 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
         let tx = &mut *guard;
         tx.buf.clear();
         tx.fds.clear();
-        let encoded = match handle::as_bytes(&value) {
+        let encoded = match codec::as_bytes(&value) {
             // `Vec<u8>` and `String`: postcard's bytes, in one copy.
             Some(bytes) => {
-                let (prefix, n) = handle::varint(bytes.len());
+                let (prefix, n) = codec::varint(bytes.len());
                 tx.buf.extend_from_slice(&prefix[..n]);
                 tx.buf.extend_from_slice(bytes);
                 Ok(())
             }
-            None => handle::encode_into(&value, &mut tx.buf, &mut tx.fds),
+            None => codec::encode_into(&value, &mut tx.buf, &mut tx.fds),
         };
         if let Err(e) = encoded {
             tx.fds.clear();
@@ -1032,7 +1032,7 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
                 max: max as u64,
             })
         } else {
-            let tag = handle::type_tag::<S>();
+            let tag = codec::type_tag::<S>();
             let buf = std::mem::take(&mut tx.buf);
             let owned = std::mem::take(&mut tx.fds);
             let borrowed: Vec<BorrowedFd<'_>>;
@@ -1155,7 +1155,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     fn recv_once(&self, deadline: Option<Instant>) -> Result<R, Fail> {
         let mut guard = self.lock_rx();
         let st = &mut *guard;
-        let want = handle::type_tag::<R>();
+        let want = codec::type_tag::<R>();
         let wrong = |tag: u64| {
             Fail::Recv(RecvError::WrongType {
                 expected: std::any::type_name::<R>(),
@@ -1283,7 +1283,7 @@ impl<S, R> Serialize for Connection<S, R> {
             Err(std::sync::TryLockError::WouldBlock) => false,
         };
         if !clean {
-            return Err(handle::handle_error(
+            return Err(codec::handle_error(
                 "a Connection that is receiving, or holds received data not yet delivered, \
                  cannot be sent"
                     .to_string(),
@@ -1310,7 +1310,7 @@ struct FdHandle<'a>(BorrowedFd<'a>);
 
 impl Serialize for FdHandle<'_> {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        handle::serialize_fd(self.0, "Connection", serializer)
+        codec::serialize_fd(self.0, "Connection", serializer)
     }
 }
 
@@ -1319,7 +1319,7 @@ struct OwnedHandle(OwnedFd);
 
 impl<'de> Deserialize<'de> for OwnedHandle {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        handle::deserialize_fd("Connection", deserializer).map(OwnedHandle)
+        codec::deserialize_fd("Connection", deserializer).map(OwnedHandle)
     }
 }
 
@@ -1334,13 +1334,13 @@ impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
         match (mem, side) {
             (Some(OwnedHandle(mem)), side) => {
                 let rings = Rings::from_fd(mem, side).map_err(|e| {
-                    handle::handle_de_error(format!("bad Connection shared memory: {e}"))
+                    codec::handle_de_error(format!("bad Connection shared memory: {e}"))
                 })?;
                 Ok(Connection::from_parts(fd, rings))
             }
             (None, SOCKET_FDS) => Ok(Connection::from_stream(fd, true)),
             (None, SOCKET_NO_FDS) => Ok(Connection::from_stream(fd, false)),
-            (None, other) => Err(handle::handle_de_error(format!(
+            (None, other) => Err(codec::handle_de_error(format!(
                 "bad Connection handle: mode {other} without shared memory"
             ))),
         }
@@ -1354,11 +1354,11 @@ fn decode_message<T: DeserializeOwned + 'static>(
     fds: Vec<OwnedFd>,
 ) -> Result<T, crate::DecodeError> {
     if fds.is_empty()
-        && let Some(value) = handle::decode_bytes::<T>(bytes)
+        && let Some(value) = codec::decode_bytes::<T>(bytes)
     {
         return value;
     }
-    handle::decode(bytes, fds)
+    codec::decode(bytes, fds)
 }
 
 #[cfg(test)]

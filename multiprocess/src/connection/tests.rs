@@ -206,11 +206,11 @@ fn poll_waits_and_never_consumes() {
 )]
 fn timeout_mid_message_resumes() {
     let (a, b) = Pipe::new::<String, String>().unwrap();
-    let (payload, fds) = handle::encode(&"a message cut in the middle".to_string()).unwrap();
+    let (payload, fds) = codec::encode(&"a message cut in the middle".to_string()).unwrap();
     assert!(fds.is_empty());
     let header = Header {
         len: payload.len() as u64,
-        tag: handle::type_tag::<String>(),
+        tag: codec::type_tag::<String>(),
         nfds: 0,
     }
     .encode();
@@ -253,10 +253,10 @@ fn timeout_mid_large_message_resumes() {
     // A payload larger than the receive buffer takes the direct-read path.
     let (a, b) = Pipe::new::<Vec<u8>, Vec<u8>>().unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let (payload, _) = handle::encode(&big).unwrap();
+    let (payload, _) = codec::encode(&big).unwrap();
     let header = Header {
         len: payload.len() as u64,
-        tag: handle::type_tag::<Vec<u8>>(),
+        tag: codec::type_tag::<Vec<u8>>(),
         nfds: 0,
     }
     .encode();
@@ -312,7 +312,7 @@ fn peer_closing_mid_message_is_disconnected() {
     let (a, b) = Pipe::new::<u8, u8>().unwrap();
     let header = Header {
         len: 10,
-        tag: handle::type_tag::<u8>(),
+        tag: codec::type_tag::<u8>(),
         nfds: 0,
     }
     .encode();
@@ -403,7 +403,7 @@ fn undecodable_payload_is_an_error_naming_the_type() {
     // Right tag, but 7 is not a valid postcard bool.
     let header = Header {
         len: 1,
-        tag: handle::type_tag::<bool>(),
+        tag: codec::type_tag::<bool>(),
         nfds: 0,
     }
     .encode();
@@ -588,11 +588,11 @@ fn bad_handle_index_is_an_error_not_a_panic() {
     let (a, b) = Pipe::new::<Connection<u8>, Connection<u8>>().unwrap();
     let (c1, _c2) = Pipe::new::<u8, u8>().unwrap();
     // A payload naming handle 0, sent without any descriptor.
-    let (payload, fds) = handle::encode(&c1).unwrap();
+    let (payload, fds) = codec::encode(&c1).unwrap();
     assert_eq!(fds.len(), 2, "the socket and the shared rings");
     let header = Header {
         len: payload.len() as u64,
-        tag: handle::type_tag::<Connection<u8>>(),
+        tag: codec::type_tag::<Connection<u8>>(),
         nfds: 0,
     }
     .encode();

@@ -5,11 +5,12 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::{PoolError, TaskError};
-use super::result::{Cancel, Job};
+use super::job::{BrokenWhy, Cancel, Job};
+use super::lock::lock;
 use super::wire::{
     InitCall, PassFd, Payload, Progress, RawBytes, ResultMsg, ResultView, TaskMsg, TaskView,
     WorkerArgs, put_with_tail,
@@ -17,38 +18,6 @@ use super::wire::{
 use super::worker::worker_main;
 use crate::process::{Process, ProcessError, StartMethod};
 use crate::queue::{Queue, QueueBuilder};
-
-/// A job's identity: the address of its shared state, for finding its
-/// chunks while the job is alive.
-pub(crate) fn job_id(job: &Arc<dyn Job>) -> usize {
-    Arc::as_ptr(job).cast::<()>() as usize
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits once on `cv` (until notified, or at most until `deadline`); the
-/// guard comes back as `Err` without waiting if the deadline has passed.
-pub(crate) fn wait_until<'a, T>(
-    cv: &Condvar,
-    guard: MutexGuard<'a, T>,
-    deadline: Option<Instant>,
-) -> Result<MutexGuard<'a, T>, MutexGuard<'a, T>> {
-    match deadline {
-        None => Ok(cv.wait(guard).unwrap_or_else(|e| e.into_inner())),
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(guard);
-            }
-            Ok(cv
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0)
-        }
-    }
-}
 
 /// Ring size of the results queue; larger results stream through. Small,
 /// because a ring's pages cost a fault each on their first pass: a ring of
@@ -91,14 +60,6 @@ pub(crate) struct Config {
     /// The executor's rule (Python's `BrokenProcessPool`): a worker that
     /// dies abruptly breaks the pool instead of being replaced.
     pub break_on_death: bool,
-}
-
-/// Why the pool stopped working, and which worker's death did it.
-#[derive(Debug, Clone)]
-pub(crate) struct BrokenWhy {
-    pub message: String,
-    pub pid: Option<u32>,
-    pub signal: Option<i32>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::handle::EncodeError;
+use crate::codec::EncodeError;
 use crate::process::StartError;
 
 /// Why one task gave no result. The pool keeps working after any of these.

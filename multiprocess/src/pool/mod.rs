@@ -54,11 +54,24 @@
 //! **Executor.** [`Executor`] (`executor.rs`) is the same machinery with
 //! one-call chunks whose job is a future's state, and one rule changed: an
 //! abrupt worker death breaks the pool (Python's `BrokenProcessPool`)
-//! instead of failing one call and replacing the worker.
+//! instead of failing one call and replacing the worker. Its futures are
+//! in `future.rs`, [`as_completed`] and [`wait_futures`] in
+//! `completion.rs`.
+//!
+//! **Files.** `core.rs` is the machinery in the parent (dispatch, the
+//! result thread, the monitor); `result.rs` is where a pool's results land;
+//! `job.rs` is what those two share (the `Job` interface, why work was
+//! cancelled), so neither names the other; `wire.rs` is what travels
+//! between the pool and its workers, including the list codec of a chunk;
+//! `worker.rs` is the worker's loop.
 
+mod completion;
 mod core;
 mod error;
 mod executor;
+mod future;
+mod job;
+mod lock;
 mod result;
 mod task;
 mod wire;
@@ -69,21 +82,22 @@ use std::thread::JoinHandle;
 
 use serde::Serialize;
 
+pub use completion::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait_futures};
 pub use error::{PoolError, TaskError};
-pub use executor::{
-    AsCompleted, DoneAndNotDone, Executor, ExecutorBuilder, ExecutorError, MapOptions, MapResults,
-    ReturnWhen, TaskFuture, as_completed, wait_futures,
-};
+pub use executor::{Executor, ExecutorBuilder, ExecutorError, ExecutorMap, MapResults};
+pub use future::TaskFuture;
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
 pub use worker::ChunkCtx;
 pub(crate) use worker::run_chunk;
 
-use self::core::{Chunk, Config, Core, InitSpec, Phase, lock};
-use crate::handle;
+use self::core::{Chunk, Config, Core, InitSpec, Phase};
+use self::job::{Cancel, Job, job_id};
+use self::lock::lock;
+use crate::codec;
 use crate::process::{StartMethod, Target, get_start_method};
 use crate::sys::code;
-use result::{Cancel, IterJob, Job, ListJob};
+use result::{IterJob, ListJob};
 use wire::Payload;
 
 #[cfg(doc)]
@@ -203,7 +217,7 @@ impl PoolBuilder {
         A: Serialize + Send + 'static,
     {
         let spec = (|| {
-            let (bytes, fds) = handle::encode(&args)?;
+            let (bytes, fds) = codec::encode(&args)?;
             Ok(InitSpec {
                 entry: code::entry_offset(f.entry()),
                 exe: code::exe_identity()?,
@@ -363,9 +377,9 @@ impl Pool {
         fds: &mut Vec<std::os::fd::OwnedFd>,
     ) -> Result<Chunk, PoolError> {
         let mut buf = self.core.take_buffer();
-        handle::encode_list(part, &mut buf, fds)?;
+        wire::encode_list(part, &mut buf, fds)?;
         if !fds.is_empty() {
-            return Err(PoolError::Encode(handle::EncodeError::Serialize(
+            return Err(PoolError::Encode(codec::EncodeError::Serialize(
                 "pool task arguments cannot carry OS handles (Queue, Lock, Connection); \
                  pass them to the initializer instead"
                     .into(),
@@ -449,9 +463,9 @@ impl Pool {
             result = self.core.submit(batch).map(drop);
         }
         if result.is_err() && submitted {
-            let id = core::job_id(job);
+            let id = job_id(job);
             self.core
-                .cancel_pending(|c| core::job_id(&c.job) == id, &Cancel::Terminated);
+                .cancel_pending(|c| job_id(&c.job) == id, &Cancel::Terminated);
         }
         result
     }
@@ -499,7 +513,7 @@ impl Pool {
     }
 
     /// [`submit_iter`](Self::submit_iter), also returning the job's
-    /// identity (see `core::job_id`).
+    /// identity (see `job::job_id`).
     fn submit_iter_seqs<R, S>(
         &self,
         entry: i64,
@@ -515,7 +529,7 @@ impl Pool {
         let job = IterJob::new(ordered);
         let dyn_job: Arc<dyn Job> = job.clone();
         self.encode_and_submit(entry, &items, chunksize, &dyn_job)?;
-        Ok((ImapIter::new(job, items.len()), core::job_id(&dyn_job)))
+        Ok((ImapIter::new(job, items.len()), job_id(&dyn_job)))
     }
 
     /// Runs `f(args…)` in a worker and waits for the result (Python's
@@ -780,6 +794,10 @@ impl Pool {
 
     /// The mapping methods with an explicit chunk size (Python's
     /// `chunksize=` argument): how many items travel to a worker at once.
+    /// Per-call options are always written this way, before the call
+    /// (`pool.map(f, it, chunksize=100)` is
+    /// `pool.with_chunksize(100).map(f, it)`), as for the
+    /// [`Executor`](Executor::with_chunksize).
     ///
     /// # Examples
     ///

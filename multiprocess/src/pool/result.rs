@@ -8,39 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::core::{BrokenWhy, lock, wait_until};
 use super::error::{PoolError, TaskError};
-use super::wire::{ALL_OK, MIXED, Outcome};
-use crate::handle;
-
-/// Why the pool gave up on outstanding work.
-#[derive(Debug, Clone)]
-pub(crate) enum Cancel {
-    Terminated,
-    Broken(BrokenWhy),
-    /// Cancelled before it started (the executor's `cancel`).
-    Cancelled,
-}
-
-impl Cancel {
-    fn error(&self) -> PoolError {
-        match self {
-            Cancel::Terminated | Cancel::Cancelled => PoolError::Terminated,
-            Cancel::Broken(b) => PoolError::Broken(b.message.clone()),
-        }
-    }
-}
-
-/// The receiving end of submitted work, as the pool's result thread sees it.
-pub(crate) trait Job: Send + Sync {
-    /// A chunk of `count` calls starting at input position `first` finished;
-    /// `body` holds their encoded outcomes.
-    fn deliver(&self, first: usize, count: u32, body: &[u8]);
-    /// The call at input position `index` failed without an outcome.
-    fn fail(&self, index: usize, error: TaskError);
-    /// The pool gave up on the job's remaining calls.
-    fn cancel(&self, why: &Cancel);
-}
+use super::job::{Cancel, Job};
+use super::lock::{lock, wait_until};
+use super::wire::{ALL_OK, MIXED, Outcome, decode_list_into};
+use crate::codec;
 
 /// A chunk's decoded outcomes: its results, if every call succeeded, or
 /// one outcome per call.
@@ -68,11 +40,11 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
     let decoded = match body.split_first() {
         Some((&ALL_OK, rest)) => {
             let mut v = Vec::with_capacity(count as usize);
-            handle::decode_list_into::<R>(rest, &mut v).map(|n| (n, Outcomes::AllOk(v)))
+            decode_list_into::<R>(rest, &mut v).map(|n| (n, Outcomes::AllOk(v)))
         }
-        Some((&MIXED, rest)) => handle::decode::<Vec<Outcome<R>>>(rest, Vec::new())
+        Some((&MIXED, rest)) => codec::decode::<Vec<Outcome<R>>>(rest, Vec::new())
             .map(|v| (v.len(), Outcomes::Mixed(v))),
-        _ => Err(handle::malformed::<Vec<R>>("unknown result body".into())),
+        _ => Err(codec::malformed::<Vec<R>>("unknown result body".into())),
     };
     let message = match decoded {
         Ok((n, outcomes)) if n == count as usize => return outcomes,
@@ -422,14 +394,14 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
         }
         let decoded = if first == st.all.len() {
             let start = st.all.len();
-            let r = handle::decode_list_into(encoded, &mut st.all);
+            let r = decode_list_into(encoded, &mut st.all);
             if !matches!(r, Ok(n) if n == count) {
                 st.all.truncate(start);
             }
             r
         } else {
             let mut run = Vec::with_capacity(count);
-            let r = handle::decode_list_into(encoded, &mut run);
+            let r = decode_list_into(encoded, &mut run);
             if matches!(r, Ok(n) if n == count) {
                 st.parts.insert(first, run);
             }

@@ -1,15 +1,19 @@
 //! What travels between the pool and its workers: task and result messages,
-//! the per-worker progress words, and the worker's start arguments.
+//! the list codec for a chunk's arguments and results (fixed-width words for
+//! plain numbers, postcard otherwise), the per-worker progress words, and
+//! the worker's start arguments.
 
+use std::any::{Any, TypeId};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::TaskError;
-use crate::handle;
+use crate::codec::{self, DecodeError, EncodeError};
 use crate::queue::Queue;
 use crate::sys::shm::SharedRegion;
 
@@ -190,6 +194,120 @@ pub(crate) enum ResultView<'a> {
     Shutdown,
 }
 
+/// Runs `$m!(T, width)` for each primitive number type that the list codec
+/// ([`encode_list`]/[`decode_list_into`]) writes at a fixed width.
+macro_rules! fixed_width_types {
+    ($m:ident) => {
+        $m!(
+            u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+        );
+    };
+}
+
+/// Encodes a list for a pool chunk, appending to `out`: when `T` is a
+/// primitive number or a 1-tuple of one (a `map` argument), as fixed-width
+/// little-endian words, with no length prefix (the chunk knows its count);
+/// otherwise as postcard's `Vec<T>`. A `map` of a million `u64`s then costs
+/// a copy instead of a varint per item each way. Both ends run the same
+/// executable, so they agree on the form from `T` alone.
+pub(crate) fn encode_list<T: Serialize + 'static>(
+    items: &[T],
+    out: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<(), EncodeError> {
+    macro_rules! fixed {
+        ($($t:ty),*) => {$(
+            if TypeId::of::<T>() == TypeId::of::<$t>() || TypeId::of::<T>() == TypeId::of::<($t,)>() {
+                const W: usize = std::mem::size_of::<$t>();
+                let start = out.len();
+                out.resize(start + items.len() * W, 0);
+                for (dst, item) in out[start..].chunks_exact_mut(W).zip(items) {
+                    let item = item as &dyn Any;
+                    let v: $t = match item.downcast_ref::<$t>() {
+                        Some(v) => *v,
+                        None => item.downcast_ref::<($t,)>().map_or(0 as $t, |v| v.0),
+                    };
+                    dst.copy_from_slice(&v.to_le_bytes());
+                }
+                return Ok(());
+            }
+        )*};
+    }
+    fixed_width_types!(fixed);
+    codec::encode_into(items, out, fds)
+}
+
+/// Decodes a list made by [`encode_list`] onto the end of `out`; returns
+/// how many items it appended.
+pub(crate) fn decode_list_into<T: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    out: &mut Vec<T>,
+) -> Result<usize, DecodeError> {
+    macro_rules! fixed {
+        ($($t:ty),*) => {$(
+            if TypeId::of::<T>() == TypeId::of::<$t>() || TypeId::of::<T>() == TypeId::of::<($t,)>() {
+                const W: usize = std::mem::size_of::<$t>();
+                if bytes.len() / W * W != bytes.len() {
+                    return Err(codec::malformed::<Vec<T>>(format!(
+                        "{} bytes is not a whole number of {W}-byte items",
+                        bytes.len()
+                    )));
+                }
+                let words = bytes
+                    .chunks_exact(W)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("W bytes")));
+                let any = out as &mut dyn Any;
+                if let Some(out) = any.downcast_mut::<Vec<$t>>() {
+                    out.extend(words);
+                } else if let Some(out) = any.downcast_mut::<Vec<($t,)>>() {
+                    out.extend(words.map(|v| (v,)));
+                }
+                return Ok(bytes.len() / W);
+            }
+        )*};
+    }
+    fixed_width_types!(fixed);
+    // postcard's `Vec<T>`, decoded straight onto the end of `out`.
+    struct Extend<'a, T>(&'a mut Vec<T>);
+    impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Extend<'_, T> {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for Extend<'_, T> {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let start = self.0.len();
+            // A hostile length must not reserve gigabytes: cap the hint.
+            self.0.reserve(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(v) = seq.next_element()? {
+                self.0.push(v);
+            }
+            Ok(self.0.len() - start)
+        }
+    }
+    let start = out.len();
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let result = serde::de::DeserializeSeed::deserialize(Extend(out), &mut de)
+        .map_err(|e| codec::malformed::<Vec<T>>(codec::take_handle_error(e.to_string())))
+        .and_then(|n| match de.finalize() {
+            Ok([]) => Ok(n),
+            Ok(rest) => Err(codec::malformed::<Vec<T>>(format!(
+                "{} trailing bytes",
+                rest.len()
+            ))),
+            Err(e) => Err(codec::malformed::<Vec<T>>(e.to_string())),
+        });
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
 /// Puts a message whose last field is the byte string `tail` (given empty
 /// in `msg`), without copying `tail` into an encode buffer: the head is
 /// `msg`'s encoding with the empty string's length byte (0, postcard's last
@@ -209,7 +327,7 @@ pub(crate) fn put_with_tail<T, M: Serialize>(
         "the last field is an empty byte string"
     );
     head.pop();
-    let (len, n) = handle::varint(tail.len());
+    let (len, n) = codec::varint(tail.len());
     head.extend_from_slice(&len[..n]);
     queue.put_encoded(&head, tail, lock_deadline, deadline)
 }
@@ -263,15 +381,15 @@ impl Progress {
 
 impl Serialize for Progress {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.0.fd(), "pool progress region", s)
+        codec::serialize_fd(self.0.fd(), "pool progress region", s)
     }
 }
 
 impl<'de> Deserialize<'de> for Progress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let fd = handle::deserialize_fd("pool progress region", d)?;
+        let fd = codec::deserialize_fd("pool progress region", d)?;
         let region =
-            SharedRegion::from_fd(fd, 16).map_err(|e| handle::handle_de_error(e.to_string()))?;
+            SharedRegion::from_fd(fd, 16).map_err(|e| codec::handle_de_error(e.to_string()))?;
         Ok(Progress(Arc::new(region)))
     }
 }
@@ -282,13 +400,13 @@ pub(crate) struct PassFd(pub OwnedFd);
 
 impl Serialize for PassFd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.0.as_fd(), "initializer handle", s)
+        codec::serialize_fd(self.0.as_fd(), "initializer handle", s)
     }
 }
 
 impl<'de> Deserialize<'de> for PassFd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        handle::deserialize_fd("initializer handle", d).map(PassFd)
+        codec::deserialize_fd("initializer handle", d).map(PassFd)
     }
 }
 
@@ -410,5 +528,62 @@ mod tests {
         // Nothing is left, and a bounded read says so.
         let soon = Some(std::time::Instant::now() + std::time::Duration::from_millis(10));
         assert!(!queue.get_encoded(&mut buf, soon));
+    }
+
+    fn list_round_trip<T>(items: Vec<T>)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone + 'static,
+    {
+        let mut buf = vec![];
+        let mut fds = vec![];
+        encode_list(&items, &mut buf, &mut fds).unwrap();
+        // Onto the end of existing items, as the pool's results are.
+        let mut out = items.clone();
+        assert_eq!(decode_list_into(&buf, &mut out).unwrap(), items.len());
+        assert_eq!(out.len(), 2 * items.len());
+        assert_eq!(out[items.len()..], items[..]);
+    }
+
+    #[test]
+    fn lists_round_trip_in_both_forms() {
+        list_round_trip(vec![0u64, 1, u64::MAX, 1 << 40]);
+        list_round_trip(vec![(7u64,), (u64::MAX,)]);
+        list_round_trip(vec![-1i32, i32::MIN, 5]);
+        list_round_trip(vec![(1.5f64,), (f64::NEG_INFINITY,)]);
+        list_round_trip(vec![u8::MAX, 0]);
+        list_round_trip(Vec::<u16>::new());
+        list_round_trip(vec!["a".to_string(), String::new()]);
+        list_round_trip(vec![(1u64, 2u64), (3, 4)]);
+        list_round_trip(vec![Some(vec![1u8, 2]), None]);
+    }
+
+    #[test]
+    fn fixed_width_lists_are_a_copy_of_the_words() {
+        let mut buf = vec![];
+        encode_list(&[(1u32,), (0x0102_0304,)], &mut buf, &mut vec![]).unwrap();
+        assert_eq!(buf, [1, 0, 0, 0, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn malformed_lists_are_errors_and_leave_the_output_alone() {
+        let mut out = vec![9u64];
+        let e = decode_list_into::<u64>(&[0; 7], &mut out).unwrap_err();
+        assert!(
+            e.to_string().contains("whole number of 8-byte items"),
+            "{e}"
+        );
+        assert_eq!(out, [9]);
+        let mut out = vec!["kept".to_string()];
+        // Two strings announced, one given.
+        let e = decode_list_into::<String>(&[2, 1, b'x'], &mut out).unwrap_err();
+        assert!(e.to_string().contains("String"), "{e}");
+        assert_eq!(out, ["kept"]);
+        // One string, then a stray byte.
+        let e = decode_list_into::<String>(&[1, 1, b'x', 0], &mut out).unwrap_err();
+        assert!(e.to_string().contains("trailing"), "{e}");
+        // A hostile length does not reserve memory for it.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode_list_into::<String>(&huge, &mut out).is_err());
+        assert_eq!(out, ["kept"]);
     }
 }

@@ -13,9 +13,9 @@ use super::error::TaskError;
 use super::task::Task;
 use super::wire::{
     ALL_OK, MIXED, Outcome, Progress, RawBytes, ResultMsg, ResultView, TaskView, WorkerArgs,
-    put_with_tail,
+    decode_list_into, encode_list, put_with_tail,
 };
-use crate::handle;
+use crate::codec;
 use crate::process::with_error_text;
 use crate::sys::code;
 
@@ -104,7 +104,7 @@ where
     Args: DeserializeOwned + 'static,
 {
     let mut items: Vec<Args> = Vec::new();
-    match handle::decode_list_into(payload, &mut items) {
+    match decode_list_into(payload, &mut items) {
         Ok(_) => {}
         Err(e) => {
             let error = TaskError::Decode {
@@ -162,7 +162,7 @@ fn encode_all_ok<R: serde::Serialize + 'static>(results: Vec<R>, out: &mut Vec<u
     let mut fds = Vec::new();
     out.clear();
     out.push(ALL_OK);
-    if handle::encode_list(&results, out, &mut fds).is_ok() && fds.is_empty() {
+    if encode_list(&results, out, &mut fds).is_ok() && fds.is_empty() {
         return;
     }
     encode_outcomes(results.into_iter().map(Outcome::Ok).collect(), out)
@@ -176,18 +176,18 @@ fn encode_outcomes<R: serde::Serialize>(outcomes: Vec<Outcome<R>>, out: &mut Vec
     let mut fds = Vec::new();
     out.clear();
     out.push(MIXED);
-    if handle::encode_into(&outcomes, out, &mut fds).is_ok() && fds.is_empty() {
+    if codec::encode_into(&outcomes, out, &mut fds).is_ok() && fds.is_empty() {
         return;
     }
     out.clear();
     out.push(MIXED);
     fds.clear();
-    handle::encode_into(&outcomes.len(), out, &mut fds).expect("a length always encodes");
+    codec::encode_into(&outcomes.len(), out, &mut fds).expect("a length always encodes");
     let mut one = Vec::new();
     for outcome in &outcomes {
         one.clear();
         fds.clear();
-        let failure = match handle::encode_into(outcome, &mut one, &mut fds) {
+        let failure = match codec::encode_into(outcome, &mut one, &mut fds) {
             Ok(()) if fds.is_empty() => None,
             Ok(()) => {
                 Some("a task result cannot carry an OS handle (Queue, Lock, Connection)".into())
@@ -199,7 +199,7 @@ fn encode_outcomes<R: serde::Serialize>(outcomes: Vec<Outcome<R>>, out: &mut Vec
             Some(message) => {
                 let error: Outcome<R> = Outcome::Err(TaskError::Unserializable { message });
                 one.clear();
-                handle::encode_into(&error, &mut one, &mut fds).expect("an error always encodes");
+                codec::encode_into(&error, &mut one, &mut fds).expect("an error always encodes");
                 out.extend_from_slice(&one);
             }
         }

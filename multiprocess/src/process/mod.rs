@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub(crate) use target::with_error_text;
 pub use target::{Target, TargetResult};
 
-use crate::handle::{self, EncodeError};
+use crate::codec::{self, EncodeError};
 use crate::sys;
 use crate::sys::code::Entry;
 use child::{ChildSpec, Identity};
@@ -261,7 +261,7 @@ where
         Some(self.target.entry())
     }
     fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
-        handle::encode(&self.args)
+        codec::encode(&self.args)
     }
     fn run(self: Box<Self>) -> i32 {
         let this = *self;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::handle::{DecodeError, EncodeError};
+use crate::codec::{DecodeError, EncodeError};
 
 const HANDLE_MSG: &str = "the item contains an OS handle (a Connection, Lock or Queue), \
      which cannot pass through a queue's shared memory; send it over a Connection or as a \

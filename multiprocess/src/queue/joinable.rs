@@ -63,8 +63,8 @@ use super::{
     GetError, GetFail, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
     TRY_LOCK_WAIT, TryGetError, TryPutError,
 };
+use crate::codec;
 use crate::deadline;
-use crate::handle;
 use crate::sync::raw_lock::SLICE;
 use crate::sys::futex;
 use crate::sys::pid::{current_pid, is_alive};
@@ -168,7 +168,7 @@ impl QueueBuilder {
         let ring = Ring::create(
             self.capacity,
             self.maxsize,
-            handle::type_tag::<T>(),
+            codec::type_tag::<T>(),
             KIND_JOINABLE,
         )?;
         Ok(JoinableQueue::from_queue(Queue::from_ring(ring)))
@@ -214,7 +214,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     fn from_fd(fd: OwnedFd) -> io::Result<JoinableQueue<T>> {
         let ring = Ring::open(
             fd,
-            handle::type_tag::<T>(),
+            codec::type_tag::<T>(),
             std::any::type_name::<T>(),
             KIND_JOINABLE,
         )?;
@@ -687,14 +687,14 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 
 impl<T> Serialize for JoinableQueue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.queue.ring.fd(), "JoinableQueue", serializer)
+        codec::serialize_fd(self.queue.ring.fd(), "JoinableQueue", serializer)
     }
 }
 
 impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for JoinableQueue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fd = handle::deserialize_fd("JoinableQueue", deserializer)?;
-        JoinableQueue::from_fd(fd).map_err(|e| handle::handle_de_error(e.to_string()))
+        let fd = codec::deserialize_fd("JoinableQueue", deserializer)?;
+        JoinableQueue::from_fd(fd).map_err(|e| codec::handle_de_error(e.to_string()))
     }
 }
 

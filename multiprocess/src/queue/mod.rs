@@ -34,8 +34,8 @@ use ring::Fail;
 use ring::{Msg, Ring};
 pub use simple::SimpleQueue;
 
+use crate::codec::{self, DecodeError};
 use crate::deadline;
-use crate::handle::{self, DecodeError};
 
 /// The default ring size: 16 MiB, so "put everything, join the producer, then
 /// read" works for realistic amounts of data. Pages are only backed once
@@ -198,7 +198,7 @@ impl QueueBuilder {
         let ring = Ring::create(
             self.capacity,
             self.maxsize,
-            handle::type_tag::<T>(),
+            codec::type_tag::<T>(),
             ring::KIND_PLAIN,
         )?;
         Ok(Queue::from_ring(ring))
@@ -290,7 +290,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Queue<T>> {
         let ring = Ring::open(
             fd,
-            handle::type_tag::<T>(),
+            codec::type_tag::<T>(),
             std::any::type_name::<T>(),
             ring::KIND_PLAIN,
         )?;
@@ -304,8 +304,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         deadline: Option<Instant>,
     ) -> Result<(), PutFail<T>> {
         // Byte buffers: prefix and bytes go to the ring as they are.
-        if let Some(bytes) = handle::as_bytes(&value) {
-            let (prefix, n) = handle::varint(bytes.len());
+        if let Some(bytes) = codec::as_bytes(&value) {
+            let (prefix, n) = codec::varint(bytes.len());
             let msg = Msg {
                 head: &prefix[..n],
                 body: bytes,
@@ -315,19 +315,19 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         }
         // Small items: encoded on the stack.
         let mut stack = [0u8; STACK_ENCODE];
-        if let Some(n) = handle::encode_plain_to_slice(&value, &mut stack) {
+        if let Some(n) = codec::encode_plain_to_slice(&value, &mut stack) {
             let result = self
                 .ring
                 .put(Msg::whole(&stack[..n]), lock_deadline, deadline);
             return result.map_err(|_| PutFail::Deadline(value));
         }
         with_buffer(|buf| {
-            if !handle::encode_plain_into(&value, buf) {
+            if !codec::encode_plain_into(&value, buf) {
                 // A handle, an error, or a nested encode: the side-table path
                 // tells which.
                 buf.clear();
                 let mut fds = Vec::new();
-                if let Err(error) = handle::encode_into(&value, buf, &mut fds) {
+                if let Err(error) = codec::encode_into(&value, buf, &mut fds) {
                     return Err(PutFail::Unsendable(PutError::Encode { value, error }));
                 }
                 if !fds.is_empty() {
@@ -347,7 +347,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         deadline: Option<Instant>,
         slot: Option<usize>,
     ) -> Result<T, GetFail> {
-        if handle::is_bytes::<T>() {
+        if codec::is_bytes::<T>() {
             // Straight from the ring into the item's own buffer.
             let mut out = Vec::new();
             let announced = self
@@ -355,15 +355,13 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 .get_counted(&mut out, true, lock_deadline, deadline, slot)
                 .map_err(|_| GetFail::Deadline)?;
             return match announced {
-                Some(n) if n == out.len() as u64 => {
-                    handle::from_bytes(out).map_err(GetFail::Decode)
-                }
-                Some(n) => Err(GetFail::Decode(handle::malformed::<T>(format!(
+                Some(n) if n == out.len() as u64 => codec::from_bytes(out).map_err(GetFail::Decode),
+                Some(n) => Err(GetFail::Decode(codec::malformed::<T>(format!(
                     "the length prefix says {n} bytes, the item holds {}",
                     out.len()
                 )))),
                 // Not a valid prefix: let postcard describe the bytes.
-                None => handle::decode(&out, Vec::new()).map_err(GetFail::Decode),
+                None => codec::decode(&out, Vec::new()).map_err(GetFail::Decode),
             };
         }
         with_buffer(|buf| {
@@ -374,7 +372,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             {
                 return Err(GetFail::Deadline);
             }
-            handle::decode_plain(buf).map_err(GetFail::Decode)
+            codec::decode_plain(buf).map_err(GetFail::Decode)
         })
     }
 
@@ -647,14 +645,14 @@ impl<T> fmt::Debug for Queue<T> {
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.ring.fd(), "Queue", serializer)
+        codec::serialize_fd(self.ring.fd(), "Queue", serializer)
     }
 }
 
 impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fd = handle::deserialize_fd("Queue", deserializer)?;
-        Queue::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
+        let fd = codec::deserialize_fd("Queue", deserializer)?;
+        Queue::from_fd(fd).map_err(|e| crate::codec::handle_de_error(e.to_string()))
     }
 }
 

@@ -25,7 +25,7 @@ fn small<T: Serialize + DeserializeOwned + 'static>(cap: usize) -> Queue<T> {
 }
 
 fn encoded<T: Serialize>(v: &T) -> Vec<u8> {
-    handle::encode(v).unwrap().0
+    codec::encode(v).unwrap().0
 }
 
 /// Item counts and byte sizes: Miri interprets every instruction, so its
@@ -320,14 +320,14 @@ fn consumer_drops_partial_item_of_a_dead_writer() {
 )]
 fn wrong_item_type_is_refused() {
     let q: Queue<u64> = Queue::new().unwrap();
-    let (bytes, fds) = handle::encode(&q).unwrap();
-    assert!(handle::decode::<Queue<String>>(&bytes, fds).is_err());
+    let (bytes, fds) = codec::encode(&q).unwrap();
+    assert!(codec::decode::<Queue<String>>(&bytes, fds).is_err());
     let err = Queue::<String>::from_fd(q.ring.fd().try_clone_to_owned().unwrap()).unwrap_err();
     assert!(err.to_string().contains("alloc::string::String"), "{err}");
     // Not a queue at all.
     let lock = Lock::new().unwrap();
-    let (bytes, fds) = handle::encode(&lock).unwrap();
-    assert!(handle::decode::<Queue<u64>>(&bytes, fds).is_err());
+    let (bytes, fds) = codec::encode(&lock).unwrap();
+    assert!(codec::decode::<Queue<u64>>(&bytes, fds).is_err());
 }
 
 #[test]
@@ -337,8 +337,8 @@ fn wrong_item_type_is_refused() {
 )]
 fn travels_as_a_handle() {
     let q: Queue<u64> = Queue::new().unwrap();
-    let (bytes, fds) = handle::encode(&q).unwrap();
-    let child: Queue<u64> = handle::decode(&bytes, fds).unwrap();
+    let (bytes, fds) = codec::encode(&q).unwrap();
+    let child: Queue<u64> = codec::decode(&bytes, fds).unwrap();
     child.put(77).unwrap();
     assert_eq!(q.get_timeout(T10).unwrap(), 77);
 }
@@ -464,12 +464,12 @@ fn bench_1p1c_u64() {
 fn byte_items_are_written_as_postcard_writes_them() {
     for len in [0usize, 1, 127, 128, 16_383, 16_384, 70_000] {
         let v = pattern(2, len);
-        let (prefix, n) = handle::varint(v.len());
+        let (prefix, n) = codec::varint(v.len());
         let mut ours = prefix[..n].to_vec();
         ours.extend_from_slice(&v);
         assert_eq!(ours, encoded(&v), "Vec<u8> of {len}");
         let s = "é".repeat(len / 2);
-        let (prefix, n) = handle::varint(s.len());
+        let (prefix, n) = codec::varint(s.len());
         let mut ours = prefix[..n].to_vec();
         ours.extend_from_slice(s.as_bytes());
         assert_eq!(ours, encoded(&s), "String of {} bytes", s.len());
@@ -539,7 +539,7 @@ fn put_inside_an_encode_still_refuses_handles() {
         }
     }
     let q = Queue::new().unwrap();
-    let (_, fds) = handle::encode(&Sneaky(q.clone(), Lock::new().unwrap())).unwrap();
+    let (_, fds) = codec::encode(&Sneaky(q.clone(), Lock::new().unwrap())).unwrap();
     assert!(fds.is_empty());
     assert_eq!(q.qsize(), 1);
     assert!(q.try_get().unwrap().is_none());

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::handle;
+use crate::codec;
 use crate::sync::{Lock, LockGuard};
 use crate::sys::shm::{LockedSlice, SharedRegion};
 
@@ -73,7 +73,7 @@ impl<T: Pod> Block<T> {
             .store(kind as u32, Ordering::Relaxed);
         region
             .atomic_u64(TYPE_TAG_AT)
-            .store(handle::type_tag::<T>(), Ordering::Relaxed);
+            .store(codec::type_tag::<T>(), Ordering::Relaxed);
         region
             .atomic_u64(LEN_AT)
             .store(len as u64, Ordering::Relaxed);
@@ -104,7 +104,7 @@ impl<T: Pod> Block<T> {
                 }
             )));
         }
-        if region.atomic_u64(TYPE_TAG_AT).load(Ordering::Relaxed) != handle::type_tag::<T>() {
+        if region.atomic_u64(TYPE_TAG_AT).load(Ordering::Relaxed) != codec::type_tag::<T>() {
             return Err(bad(format!(
                 "the shared {what} does not hold values of type {} \
                  (it was created with another type)",
@@ -189,7 +189,7 @@ pub(crate) struct FdOut<'a>(pub(crate) BorrowedFd<'a>, pub(crate) &'static str);
 
 impl Serialize for FdOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.0, self.1, serializer)
+        codec::serialize_fd(self.0, self.1, serializer)
     }
 }
 
@@ -198,7 +198,7 @@ pub(crate) struct FdIn(pub(crate) OwnedFd);
 
 impl<'de> Deserialize<'de> for FdIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        handle::deserialize_fd("shared value or array", deserializer).map(FdIn)
+        codec::deserialize_fd("shared value or array", deserializer).map(FdIn)
     }
 }
 
@@ -503,7 +503,7 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (FdIn(fd), lock) = <(FdIn, Lock)>::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Locked, "Array")
-            .map_err(|e| handle::handle_de_error(e.to_string()))?;
+            .map_err(|e| codec::handle_de_error(e.to_string()))?;
         Ok(Array { block, lock })
     }
 }
@@ -736,7 +736,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let FdIn(fd) = FdIn::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Raw, "RawArray")
-            .map_err(|e| handle::handle_de_error(e.to_string()))?;
+            .map_err(|e| codec::handle_de_error(e.to_string()))?;
         Ok(RawArray { block })
     }
 }

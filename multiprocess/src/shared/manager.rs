@@ -3,8 +3,9 @@
 
 use std::sync::Mutex;
 
+use super::item::Item;
 use super::named::{self, SharedMemory, SharedMemoryError};
-use super::shareable_list::{Item, ShareableList, ShareableListError};
+use super::shareable_list::{ShareableList, ShareableListError};
 use super::tracker;
 
 /// Creates [`SharedMemory`] segments and [`ShareableList`]s and unlinks all

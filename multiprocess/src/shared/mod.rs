@@ -6,6 +6,7 @@
 //! unlinks the segments it made.
 
 mod array;
+mod item;
 mod manager;
 mod named;
 mod shareable_list;
@@ -13,8 +14,9 @@ mod tracker;
 mod value;
 
 pub use array::{Array, ArrayGuard, IndexError, LengthError, RawArray};
+pub use item::{Item, ItemKind};
 pub use manager::SharedMemoryManager;
 pub use named::{SharedMemory, SharedMemoryError};
-pub use shareable_list::{Item, ItemKind, ShareableList, ShareableListError};
+pub use shareable_list::{ShareableList, ShareableListError};
 pub(crate) use tracker::{TRACKER_ENV, serve as serve_tracker};
 pub use value::{RawValue, Value, ValueGuard};

@@ -630,7 +630,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(d)?;
         SharedMemory::attach_with(&wire.name, wire.tracked).map_err(|e| {
-            crate::handle::handle_de_error(format!(
+            crate::codec::handle_de_error(format!(
                 "cannot attach shared memory {:?} (unlinked?): {e}",
                 wire.name
             ))

@@ -8,7 +8,7 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::array::{Block, FdIn, FdOut, Kind};
-use crate::handle;
+use crate::codec;
 use crate::sync::{Lock, LockGuard};
 use crate::sys::shm::LockedSlice;
 
@@ -205,9 +205,9 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (FdIn(fd), lock) = <(FdIn, Lock)>::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Locked, "Value")
-            .map_err(|e| handle::handle_de_error(e.to_string()))?;
+            .map_err(|e| codec::handle_de_error(e.to_string()))?;
         if block.len() != 1 {
-            return Err(handle::handle_de_error(
+            return Err(codec::handle_de_error(
                 "descriptor is an Array, not a Value".into(),
             ));
         }
@@ -359,9 +359,9 @@ impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let FdIn(fd) = FdIn::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Raw, "RawValue")
-            .map_err(|e| handle::handle_de_error(e.to_string()))?;
+            .map_err(|e| codec::handle_de_error(e.to_string()))?;
         if block.len() != 1 {
-            return Err(handle::handle_de_error(
+            return Err(codec::handle_de_error(
                 "descriptor is a RawArray, not a RawValue".into(),
             ));
         }
@@ -381,11 +381,11 @@ mod tests {
     )]
     fn wrong_type_on_decode_names_the_type() {
         let v = Value::new(1i32).unwrap();
-        let (bytes, fds) = handle::encode(&v).unwrap();
-        let err = handle::decode::<Value<f64>>(&bytes, fds).unwrap_err();
+        let (bytes, fds) = codec::encode(&v).unwrap();
+        let err = codec::decode::<Value<f64>>(&bytes, fds).unwrap_err();
         assert!(err.to_string().contains("type f64"), "{err}");
-        let (bytes, fds) = handle::encode(&v).unwrap();
-        let back: Value<i32> = handle::decode(&bytes, fds).unwrap();
+        let (bytes, fds) = codec::encode(&v).unwrap();
+        let back: Value<i32> = codec::decode(&bytes, fds).unwrap();
         back.set(5);
         assert_eq!(v.get(), 5);
     }
@@ -397,11 +397,11 @@ mod tests {
     )]
     fn locked_and_raw_forms_are_not_mixed() {
         let a = Array::<u8>::new(2).unwrap();
-        let (bytes, fds) = handle::encode(&a).unwrap();
-        assert!(handle::decode::<Value<u8>>(&bytes, fds).is_err());
+        let (bytes, fds) = codec::encode(&a).unwrap();
+        assert!(codec::decode::<Value<u8>>(&bytes, fds).is_err());
         let r = RawArray::<u8>::new(2).unwrap();
-        let (bytes, fds) = handle::encode(&r).unwrap();
-        let err = handle::decode::<RawValue<u8>>(&bytes, fds).unwrap_err();
+        let (bytes, fds) = codec::encode(&r).unwrap();
+        let err = codec::decode::<RawValue<u8>>(&bytes, fds).unwrap_err();
         assert!(err.to_string().contains("not a RawValue"), "{err}");
     }
 }

@@ -686,7 +686,7 @@ shared_handle!(Barrier, "Barrier");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle;
+    use crate::codec;
     use std::sync::atomic::AtomicUsize;
 
     static ACTIONS: AtomicUsize = AtomicUsize::new(0);
@@ -808,8 +808,8 @@ mod tests {
     )]
     fn travels_as_a_handle() {
         let b = Barrier::new(2).unwrap();
-        let (bytes, fds) = handle::encode(&b).unwrap();
-        let back: Barrier = handle::decode(&bytes, fds).unwrap();
+        let (bytes, fds) = codec::encode(&b).unwrap();
+        let back: Barrier = codec::decode(&bytes, fds).unwrap();
         back.abort();
         assert!(b.is_broken());
         assert!(Barrier::new(0).is_err());

@@ -191,14 +191,14 @@ impl Slots {
 
 impl Serialize for Slots {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        crate::handle::serialize_fd(self.region.fd(), "Condition", serializer)
+        crate::codec::serialize_fd(self.region.fd(), "Condition", serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Slots {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fd = crate::handle::deserialize_fd("Condition", deserializer)?;
-        Slots::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
+        let fd = crate::codec::deserialize_fd("Condition", deserializer)?;
+        Slots::from_fd(fd).map_err(|e| crate::codec::handle_de_error(e.to_string()))
     }
 }
 
@@ -634,7 +634,7 @@ impl Drop for ConditionGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle;
+    use crate::codec;
 
     fn spawn_waiter(cond: &Condition, timeout: Duration) -> std::thread::JoinHandle<bool> {
         let c = cond.clone();
@@ -766,9 +766,9 @@ mod tests {
     )]
     fn travels_as_a_handle() {
         let cond = Condition::new().unwrap();
-        let (bytes, fds) = handle::encode(&cond).unwrap();
+        let (bytes, fds) = codec::encode(&cond).unwrap();
         assert_eq!(fds.len(), 2);
-        let back: Condition = handle::decode(&bytes, fds).unwrap();
+        let back: Condition = codec::decode(&bytes, fds).unwrap();
         let _g = cond.acquire();
         assert!(back.try_acquire().is_none());
     }

@@ -330,7 +330,7 @@ shared_handle!(Event, "Event");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle;
+    use crate::codec;
 
     #[test]
     fn set_clear_wait() {
@@ -388,12 +388,12 @@ mod tests {
     )]
     fn travels_as_a_handle() {
         let e = Event::new().unwrap();
-        let (bytes, fds) = handle::encode(&e).unwrap();
-        let back: Event = handle::decode(&bytes, fds).unwrap();
+        let (bytes, fds) = codec::encode(&e).unwrap();
+        let back: Event = codec::decode(&bytes, fds).unwrap();
         e.set();
         assert!(back.is_set());
-        let (bytes, fds) = handle::encode(&crate::Lock::new().unwrap()).unwrap();
-        let err = handle::decode::<Event>(&bytes, fds).unwrap_err();
+        let (bytes, fds) = codec::encode(&crate::Lock::new().unwrap()).unwrap();
+        let err = codec::decode::<Event>(&bytes, fds).unwrap_err();
         assert!(
             err.to_string().contains("not a multiprocess Event"),
             "{err}"

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::raw_lock::{Acquired, RawLock};
+use crate::codec;
 use crate::deadline;
-use crate::handle;
 use crate::sys::shm::SharedRegion;
 
 /// Region layout: the lock word at 0, a magic at 8.
@@ -199,14 +199,14 @@ impl fmt::Debug for Lock {
 
 impl Serialize for Lock {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.region.fd(), "Lock", serializer)
+        codec::serialize_fd(self.region.fd(), "Lock", serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Lock {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fd = handle::deserialize_fd("Lock", deserializer)?;
-        Lock::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
+        let fd = codec::deserialize_fd("Lock", deserializer)?;
+        Lock::from_fd(fd).map_err(|e| crate::codec::handle_de_error(e.to_string()))
     }
 }
 
@@ -388,9 +388,9 @@ mod tests {
     )]
     fn travels_as_a_handle() {
         let lock = Lock::new().unwrap();
-        let (bytes, fds) = handle::encode(&lock).unwrap();
+        let (bytes, fds) = codec::encode(&lock).unwrap();
         assert_eq!(fds.len(), 1);
-        let back: Lock = handle::decode(&bytes, fds).unwrap();
+        let back: Lock = codec::decode(&bytes, fds).unwrap();
         let _g = lock.acquire();
         assert!(back.is_locked(), "decoded handle shares the word");
         assert!(back.try_acquire().is_none());

@@ -43,14 +43,14 @@ macro_rules! shared_handle {
     ($ty:ident, $what:literal) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                crate::handle::serialize_fd(self.region.fd(), $what, serializer)
+                crate::codec::serialize_fd(self.region.fd(), $what, serializer)
             }
         }
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let fd = crate::handle::deserialize_fd($what, deserializer)?;
-                $ty::from_fd(fd).map_err(|e| crate::handle::handle_de_error(e.to_string()))
+                let fd = crate::codec::deserialize_fd($what, deserializer)?;
+                $ty::from_fd(fd).map_err(|e| crate::codec::handle_de_error(e.to_string()))
             }
         }
     };

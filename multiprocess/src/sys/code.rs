@@ -54,7 +54,7 @@ where
         F: crate::process::Target<Args>,
         Args: serde::de::DeserializeOwned + 'static,
     {
-        let args: Args = match crate::handle::decode(bytes, fds) {
+        let args: Args = match crate::codec::decode(bytes, fds) {
             Ok(args) => args,
             Err(e) => {
                 eprintln!("multiprocess: cannot decode the process arguments: {e}");

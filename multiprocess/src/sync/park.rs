@@ -113,7 +113,8 @@ pub(crate) struct Policy<'a> {
     /// Sleep in slices of this length and probe after each (`None`: no
     /// probes; one sleep until the deadline).
     pub(crate) slice: Option<Duration>,
-    /// Probe once more when the deadline has passed, before timing out.
+    /// Probe once more when the deadline has passed, before timing out
+    /// (only with a `slice`).
     pub(crate) probe_at_deadline: bool,
     /// The futex word, for the panic message.
     pub(crate) what: &'static str,

@@ -553,10 +553,7 @@ impl<T> JoinableQueue<T> {
             Wait {
                 // Eventcount: announce, read the epoch, re-check, sleep.
                 sleepers: Some(r.atomic_u32(JOIN_WAITERS_AT)),
-                poll: |_| match self.unfinished_tasks() {
-                    0 => Poll::Ready(Ok(())),
-                    _ => Poll::Pending,
-                },
+                poll: |_| Poll::ready_if(self.unfinished_tasks() == 0, Ok(())),
                 sleep: || {
                     let seen = epoch.load(Ordering::SeqCst);
                     (self.unfinished_tasks() != 0).then_some(SleepOn {

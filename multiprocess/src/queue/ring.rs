@@ -453,13 +453,7 @@ impl Ring {
             until,
             Wait {
                 sleepers: Some(self.region.atomic_u32(waiters_at)),
-                poll: |_| {
-                    if word.load(Ordering::Acquire) != seen {
-                        Poll::Ready(false)
-                    } else {
-                        Poll::Pending
-                    }
-                },
+                poll: |_| Poll::ready_if(word.load(Ordering::Acquire) != seen, false),
                 sleep: || {
                     let e = epoch.load(Ordering::SeqCst);
                     (word.load(Ordering::SeqCst) == seen).then_some(SleepOn {

@@ -284,13 +284,7 @@ impl Event {
             deadline,
             Wait {
                 sleepers: None,
-                poll: |_| {
-                    if state.load(Ordering::Acquire) & SET != 0 {
-                        Poll::Ready(true)
-                    } else {
-                        Poll::Pending
-                    }
-                },
+                poll: |_| Poll::ready_if(state.load(Ordering::Acquire) & SET != 0, true),
                 sleep: || {
                     let v = state.load(Ordering::Acquire);
                     if v & SET != 0

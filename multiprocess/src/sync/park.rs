@@ -140,6 +140,18 @@ pub(crate) enum Poll<T> {
     SleepNow,
 }
 
+impl<T> Poll<T> {
+    /// `Ready(value)` if `done`, else `Pending`.
+    #[inline]
+    pub(crate) fn ready_if(done: bool, value: T) -> Self {
+        if done {
+            Poll::Ready(value)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 /// The futex word to sleep on and the value it must still hold.
 pub(crate) struct SleepOn<'a> {
     /// The word.
@@ -282,7 +294,7 @@ fn spin<T>(spin: Spin<'_>, poll: &mut impl FnMut(Phase) -> Poll<T>) -> Option<T>
 
 /// Bounded busy-waiting: exponential backoff with `spin_loop`, then
 /// `yield_now` (useful with few CPUs), until the budget is spent.
-pub(crate) struct Backoff {
+struct Backoff {
     step: u32,
     start: Option<Instant>,
     budget: Duration,
@@ -290,7 +302,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// A backoff that spins for up to `budget`.
-    pub(crate) fn new(budget: Duration) -> Self {
+    fn new(budget: Duration) -> Self {
         Backoff {
             step: 0,
             start: None,
@@ -301,7 +313,7 @@ impl Backoff {
     /// Waits a little; returns `false` once the budget is spent (the caller
     /// should then sleep).
     #[inline]
-    pub(crate) fn spin(&mut self) -> bool {
+    fn spin(&mut self) -> bool {
         // Spinning is a speed policy; a model checks the sleeping protocol
         // (and would need one loom branch per spin).
         if cfg!(loom) {

@@ -239,13 +239,7 @@ impl RawSemaphore {
             deadline,
             Wait {
                 sleepers: Some(self.region.atomic_u32(SLEEPERS)),
-                poll: |_| {
-                    if self.try_acquire() {
-                        Poll::Ready(true)
-                    } else {
-                        Poll::Pending
-                    }
-                },
+                poll: |_| Poll::ready_if(self.try_acquire(), true),
                 sleep: || {
                     (count.load(Ordering::SeqCst) == 0).then_some(SleepOn {
                         word: count,

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Model-checks the shared-memory algorithms with loom: the real code of the
-# queue ring, the lock word, the semaphore, the event and the barrier, with
-# threads standing in for processes (see multiprocess/src/sys/model.rs).
+# queue ring, the lock word, the semaphore, the event, the barrier and the
+# waiting mechanism under all of them (sync/park.rs), with threads standing
+# in for processes (see multiprocess/src/sys/model.rs).
 #
 #   scripts/loom.sh                 # every model
 #   scripts/loom.sh ring            # the models in the ring's module
+#   scripts/loom.sh park            # the waiting mechanism's own models
 #   LOOM_MAX_PREEMPTIONS=3 scripts/loom.sh   # deeper than each model's bound
 #
 # A failing model prints loom's verdict (an assertion, "deadlock" for a

@@ -65,14 +65,22 @@ use super::{
 };
 use crate::codec;
 use crate::deadline;
-use crate::sync::raw_lock::SLICE;
+use crate::sync::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 /// Number of slots in the header page; slot 0 is the shared overflow slot.
 const SLOT_COUNT: usize = (HEADER_LEN - SLOTS_AT) / 8;
 const COUNT_MASK: u64 = 0xffff_ffff;
+/// A joiner sleeps at once (a join is long) in [`park::SLICE`]s, releasing
+/// the tasks of dead consumers after each.
+const JOIN_WAIT: park::Policy<'static> = park::Policy {
+    spin: Spin::Never,
+    slice: Some(park::SLICE),
+    probe_at_deadline: false,
+    what: "join epoch",
+};
 
 fn slot_at(index: usize) -> usize {
     SLOTS_AT + 8 * index
@@ -440,7 +448,7 @@ impl<T> JoinableQueue<T> {
         for i in 1..SLOT_COUNT {
             let s = self.slot(i);
             let w = s.load(Ordering::SeqCst);
-            if w == 0 || (!all && count_of(w) == 0) || is_alive(pid_of(w)) {
+            if w == 0 || (!all && count_of(w) == 0) || owner_alive(pid_of(w)) {
                 continue;
             }
             if s.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed)
@@ -539,33 +547,31 @@ impl<T> JoinableQueue<T> {
     fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinTimeoutError> {
         let r = self.region();
         let epoch = r.atomic_u32(JOIN_EPOCH_AT);
-        let waiters = r.atomic_u32(JOIN_WAITERS_AT);
-        let mut next_probe = Instant::now() + SLICE;
-        loop {
-            if self.unfinished_tasks() == 0 {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= next_probe {
-                next_probe = now + SLICE;
-                if self.reap(false) {
-                    continue;
-                }
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(JoinTimeoutError::Timeout {
-                    unfinished: self.unfinished_tasks(),
-                });
-            }
-            // Eventcount: announce, read the epoch, re-check, sleep.
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let seen = epoch.load(Ordering::SeqCst);
-            if self.unfinished_tasks() != 0 {
-                let until = deadline.map_or(next_probe, |d| d.min(next_probe));
-                let _ = futex::wait(epoch, seen, Some(until));
-            }
-            waiters.fetch_sub(1, Ordering::SeqCst);
-        }
+        park::park(
+            &JOIN_WAIT,
+            deadline,
+            Wait {
+                // Eventcount: announce, read the epoch, re-check, sleep.
+                sleepers: Some(r.atomic_u32(JOIN_WAITERS_AT)),
+                poll: |_| Poll::ready_if(self.unfinished_tasks() == 0, Ok(())),
+                sleep: || {
+                    let seen = epoch.load(Ordering::SeqCst);
+                    (self.unfinished_tasks() != 0).then_some(SleepOn {
+                        word: epoch,
+                        expected: seen,
+                    })
+                },
+                probe: || {
+                    self.reap(false);
+                    (self.unfinished_tasks() == 0).then_some(Ok(()))
+                },
+                timed_out: || {
+                    Some(Err(JoinTimeoutError::Timeout {
+                        unfinished: self.unfinished_tasks(),
+                    }))
+                },
+            },
+        )
     }
 
     /// Blocks until every item put has been taken and marked done (Python's

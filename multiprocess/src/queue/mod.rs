@@ -30,7 +30,7 @@ pub use error::{
 };
 pub use joinable::JoinableQueue;
 #[cfg(test)]
-use ring::Fail;
+use ring::Incomplete;
 use ring::{Msg, Ring};
 pub use simple::SimpleQueue;
 

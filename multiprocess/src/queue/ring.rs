@@ -86,12 +86,13 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::sync::raw_lock::{Acquired, RawLock, SLICE, Spin};
+use crate::sync::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
+use crate::sync::raw_lock::{Acquired, RawLock, SPIN_BUDGET};
 use crate::sys::atomic::AtomicU64;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 // Header page layout. Producer- and consumer-written words sit on separate
@@ -211,7 +212,7 @@ impl<'a> Msg<'a> {
 
 /// Why a ring operation did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fail {
+pub(crate) enum Incomplete {
     /// The deadline passed (immediately, for a try).
     Deadline,
     /// Test hook: the operation "died" halfway on purpose.
@@ -219,12 +220,19 @@ pub(crate) enum Fail {
     Crashed,
 }
 
+/// What a waiter waits for: data (`tail` to move) or room (`head` to move).
+#[derive(Clone, Copy)]
+enum Side {
+    Data,
+    Space,
+}
+
 /// Test hooks to stop an operation halfway as if its process had died.
 #[cfg(test)]
 #[derive(Default)]
 pub(crate) struct Hooks {
     /// After publishing this many chunks of an item, leave the put lock word
-    /// set to `dead_pid` and return `Fail::Crashed` (0: off).
+    /// set to `dead_pid` and return `Incomplete::Crashed` (0: off).
     pub(crate) crash_put_after: std::sync::atomic::AtomicUsize,
     /// Same for a consumer, counting chunks taken of an unfinished item.
     pub(crate) crash_get_after: std::sync::atomic::AtomicUsize,
@@ -400,56 +408,63 @@ impl Ring {
 
     // ---- waiting -------------------------------------------------------
 
-    /// Waits until `word` (tail or head) no longer reads `seen`, or until
-    /// `until`. See the module docs for the eventcount protocol and for the
-    /// adaptive first pause, whose length `pause` holds (ns).
+    /// Waits until `tail` (for [`Side::Data`]) or `head` (for
+    /// [`Side::Space`]) no longer reads `seen`, or until
+    /// `until`; with `writer`, the pid of a partial item's producer, also
+    /// until that producer is found dead, probed after each [`park::SLICE`]
+    /// without change, and then returns `true`. See the module docs for the
+    /// eventcount protocol and for the adaptive first pause (`data_pause`,
+    /// `space_pause`).
     fn wait_change(
         &self,
-        word: &AtomicU64,
+        side: Side,
         seen: u64,
-        epoch_at: usize,
-        waiters_at: usize,
         until: Option<Instant>,
-        pause: &AtomicU32,
-    ) {
-        let d = pause.load(Ordering::Relaxed);
-        if d == 0 {
-            std::hint::spin_loop();
-        } else {
-            let end = Instant::now() + Duration::from_nanos(u64::from(d));
-            while Instant::now() < end {
-                for _ in 0..8 {
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        if word.load(Ordering::Acquire) != seen {
-            // The other side is streaming: next time, let it run longer
-            // before taking the cache lines back.
-            pause.store((d * 2).clamp(MIN_PAUSE_NS, MAX_PAUSE_NS), Ordering::Relaxed);
-            return;
-        }
-        // A gap longer than the pause: shorten it, for latency.
-        pause.store(
-            if d / 2 < MIN_PAUSE_NS { 0 } else { d / 2 },
-            Ordering::Relaxed,
-        );
-        let mut spin = Spin::new();
-        while spin.spin() {
-            if word.load(Ordering::Acquire) != seen {
-                return;
-            }
-        }
+        writer: Option<u32>,
+    ) -> bool {
+        let (word, epoch_at, waiters_at, pause) = match side {
+            Side::Data => (
+                self.tail(),
+                DATA_EPOCH_AT,
+                DATA_WAITERS_AT,
+                &self.data_pause,
+            ),
+            Side::Space => (
+                self.head(),
+                SPACE_EPOCH_AT,
+                SPACE_WAITERS_AT,
+                &self.space_pause,
+            ),
+        };
+        let policy = park::Policy {
+            spin: Spin::Paused {
+                pause,
+                min_ns: MIN_PAUSE_NS,
+                max_ns: MAX_PAUSE_NS,
+                budget: SPIN_BUDGET,
+            },
+            slice: writer.map(|_| park::SLICE),
+            probe_at_deadline: false,
+            what: "queue epoch",
+        };
         let epoch = self.region.atomic_u32(epoch_at);
-        let waiters = self.region.atomic_u32(waiters_at);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        let e = epoch.load(Ordering::SeqCst);
-        if word.load(Ordering::SeqCst) == seen {
-            if let Err(err) = futex::wait(epoch, e, until) {
-                panic!("futex wait on a queue epoch failed: {err}");
-            }
-        }
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        park::park(
+            &policy,
+            until,
+            Wait {
+                sleepers: Some(self.region.atomic_u32(waiters_at)),
+                poll: |_| Poll::ready_if(word.load(Ordering::Acquire) != seen, false),
+                sleep: || {
+                    let e = epoch.load(Ordering::SeqCst);
+                    (word.load(Ordering::SeqCst) == seen).then_some(SleepOn {
+                        word: epoch,
+                        expected: e,
+                    })
+                },
+                probe: || writer.is_some_and(|w| !owner_alive(w)).then_some(true),
+                timed_out: || Some(false),
+            },
+        )
     }
 
     /// Wakes whoever waits on the epoch, if anyone does. Must follow a SeqCst
@@ -611,15 +626,15 @@ impl Ring {
         msg: Msg<'_>,
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), Incomplete> {
         let lock = self.put_lock();
-        let how = lock.lock(lock_deadline).ok_or(Fail::Deadline)?;
+        let how = lock.lock(lock_deadline).ok_or(Incomplete::Deadline)?;
         if how == Acquired::OwnerDied {
             self.recover_put();
         }
         let result = self.put_locked(msg, deadline, lock);
         #[cfg(test)]
-        if result == Err(Fail::Crashed) {
+        if result == Err(Incomplete::Crashed) {
             return result;
         }
         lock.unlock();
@@ -658,7 +673,7 @@ impl Ring {
         msg: Msg<'_>,
         deadline: Option<Instant>,
         _lock: RawLock<'_>,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), Incomplete> {
         let pid = self.header_pid();
         let tail_word = self.tail();
         // Only producers write `tail`, and we hold the put lock.
@@ -684,16 +699,9 @@ impl Ring {
                     continue;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Fail::Deadline);
+                    return Err(Incomplete::Deadline);
                 }
-                self.wait_change(
-                    self.head(),
-                    head,
-                    SPACE_EPOCH_AT,
-                    SPACE_WAITERS_AT,
-                    deadline,
-                    &self.space_pause,
-                );
+                self.wait_change(Side::Space, head, deadline, None);
                 head = self.refresh_head();
             }
         }
@@ -734,7 +742,7 @@ impl Ring {
                 }
                 #[cfg(test)]
                 if self.crash_now(&self.hooks.crash_put_after, chunks, _lock) {
-                    return Err(Fail::Crashed);
+                    return Err(Incomplete::Crashed);
                 }
                 continue;
             }
@@ -746,17 +754,10 @@ impl Ring {
                     tail_word.store(tail, Ordering::SeqCst);
                     self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
                 }
-                return Err(Fail::Deadline);
+                return Err(Incomplete::Deadline);
             }
             let _ = chunks;
-            self.wait_change(
-                self.head(),
-                head,
-                SPACE_EPOCH_AT,
-                SPACE_WAITERS_AT,
-                deadline,
-                &self.space_pause,
-            );
+            self.wait_change(Side::Space, head, deadline, None);
             head = self.refresh_head();
         }
     }
@@ -782,7 +783,7 @@ impl Ring {
         strip: bool,
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
-    ) -> Result<Option<u64>, Fail> {
+    ) -> Result<Option<u64>, Incomplete> {
         self.get_counted(out, strip, lock_deadline, deadline, None)
     }
 
@@ -798,9 +799,9 @@ impl Ring {
         lock_deadline: Option<Instant>,
         deadline: Option<Instant>,
         slot: Option<usize>,
-    ) -> Result<Option<u64>, Fail> {
+    ) -> Result<Option<u64>, Incomplete> {
         let lock = self.get_lock();
-        let how = lock.lock(lock_deadline).ok_or(Fail::Deadline)?;
+        let how = lock.lock(lock_deadline).ok_or(Incomplete::Deadline)?;
         if how == Acquired::OwnerDied {
             // The dead consumer may have been asleep on the data epoch.
             self.region
@@ -810,7 +811,7 @@ impl Ring {
         }
         let result = self.get_locked(out, strip, deadline, lock, slot);
         #[cfg(test)]
-        if result == Err(Fail::Crashed) {
+        if result == Err(Incomplete::Crashed) {
             return result;
         }
         lock.unlock();
@@ -838,7 +839,7 @@ impl Ring {
         deadline: Option<Instant>,
         _lock: RawLock<'_>,
         slot: Option<usize>,
-    ) -> Result<Option<u64>, Fail> {
+    ) -> Result<Option<u64>, Incomplete> {
         out.clear();
         // A taken item leaves the slot count when it is dropped half-read.
         let untake = |partial: &mut Option<u32>| {
@@ -874,31 +875,14 @@ impl Ring {
                 match partial {
                     None => {
                         if deadline.is_some_and(|d| Instant::now() >= d) {
-                            return Err(Fail::Deadline);
+                            return Err(Incomplete::Deadline);
                         }
-                        self.wait_change(
-                            self.tail(),
-                            tail,
-                            DATA_EPOCH_AT,
-                            DATA_WAITERS_AT,
-                            deadline,
-                            &self.data_pause,
-                        );
+                        self.wait_change(Side::Data, tail, deadline, None);
                     }
                     Some(writer) => {
-                        let slice_end = Instant::now() + SLICE;
-                        self.wait_change(
-                            self.tail(),
-                            tail,
-                            DATA_EPOCH_AT,
-                            DATA_WAITERS_AT,
-                            Some(slice_end),
-                            &self.data_pause,
-                        );
-                        if self.tail().load(Ordering::Acquire) == tail
-                            && Instant::now() >= slice_end
-                            && !is_alive(writer)
-                        {
+                        // The rest of a started item: no deadline, but
+                        // its producer may have died.
+                        if self.wait_change(Side::Data, tail, None, Some(writer)) {
                             untake(&mut partial);
                             out.clear();
                         }
@@ -954,7 +938,7 @@ impl Ring {
             chunks += 1;
             #[cfg(test)]
             if partial.is_some() && self.crash_now(&self.hooks.crash_get_after, chunks, _lock) {
-                return Err(Fail::Crashed);
+                return Err(Incomplete::Crashed);
             }
             let _ = chunks;
         }

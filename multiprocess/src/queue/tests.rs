@@ -243,7 +243,7 @@ fn consumer_dying_mid_item_leaves_queue_working() {
     q.ring.hooks.crash_get_after.store(2, Ordering::Relaxed);
     let mut buf = Vec::new();
     let d = Some(Instant::now() + T10);
-    assert_eq!(q.ring.get(&mut buf, false, d, d), Err(Fail::Crashed));
+    assert_eq!(q.ring.get(&mut buf, false, d, d), Err(Incomplete::Crashed));
     q.ring.hooks.crash_get_after.store(0, Ordering::Relaxed);
     // The next consumer takes the lock over, drops the orphaned chunks and
     // gets the next whole item.
@@ -273,7 +273,7 @@ fn producer_dying_mid_item_then_new_producer() {
     let big = encoded(&pattern(5, 1 << 20));
     assert_eq!(
         q.ring.put(ring::Msg::whole(&big), None, None),
-        Err(Fail::Crashed)
+        Err(Incomplete::Crashed)
     );
     q.ring.hooks.crash_put_after.store(0, Ordering::Relaxed);
     // A new producer takes the put lock over (publishing an abort), and its
@@ -297,7 +297,7 @@ fn consumer_drops_partial_item_of_a_dead_writer() {
     let big = encoded(&pattern(5, 200_000));
     assert_eq!(
         q.ring.put(ring::Msg::whole(&big), None, None),
-        Err(Fail::Crashed)
+        Err(Incomplete::Crashed)
     );
     q.ring.hooks.header_pid.store(0, Ordering::Relaxed);
     q.ring.hooks.crash_put_after.store(0, Ordering::Relaxed);

@@ -46,13 +46,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::raw_lock::{Acquired, RawLock, SLICE, Spin};
+use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
+use super::raw_lock::{Acquired, RawLock, SPIN_BUDGET};
 use super::shared::{self, shared_handle};
 use crate::deadline;
 use crate::sys::atomic::{AtomicU32, AtomicU64};
 use crate::sys::code;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpBarr01");
@@ -71,6 +72,14 @@ const PIDS: usize = 128;
 const BROKEN: u32 = 1 << 31;
 const GEN_MASK: u32 = BROKEN - 1;
 const NO_TIMEOUT: u32 = u32::MAX;
+/// A waiter spins like the lock, then sleeps in [`park::SLICE`]s, probing
+/// the arrivals after each.
+const WAIT: park::Policy<'static> = park::Policy {
+    spin: Spin::Backoff(SPIN_BUDGET),
+    slice: Some(park::SLICE),
+    probe_at_deadline: false,
+    what: "barrier word",
+};
 /// The most parties a barrier may have.
 ///
 /// # Examples
@@ -455,48 +464,40 @@ impl Barrier {
         self.lock().unlock();
 
         let word = self.generation();
-        let mut spin = Spin::new();
-        let mut next_probe = Instant::now() + SLICE;
-        loop {
-            let w = word.load(Ordering::Acquire);
-            if w != g {
-                let broken = w & BROKEN != 0
-                    || self.broken_bits().load(Ordering::Relaxed) & (1 << (g % 64)) != 0;
-                return if broken {
-                    Outcome::Broken
-                } else {
-                    Outcome::Passed(index)
-                };
-            }
-            if spin.spin() {
-                continue;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                self.enter();
-                let timed_out = word.load(Ordering::Relaxed) == g;
-                if timed_out {
-                    self.break_locked();
-                }
-                self.lock().unlock();
-                if timed_out {
-                    return Outcome::TimedOut;
-                }
-                continue;
-            }
-            if now >= next_probe {
-                self.probe_arrivals(g);
-                next_probe = now + SLICE;
-                continue;
-            }
-            let until = match deadline {
-                Some(d) if d < next_probe => d,
-                _ => next_probe,
-            };
-            if let Err(e) = futex::wait(word, g, Some(until)) {
-                panic!("futex wait on a barrier word failed: {e}");
-            }
-        }
+        park::park(
+            &WAIT,
+            deadline,
+            Wait {
+                sleepers: None,
+                poll: |_| {
+                    let w = word.load(Ordering::Acquire);
+                    if w == g {
+                        return Poll::Pending;
+                    }
+                    let broken = w & BROKEN != 0
+                        || self.broken_bits().load(Ordering::Relaxed) & (1 << (g % 64)) != 0;
+                    Poll::Ready(if broken {
+                        Outcome::Broken
+                    } else {
+                        Outcome::Passed(index)
+                    })
+                },
+                sleep: || Some(SleepOn { word, expected: g }),
+                probe: || {
+                    self.probe_arrivals(g);
+                    None
+                },
+                timed_out: || {
+                    self.enter();
+                    let timed_out = word.load(Ordering::Relaxed) == g;
+                    if timed_out {
+                        self.break_locked();
+                    }
+                    self.lock().unlock();
+                    timed_out.then_some(Outcome::TimedOut)
+                },
+            },
+        )
     }
 
     /// Breaks generation `g` if one of its arrivals has died.
@@ -507,7 +508,7 @@ impl Barrier {
             let arrived = self.count().load(Ordering::Relaxed) as usize;
             let dead = (0..arrived.min(self.parties() as usize)).any(|i| {
                 let pid = self.pid(i).load(Ordering::Relaxed);
-                pid != me && !is_alive(pid)
+                pid != me && !owner_alive(pid)
             });
             if dead {
                 self.break_locked();

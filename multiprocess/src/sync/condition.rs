@@ -57,12 +57,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use super::raw_lock::Acquired;
 use super::shared;
 use super::{Lock, RLock};
 use crate::deadline;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpCond01");
@@ -78,6 +79,16 @@ const LEN: usize = 4096;
 /// assert_eq!(multiprocess::CONDITION_SLOTS, 252);
 /// ```
 pub const SLOTS: usize = (LEN - SLOTS_AT) / SLOT_LEN;
+
+/// A waiter sleeps on its own slot until notified or its deadline: no spin
+/// (a notify comes with the lock held, after the waiter released it) and
+/// nothing to probe (the notifier probes the waiters).
+const WAIT: park::Policy<'static> = park::Policy {
+    spin: Spin::Never,
+    slice: None,
+    probe_at_deadline: false,
+    what: "condition slot",
+};
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -122,7 +133,7 @@ impl Slots {
             .or_else(|| {
                 (0..SLOTS).find(|&i| {
                     let pid = self.pid(i).load(Ordering::Relaxed);
-                    pid != me && !is_alive(pid)
+                    pid != me && !owner_alive(pid)
                 })
             })?;
         let t = self.region.atomic_u32(NEXT_TICKET);
@@ -162,7 +173,7 @@ impl Slots {
             }
             let pid = self.pid(i).load(Ordering::Relaxed);
             let state = self.state(i);
-            if pid != me && !is_alive(pid) {
+            if pid != me && !owner_alive(pid) {
                 if state
                     .compare_exchange(WAITING, FREE, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
@@ -584,26 +595,37 @@ impl ConditionGuard<'_> {
             CondLock::RLock(l) => l.release_save(),
         };
         let state = slots.state(i);
-        let notified = loop {
-            let s = state.load(Ordering::Acquire);
-            if s != WAITING {
-                break s == NOTIFIED;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                match state.compare_exchange(
-                    WAITING,
-                    ABANDONED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => break false,
-                    Err(now) => break now == NOTIFIED,
-                }
-            }
-            if let Err(e) = futex::wait(state, WAITING, deadline) {
-                panic!("futex wait on a condition slot failed: {e}");
-            }
-        };
+        let notified = park::park(
+            &WAIT,
+            deadline,
+            Wait {
+                sleepers: None,
+                poll: |_| match state.load(Ordering::Acquire) {
+                    WAITING => Poll::Pending,
+                    s => Poll::Ready(s == NOTIFIED),
+                },
+                sleep: || {
+                    Some(SleepOn {
+                        word: state,
+                        expected: WAITING,
+                    })
+                },
+                probe: || None,
+                timed_out: || {
+                    Some(
+                        match state.compare_exchange(
+                            WAITING,
+                            ABANDONED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => false,
+                            Err(now) => now == NOTIFIED,
+                        },
+                    )
+                },
+            },
+        );
         let how = match &self.cond.lock {
             CondLock::Lock(l) => l.raw().lock(None).unwrap_or(Acquired::Clean),
             CondLock::RLock(l) => l.acquire_restore(saved),

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::park::{self, Poll, SleepOn, Spin, Wait};
 use super::shared::{self, shared_handle};
 use crate::deadline;
 use crate::sys::atomic::AtomicU32;
@@ -57,6 +58,14 @@ const SPIN_MIN: u32 = 1_000;
 const SPIN_MAX: u32 = 50_000;
 /// How many times a waiter on the last setter's CPU yields before sleeping.
 const SAME_CPU_YIELDS: u32 = 4;
+/// After its own adaptive spin, a waiter sleeps until set or its deadline
+/// (nothing to probe: the event has no owner).
+const SLEEP: park::Policy<'static> = park::Policy {
+    spin: Spin::Never,
+    slice: None,
+    probe_at_deadline: false,
+    what: "event word",
+};
 
 /// A flag that processes wait for, like Python's `multiprocessing.Event`.
 ///
@@ -270,25 +279,36 @@ impl Event {
             }
             budget_word.store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
         }
-        loop {
-            let v = state.load(Ordering::Acquire);
-            if v & SET != 0 {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            if v & SLEEPERS == 0
-                && state
-                    .compare_exchange(v, v | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            if let Err(e) = futex::wait(state, v | SLEEPERS, deadline) {
-                panic!("futex wait on an event word failed: {e}");
-            }
-        }
+        park::park(
+            &SLEEP,
+            deadline,
+            Wait {
+                sleepers: None,
+                poll: |_| Poll::ready_if(state.load(Ordering::Acquire) & SET != 0, true),
+                sleep: || {
+                    let v = state.load(Ordering::Acquire);
+                    if v & SET != 0
+                        || (v & SLEEPERS == 0
+                            && state
+                                .compare_exchange(
+                                    v,
+                                    v | SLEEPERS,
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                )
+                                .is_err())
+                    {
+                        return None;
+                    }
+                    Some(SleepOn {
+                        word: state,
+                        expected: v | SLEEPERS,
+                    })
+                },
+                probe: || None,
+                timed_out: || Some(false),
+            },
+        )
     }
 }
 

@@ -4,7 +4,10 @@
 //! driven by the raw lock in [`raw_lock`]: one CAS to take it uncontended, one
 //! swap to release it, a brief spin and then a shared futex when contended,
 //! and a liveness probe of the owner's pid so a holder that dies never wedges
-//! the others (see the state table in `raw_lock.rs`). [`Lock`] is the public
+//! the others (see the state table in `raw_lock.rs`). Every blocking wait,
+//! here and in the queue, goes through [`park`]: one loop for the spin, the
+//! futex sleep in slices, the liveness probe ([`park::owner_alive`]) and the
+//! deadline, with each primitive's tuned numbers as parameters. [`Lock`] is the public
 //! guard-returning API on top; [`RLock`], [`Semaphore`], [`Event`],
 //! [`Condition`] and [`Barrier`] follow the same pattern, each file opening
 //! with its shared-memory layout and crash behaviour.
@@ -31,6 +34,7 @@ mod barrier;
 mod condition;
 mod event;
 mod lock;
+pub(crate) mod park;
 pub(crate) mod raw_lock;
 mod rlock;
 mod semaphore;

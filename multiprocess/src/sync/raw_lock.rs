@@ -17,12 +17,13 @@
 //! - acquire, contended: spin with exponential backoff for a few µs while
 //!   nobody sleeps (a handoff between running CPUs costs ~0.1 µs, a futex
 //!   wake ~30 µs on a VM); then set `WAITERS` and futex-wait in slices of
-//!   [`SLICE`]. A sleeper that wins the lock takes it as `me | WAITERS`,
-//!   since others may still sleep (Drepper's "mutex3").
+//!   [`park::SLICE`] (through [`park::park`]). A sleeper that wins the lock
+//!   takes it as `me | WAITERS`, since others may still sleep (Drepper's
+//!   "mutex3").
 //! - release: swap `→ 0` (one atomic) and wake one sleeper only if the old
 //!   value had `WAITERS`.
 //! - owner death: after each slice during which the word did not change, the
-//!   waiter probes the owner with [`is_alive`]. If it is gone, a CAS from the
+//!   waiter probes the owner with [`owner_alive`]. If it is gone, a CAS from the
 //!   exact observed value to `me | WAITERS` takes the lock over, and the caller
 //!   is told [`Acquired::OwnerDied`]. Only one waiter's CAS can win.
 //!
@@ -41,23 +42,27 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::park::{self, Phase, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 
 /// Set while some process may be asleep on the word.
 pub(crate) const WAITERS: u32 = 1 << 31;
 /// The owner's pid.
 pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
-/// How long a waiter sleeps between checks that the owner is alive.
-#[cfg(not(loom))]
-pub(crate) const SLICE: Duration = Duration::from_millis(100);
-/// Under loom, time must not decide anything (a model is deterministic), so
-/// the periodic probe never comes due; probes happen only at a deadline.
-#[cfg(loom)]
-pub(crate) const SLICE: Duration = Duration::from_secs(3600);
 /// How long a contended caller spins before sleeping.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(10);
+
+/// How a contended caller waits: [`SPIN_BUDGET`] of backoff while nobody
+/// sleeps, then futex slices of [`park::SLICE`], probing the owner after
+/// each and once more at the deadline.
+const WAIT: park::Policy<'static> = park::Policy {
+    spin: Spin::Backoff(SPIN_BUDGET),
+    slice: Some(park::SLICE),
+    probe_at_deadline: true,
+    what: "lock word",
+};
 
 /// How a lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,53 +72,6 @@ pub(crate) enum Acquired {
     /// Taken over from an owner that died holding it; whatever it protected
     /// may be half-updated.
     OwnerDied,
-}
-
-/// Bounded busy-waiting: exponential backoff with `spin_loop`, then
-/// `yield_now` (useful with few CPUs), until [`SPIN_BUDGET`] is spent.
-pub(crate) struct Spin {
-    step: u32,
-    start: Option<Instant>,
-}
-
-impl Spin {
-    pub(crate) fn new() -> Self {
-        Spin {
-            step: 0,
-            start: None,
-        }
-    }
-
-    /// Waits a little; returns `false` once the budget is spent (the caller
-    /// should then sleep).
-    #[inline]
-    pub(crate) fn spin(&mut self) -> bool {
-        // Spinning is a speed policy; a model checks the sleeping protocol
-        // (and would need one loom branch per spin).
-        if cfg!(loom) {
-            return false;
-        }
-        if self.step < 6 {
-            for _ in 0..(1u32 << self.step) {
-                std::hint::spin_loop();
-            }
-            self.step += 1;
-            return true;
-        }
-        let start = *self.start.get_or_insert_with(Instant::now);
-        if start.elapsed() >= SPIN_BUDGET {
-            return false;
-        }
-        self.step += 1;
-        if self.step % 4 == 0 {
-            std::thread::yield_now();
-        } else {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-        }
-        true
-    }
 }
 
 /// A view of a lock word in shared memory (see the module docs).
@@ -153,7 +111,7 @@ impl<'a> RawLock<'a> {
 
     /// Acquires the lock, waiting until `deadline` (`None`: forever).
     /// Returns `None` on timeout. A dead owner is detected within about
-    /// [`SLICE`], and also once more at the deadline.
+    /// [`park::SLICE`], and also once more at the deadline.
     ///
     /// # Panics
     /// If the kernel rejects `FUTEX_WAIT` on a mapped, aligned word (never
@@ -169,61 +127,65 @@ impl<'a> RawLock<'a> {
     #[cold]
     fn lock_slow(&self, deadline: Option<Instant>) -> Option<Acquired> {
         let me = current_pid();
-        let mut spin = Spin::new();
-        loop {
-            let v = self.word.load(Ordering::Relaxed);
-            if v == 0 {
-                if self.cas(0, me) {
-                    return Some(Acquired::Clean);
-                }
-                continue;
-            }
-            // Others asleep: the next release goes to them, stop spinning.
-            if v & WAITERS != 0 || !spin.spin() {
-                break;
-            }
-        }
-        let mut next_probe = Instant::now() + SLICE;
-        loop {
-            let v = self.word.load(Ordering::Relaxed);
-            if v == 0 {
-                if self.cas(0, me | WAITERS) {
-                    return Some(Acquired::Clean);
-                }
-                continue;
-            }
-            let now = Instant::now();
-            if now >= next_probe || deadline.is_some_and(|d| now >= d) {
-                if let Some(how) = self.take_over_if_dead(v, me) {
-                    return Some(how);
-                }
-                if deadline.is_some_and(|d| now >= d) {
-                    return None;
-                }
-                next_probe = now + SLICE;
-            }
-            if v & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            let until = match deadline {
-                Some(d) if d < next_probe => d,
-                _ => next_probe,
-            };
-            if let Err(e) = futex::wait(self.word, v | WAITERS, Some(until)) {
-                panic!("futex wait on a lock word failed: {e}");
-            }
-        }
+        park::park(
+            &WAIT,
+            deadline,
+            Wait {
+                sleepers: None,
+                poll: |phase| loop {
+                    let v = self.word.load(Ordering::Relaxed);
+                    if v == 0 {
+                        // Once past spinning, others may sleep: keep WAITERS.
+                        let to = match phase {
+                            Phase::Spinning => me,
+                            Phase::Sleeping => me | WAITERS,
+                        };
+                        if self.cas(0, to) {
+                            return Poll::Ready(Some(Acquired::Clean));
+                        }
+                        continue;
+                    }
+                    // Others asleep: the next release goes to them, stop
+                    // spinning.
+                    return if v & WAITERS != 0 {
+                        Poll::SleepNow
+                    } else {
+                        Poll::Pending
+                    };
+                },
+                sleep: || {
+                    let v = self.word.load(Ordering::Relaxed);
+                    if v == 0
+                        || (v & WAITERS == 0
+                            && self
+                                .word
+                                .compare_exchange(
+                                    v,
+                                    v | WAITERS,
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                )
+                                .is_err())
+                    {
+                        return None;
+                    }
+                    Some(SleepOn {
+                        word: self.word,
+                        expected: v | WAITERS,
+                    })
+                },
+                probe: || match self.word.load(Ordering::Relaxed) {
+                    0 => None,
+                    v => self.take_over_if_dead(v, me).map(Some),
+                },
+                timed_out: || Some(None),
+            },
+        )
     }
 
     /// If the word still reads `v` and its owner is dead, CAS it to ours.
     fn take_over_if_dead(&self, v: u32, me: u32) -> Option<Acquired> {
-        let owner = v & PID_MASK;
-        if owner == me || is_alive(owner) {
+        if owner_alive(v & PID_MASK) {
             return None;
         }
         // Keep WAITERS: other processes may be asleep on the word.

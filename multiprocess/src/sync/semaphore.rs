@@ -25,7 +25,7 @@
 //!   the permit then belongs to nobody, as in Python, and a plain `release`
 //!   from any process returns one. The slot index is cached per handle, so
 //!   this is one more atomic on each side.
-//! - recovery: a blocking acquire that has slept [`SLICE`] without a permit
+//! - recovery: a blocking acquire that has slept [`park::SLICE`] without a permit
 //!   probes the pids of the holder slots; for a dead one it CASes `pid` to
 //!   `u32::MAX` (one winner), swaps `held` to 0, frees the slot and adds the
 //!   permits back to `count` (never above `bound`), waking sleepers.
@@ -36,7 +36,7 @@
 //! only costs later releases a needless `FUTEX_WAKE`.
 //!
 //! Permits a dead process held **through guards** are returned to the
-//! semaphore within about [`SLICE`] (100 ms) once someone waits for one —
+//! semaphore within about [`park::SLICE`] (100 ms) once someone waits for one —
 //! Python loses them. Permits taken with `forget` (or the plain Python
 //! pattern of acquire here, release elsewhere) are not tracked and are lost
 //! with their holder, as in Python. A process that dies in the instant
@@ -52,12 +52,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::raw_lock::{SLICE, Spin};
+use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
+use super::raw_lock::SPIN_BUDGET;
 use super::shared::{self, shared_handle};
 use crate::deadline;
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpSema01");
@@ -72,6 +73,14 @@ const HOLDERS: usize = (LEN - HOLDERS_AT) / HOLDER_LEN;
 const RECLAIMING: u32 = u32::MAX;
 /// `slot_hint` of a handle whose process found the holder table full.
 const NO_SLOT: usize = usize::MAX;
+/// A blocked acquire spins like the lock, then sleeps in [`park::SLICE`]s,
+/// returning dead holders' permits after each.
+const WAIT: park::Policy<'static> = park::Policy {
+    spin: Spin::Backoff(SPIN_BUDGET),
+    slice: Some(park::SLICE),
+    probe_at_deadline: false,
+    what: "semaphore word",
+};
 
 /// A semaphore released above its initial value (Python's `ValueError:
 /// Semaphore released too many times`).
@@ -183,7 +192,7 @@ impl RawSemaphore {
         for i in 0..HOLDERS {
             let pid = self.holder_pid(i);
             let p = pid.load(Ordering::Relaxed);
-            if p == 0 || p == RECLAIMING || p == me || is_alive(p) {
+            if p == 0 || p == RECLAIMING || p == me || owner_alive(p) {
                 continue;
             }
             if pid
@@ -224,46 +233,26 @@ impl RawSemaphore {
     }
 
     fn acquire(&self, deadline: Option<Instant>) -> bool {
-        if self.try_acquire() {
-            return true;
-        }
-        let mut spin = Spin::new();
-        while spin.spin() {
-            if self.try_acquire() {
-                return true;
-            }
-        }
         let count = self.count();
-        let sleepers = self.region.atomic_u32(SLEEPERS);
-        let mut next_probe = Instant::now() + SLICE;
-        loop {
-            if self.try_acquire() {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= next_probe {
-                self.recover();
-                next_probe = now + SLICE;
-                continue;
-            }
-            let until = match deadline {
-                Some(d) if d < next_probe => d,
-                _ => next_probe,
-            };
-            sleepers.fetch_add(1, Ordering::SeqCst);
-            let r = if count.load(Ordering::SeqCst) == 0 {
-                futex::wait(count, 0, Some(until))
-            } else {
-                Ok(())
-            };
-            sleepers.fetch_sub(1, Ordering::SeqCst);
-            if let Err(e) = r {
-                panic!("futex wait on a semaphore word failed: {e}");
-            }
-        }
+        park::park(
+            &WAIT,
+            deadline,
+            Wait {
+                sleepers: Some(self.region.atomic_u32(SLEEPERS)),
+                poll: |_| Poll::ready_if(self.try_acquire(), true),
+                sleep: || {
+                    (count.load(Ordering::SeqCst) == 0).then_some(SleepOn {
+                        word: count,
+                        expected: 0,
+                    })
+                },
+                probe: || {
+                    self.recover();
+                    self.try_acquire().then_some(true)
+                },
+                timed_out: || Some(false),
+            },
+        )
     }
 
     fn release(&self) -> Result<(), OverReleaseError> {

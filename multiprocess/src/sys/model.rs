@@ -12,7 +12,7 @@
 //!   caught.
 //! - **pids**: each model thread calls [`set_pid`] to act as a process with
 //!   that id; [`kill`] marks a fake pid dead, as a process that exited.
-//! - **time**: the liveness probe interval (`raw_lock::SLICE`) is one hour,
+//! - **time**: the liveness probe interval (`park::SLICE`) is one hour,
 //!   so probes happen only at an explicit deadline, never by the wall clock
 //!   (a model must be deterministic).
 

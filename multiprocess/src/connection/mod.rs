@@ -52,7 +52,7 @@ use crate::deadline;
 use crate::handle;
 use crate::sys::sched;
 use crate::sys::socket::{self, MAX_FDS, Shutdown};
-use frame::{BYTES_TAG, Header, Payload, Rx, RxError, Spin};
+use frame::{BYTES_TAG, FrameSpin, Header, Payload, Rx, RxError};
 use ring::{INLINE, INLINE_MAX, MARKER, RECORD_HEADER, Record, Rings};
 
 /// Default for [`Connection::max_message_size`]: 1 GiB.
@@ -436,14 +436,14 @@ impl<S, R> Connection<S, R> {
     }
 
     /// The spin for a wait whose data is known to be on its way.
-    fn spin_now(&self) -> Spin {
+    fn spin_now(&self) -> FrameSpin {
         let Some(rings) = &self.rings else {
             // A socket-only connection sleeps in the kernel at once.
-            return Spin::default();
+            return FrameSpin::default();
         };
         let cpu = sched::current_cpu();
         rings.note_cpu(cpu);
-        Spin {
+        FrameSpin {
             budget: self.spin_cap(),
             yield_cpu: rings.peer_on(cpu),
         }
@@ -634,8 +634,10 @@ impl<S, R> Connection<S, R> {
     /// discarded); [`RecvError::Io`] for OS errors and a broken stream.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         self.recv_bytes_until(None).map_err(|e| match e {
-            Fail::Recv(e) => e,
-            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
+            RecvFailure::Recv(e) => e,
+            RecvFailure::Timeout | RecvFailure::Aborted => {
+                unreachable!("no deadline; aborts are retried")
+            }
         })
     }
 
@@ -663,30 +665,30 @@ impl<S, R> Connection<S, R> {
     /// [`RecvTimeoutError::Timeout`].
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_bytes_until(deadline::after(timeout))
-            .map_err(Fail::into_timeout)
+            .map_err(RecvFailure::into_timeout)
     }
 
-    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
+    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvFailure> {
         loop {
             match self.recv_bytes_once(deadline) {
-                Err(Fail::Aborted) => continue,
+                Err(RecvFailure::Aborted) => continue,
                 other => return other,
             }
         }
     }
 
-    fn recv_bytes_once(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
+    fn recv_bytes_once(&self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvFailure> {
         let mut guard = self.lock_rx();
         let st = &mut *guard;
         match self.next(st, deadline)? {
             Next::Ring(rec) => {
                 let result = if rec.len > self.max_message_size() {
-                    Err(Fail::Recv(RecvError::TooLarge {
+                    Err(RecvFailure::Recv(RecvError::TooLarge {
                         size: rec.len as u64,
                         max: self.max_message_size() as u64,
                     }))
                 } else if rec.tag != BYTES_TAG {
-                    Err(Fail::Recv(RecvError::WrongType {
+                    Err(RecvFailure::Recv(RecvError::WrongType {
                         expected: "raw bytes (send_bytes)",
                         found: "a typed message",
                     }))
@@ -701,7 +703,7 @@ impl<S, R> Connection<S, R> {
             Next::Frame => {
                 let msg = self.next_frame(st, deadline)?;
                 if msg.tag != BYTES_TAG {
-                    return Err(Fail::Recv(RecvError::WrongType {
+                    return Err(RecvFailure::Recv(RecvError::WrongType {
                         expected: "raw bytes (send_bytes)",
                         found: "a typed message",
                     }));
@@ -715,9 +717,9 @@ impl<S, R> Connection<S, R> {
     }
 
     /// Finds where the next message is, waiting for one until `deadline`.
-    fn next(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<Next, Fail> {
+    fn next(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<Next, RecvFailure> {
         if let Some(why) = st.rx.broken() {
-            return Err(Fail::Recv(RecvError::Io(io::Error::new(
+            return Err(RecvFailure::Recv(RecvError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("connection is broken: {why}"),
             ))));
@@ -747,7 +749,7 @@ impl<S, R> Connection<S, R> {
                 Err(why) => return Err(st.rx.fail_with(why).into()),
             }
             if st.eof || rings.in_shut() {
-                return Err(Fail::Recv(RecvError::Disconnected));
+                return Err(RecvFailure::Recv(RecvError::Disconnected));
             }
             let start = *waited.get_or_insert_with(Instant::now);
             if !spun {
@@ -802,7 +804,11 @@ impl<S, R> Connection<S, R> {
 
     /// Sleeps on the socket until the ring has a record, the socket has a
     /// frame or end of stream, or `deadline` passes.
-    fn sleep_for_record(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<(), Fail> {
+    fn sleep_for_record(
+        &self,
+        st: &mut RxState,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvFailure> {
         let rings = self.ring();
         loop {
             rings.set_sleeping();
@@ -812,11 +818,11 @@ impl<S, R> Connection<S, R> {
             }
             let readable = socket::poll_readable(self.fd.as_fd(), deadline);
             rings.clear_sleeping();
-            if !readable.map_err(|e| Fail::Recv(RecvError::Io(e)))? {
+            if !readable.map_err(|e| RecvFailure::Recv(RecvError::Io(e)))? {
                 return if rings.has_record() {
                     Ok(())
                 } else {
-                    Err(Fail::Timeout)
+                    Err(RecvFailure::Timeout)
                 };
             }
             if st.rx.drain(self.fd.as_fd())? {
@@ -843,7 +849,7 @@ impl<S, R> Connection<S, R> {
         &self,
         st: &mut RxState,
         deadline: Option<Instant>,
-    ) -> Result<frame::Message, Fail> {
+    ) -> Result<frame::Message, RecvFailure> {
         let spin = self.spin_now();
         match st
             .rx
@@ -856,7 +862,7 @@ impl<S, R> Connection<S, R> {
             Err(RxError::Aborted) => {
                 self.took_frame(st);
                 // The real next message is wherever the ring says.
-                Err(Fail::Aborted)
+                Err(RecvFailure::Aborted)
             }
             Err(e @ RxError::TooLarge { .. }) => {
                 self.took_frame(st);
@@ -908,8 +914,8 @@ impl<S, R> Connection<S, R> {
         }
         match self.next(st, deadline) {
             Ok(_) => Ok(true),
-            Err(Fail::Timeout) => Ok(false),
-            Err(Fail::Recv(RecvError::Io(e))) => Err(e),
+            Err(RecvFailure::Timeout) => Ok(false),
+            Err(RecvFailure::Recv(RecvError::Io(e))) => Err(e),
             Err(_) => Ok(true),
         }
     }
@@ -1087,8 +1093,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// [`RecvError::Io`] as for [`recv_bytes`](Connection::recv_bytes).
     pub fn recv(&self) -> Result<R, RecvError> {
         self.recv_until(None).map_err(|e| match e {
-            Fail::Recv(e) => e,
-            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
+            RecvFailure::Recv(e) => e,
+            RecvFailure::Timeout | RecvFailure::Aborted => {
+                unreachable!("no deadline; aborts are retried")
+            }
         })
     }
 
@@ -1115,7 +1123,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// As [`recv`](Connection::recv), plus [`RecvTimeoutError::Timeout`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<R, RecvTimeoutError> {
         self.recv_until(deadline::after(timeout))
-            .map_err(Fail::into_timeout)
+            .map_err(RecvFailure::into_timeout)
     }
 
     /// Receives a message if a whole one is available now, without waiting.
@@ -1137,27 +1145,27 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// As [`recv`](Connection::recv), plus [`TryRecvError::Empty`].
     pub fn try_recv(&self) -> Result<R, TryRecvError> {
         self.recv_until(Some(Instant::now())).map_err(|e| match e {
-            Fail::Timeout => TryRecvError::Empty,
-            Fail::Aborted => unreachable!("retried by recv_until"),
-            Fail::Recv(e) => e.into(),
+            RecvFailure::Timeout => TryRecvError::Empty,
+            RecvFailure::Aborted => unreachable!("retried by recv_until"),
+            RecvFailure::Recv(e) => e.into(),
         })
     }
 
-    fn recv_until(&self, deadline: Option<Instant>) -> Result<R, Fail> {
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<R, RecvFailure> {
         loop {
             match self.recv_once(deadline) {
-                Err(Fail::Aborted) => continue,
+                Err(RecvFailure::Aborted) => continue,
                 other => return other,
             }
         }
     }
 
-    fn recv_once(&self, deadline: Option<Instant>) -> Result<R, Fail> {
+    fn recv_once(&self, deadline: Option<Instant>) -> Result<R, RecvFailure> {
         let mut guard = self.lock_rx();
         let st = &mut *guard;
         let want = handle::type_tag::<R>();
         let wrong = |tag: u64| {
-            Fail::Recv(RecvError::WrongType {
+            RecvFailure::Recv(RecvError::WrongType {
                 expected: std::any::type_name::<R>(),
                 found: if tag == BYTES_TAG {
                     "raw bytes (send_bytes)"
@@ -1170,7 +1178,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
             Next::Ring(rec) => {
                 let max = self.max_message_size();
                 let result = if rec.len > max {
-                    Err(Fail::Recv(RecvError::TooLarge {
+                    Err(RecvFailure::Recv(RecvError::TooLarge {
                         size: rec.len as u64,
                         max: max as u64,
                     }))
@@ -1200,36 +1208,36 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                 }
             }
         };
-        decoded.map_err(|e| Fail::Recv(RecvError::Decode(e)))
+        decoded.map_err(|e| RecvFailure::Recv(RecvError::Decode(e)))
     }
 }
 
 /// A receive failure before it is mapped to the caller's error type.
-enum Fail {
+enum RecvFailure {
     Timeout,
     /// A marker's frame was aborted by the sender: look again.
     Aborted,
     Recv(RecvError),
 }
 
-impl Fail {
+impl RecvFailure {
     fn into_timeout(self) -> RecvTimeoutError {
         match self {
-            Fail::Timeout => RecvTimeoutError::Timeout,
-            Fail::Aborted => unreachable!("retried by the receive loop"),
-            Fail::Recv(e) => e.into(),
+            RecvFailure::Timeout => RecvTimeoutError::Timeout,
+            RecvFailure::Aborted => unreachable!("retried by the receive loop"),
+            RecvFailure::Recv(e) => e.into(),
         }
     }
 }
 
-impl From<RxError> for Fail {
+impl From<RxError> for RecvFailure {
     fn from(e: RxError) -> Self {
         match e {
-            RxError::Timeout => Fail::Timeout,
-            RxError::Disconnected => Fail::Recv(RecvError::Disconnected),
-            RxError::TooLarge { size, max } => Fail::Recv(RecvError::TooLarge { size, max }),
-            RxError::Aborted => Fail::Aborted,
-            RxError::Io(e) => Fail::Recv(RecvError::Io(e)),
+            RxError::Timeout => RecvFailure::Timeout,
+            RxError::Disconnected => RecvFailure::Recv(RecvError::Disconnected),
+            RxError::TooLarge { size, max } => RecvFailure::Recv(RecvError::TooLarge { size, max }),
+            RxError::Aborted => RecvFailure::Aborted,
+            RxError::Io(e) => RecvFailure::Recv(RecvError::Io(e)),
         }
     }
 }

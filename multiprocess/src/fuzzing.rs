@@ -15,7 +15,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::connection::frame::{self, DOORBELL, HEADER_LEN, Header, Payload, Rx, RxError, Spin};
+use crate::connection::frame::{
+    self, DOORBELL, FrameSpin, HEADER_LEN, Header, Payload, Rx, RxError,
+};
 use crate::sys::socket::{self, Wait};
 use crate::{Connection, Lock, Queue, Value};
 
@@ -185,7 +187,12 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
         }
         // Read until the receiver would block.
         while outcome.is_ok() {
-            let r = rx.next(rx_fd.as_fd(), max, Some(Instant::now()), Spin::default());
+            let r = rx.next(
+                rx_fd.as_fd(),
+                max,
+                Some(Instant::now()),
+                FrameSpin::default(),
+            );
             match on_result(&mut rx, r, &mut events) {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -197,7 +204,7 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
     drop(tx);
     // Read to the end of the stream.
     while outcome.is_ok() {
-        let r = rx.next(rx_fd.as_fd(), max, None, Spin::default());
+        let r = rx.next(rx_fd.as_fd(), max, None, FrameSpin::default());
         match on_result(&mut rx, r, &mut events) {
             Ok(true) => {}
             Ok(false) => panic!("timeout without a deadline"),
@@ -207,7 +214,12 @@ pub fn frame_stream(data: &[u8]) -> Result<usize, String> {
     }
     if let Err(why) = &outcome {
         // A broken stream stays broken.
-        let again = rx.next(rx_fd.as_fd(), max, Some(Instant::now()), Spin::default());
+        let again = rx.next(
+            rx_fd.as_fd(),
+            max,
+            Some(Instant::now()),
+            FrameSpin::default(),
+        );
         assert!(
             matches!(again, Err(RxError::Io(_))),
             "a broken stream delivered again after {why}"

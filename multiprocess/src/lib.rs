@@ -97,7 +97,7 @@
 //! Processes that did not inherit a pipe meet through a [`Listener`] and a
 //! [`Client`] (TCP, a Unix socket path or a Linux abstract name), optionally
 //! proving to each other that they share a key, as Python's
-//! `multiprocessing.connection` does. [`wait`] blocks until any of several
+//! `multiprocessing.connection` does. [`wait`](fn@wait) blocks until any of several
 //! connections, processes, listeners or queues is ready.
 //!
 //! ```
@@ -316,6 +316,7 @@ mod queue;
 mod shared;
 mod sync;
 mod sys;
+mod wait;
 
 /// Entry points for the fuzz targets in `fuzz/`; not a public API.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -327,7 +328,7 @@ pub use codec::{DecodeError, EncodeError};
 pub use connection::{
     AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
-    RecvTimeoutError, SendError, TryRecvError, Waitable, wait,
+    RecvTimeoutError, SendError, TryRecvError,
 };
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
@@ -355,3 +356,4 @@ pub use sync::{
     BrokenBarrierError, CONDITION_SLOTS, Condition, ConditionGuard, Event, Lock, LockGuard,
     OverReleaseError, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
+pub use wait::{Waitable, wait};

@@ -45,14 +45,14 @@ const MAX_MESSAGE: usize = 256;
 
 /// Why a handshake failed.
 #[derive(Debug)]
-pub(crate) enum Fail {
+pub(crate) enum HandshakeFailure {
     Auth(AuthenticationError),
     Io(io::Error),
 }
 
-impl From<AuthenticationError> for Fail {
+impl From<AuthenticationError> for HandshakeFailure {
     fn from(e: AuthenticationError) -> Self {
-        Fail::Auth(e)
+        HandshakeFailure::Auth(e)
     }
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn server<S, R>(
     conn: &Connection<S, R>,
     key: &[u8],
     deadline: Instant,
-) -> Result<(), Fail> {
+) -> Result<(), HandshakeFailure> {
     with_small_messages(conn, || {
         deliver_challenge(conn, key, deadline)?;
         answer_challenge(conn, key, deadline)
@@ -73,7 +73,7 @@ pub(crate) fn client<S, R>(
     conn: &Connection<S, R>,
     key: &[u8],
     deadline: Instant,
-) -> Result<(), Fail> {
+) -> Result<(), HandshakeFailure> {
     with_small_messages(conn, || {
         answer_challenge(conn, key, deadline)?;
         deliver_challenge(conn, key, deadline)
@@ -84,8 +84,8 @@ pub(crate) fn client<S, R>(
 /// [`MAX_MESSAGE`].
 fn with_small_messages<S, R>(
     conn: &Connection<S, R>,
-    f: impl FnOnce() -> Result<(), Fail>,
-) -> Result<(), Fail> {
+    f: impl FnOnce() -> Result<(), HandshakeFailure>,
+) -> Result<(), HandshakeFailure> {
     let max = conn.max_message_size();
     conn.set_max_message_size(MAX_MESSAGE);
     let result = f();
@@ -116,22 +116,24 @@ fn verify(key: &[u8], message: &[u8], response: &[u8]) -> Result<(), Authenticat
         .map_err(|_| AuthenticationError::WrongDigest)
 }
 
-fn send<S, R>(conn: &Connection<S, R>, bytes: &[u8]) -> Result<(), Fail> {
+fn send<S, R>(conn: &Connection<S, R>, bytes: &[u8]) -> Result<(), HandshakeFailure> {
     conn.send_bytes(bytes).map_err(|e| match e {
-        SendError::Disconnected(()) => Fail::Auth(AuthenticationError::Disconnected),
-        SendError::Io((), e) => Fail::Io(e),
-        other => Fail::Auth(AuthenticationError::Protocol(other.to_string())),
+        SendError::Disconnected(()) => HandshakeFailure::Auth(AuthenticationError::Disconnected),
+        SendError::Io((), e) => HandshakeFailure::Io(e),
+        other => HandshakeFailure::Auth(AuthenticationError::Protocol(other.to_string())),
     })
 }
 
-fn recv<S, R>(conn: &Connection<S, R>, deadline: Instant) -> Result<Vec<u8>, Fail> {
+fn recv<S, R>(conn: &Connection<S, R>, deadline: Instant) -> Result<Vec<u8>, HandshakeFailure> {
     let timeout = deadline.saturating_duration_since(Instant::now());
     conn.recv_bytes_timeout(timeout).map_err(|e| match e {
-        RecvTimeoutError::Timeout => Fail::Auth(AuthenticationError::Timeout),
-        RecvTimeoutError::Disconnected => Fail::Auth(AuthenticationError::Disconnected),
-        RecvTimeoutError::Io(e) if e.kind() != io::ErrorKind::InvalidData => Fail::Io(e),
+        RecvTimeoutError::Timeout => HandshakeFailure::Auth(AuthenticationError::Timeout),
+        RecvTimeoutError::Disconnected => HandshakeFailure::Auth(AuthenticationError::Disconnected),
+        RecvTimeoutError::Io(e) if e.kind() != io::ErrorKind::InvalidData => {
+            HandshakeFailure::Io(e)
+        }
         // A corrupt frame, a typed message, one too large: not the protocol.
-        other => Fail::Auth(AuthenticationError::Protocol(other.to_string())),
+        other => HandshakeFailure::Auth(AuthenticationError::Protocol(other.to_string())),
     })
 }
 
@@ -140,9 +142,9 @@ fn deliver_challenge<S, R>(
     conn: &Connection<S, R>,
     key: &[u8],
     deadline: Instant,
-) -> Result<(), Fail> {
+) -> Result<(), HandshakeFailure> {
     let mut nonce = [0u8; NONCE_LEN];
-    sys::random::fill(&mut nonce).map_err(Fail::Io)?;
+    sys::random::fill(&mut nonce).map_err(HandshakeFailure::Io)?;
     let mut message = DIGEST.to_vec();
     message.extend_from_slice(&nonce);
     let mut challenge = CHALLENGE.to_vec();
@@ -164,7 +166,7 @@ fn answer_challenge<S, R>(
     conn: &Connection<S, R>,
     key: &[u8],
     deadline: Instant,
-) -> Result<(), Fail> {
+) -> Result<(), HandshakeFailure> {
     let challenge = recv(conn, deadline)?;
     let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(AuthenticationError::Protocol("expected a challenge".into()).into());

@@ -104,7 +104,7 @@ fn kind_of(bytes: &[u8]) -> u32 {
 
 /// How a wait for socket bytes may spin before it sleeps.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Spin {
+pub(crate) struct FrameSpin {
     /// How long to retry non-blocking reads.
     pub budget: Duration,
     /// Give the CPU away between retries (the peer runs on this CPU) instead
@@ -429,7 +429,7 @@ impl Rx {
         fd: BorrowedFd<'_>,
         max: usize,
         deadline: Option<Instant>,
-        spin: Spin,
+        spin: FrameSpin,
     ) -> Result<(), RxError> {
         let limit = self.buf.len().min(self.end.saturating_add(max));
         let (at, before) = (self.end, self.fds.len());
@@ -462,7 +462,7 @@ impl Rx {
         fd: BorrowedFd<'_>,
         max: usize,
         deadline: Option<Instant>,
-        spin: Spin,
+        spin: FrameSpin,
     ) -> Result<Message, RxError> {
         loop {
             if let Some(why) = &self.broken {
@@ -630,7 +630,7 @@ impl Rx {
 fn io_wait<T>(
     fd: impl AsFd,
     deadline: Option<Instant>,
-    spin: Spin,
+    spin: FrameSpin,
     mut op: impl FnMut(Wait) -> io::Result<T>,
 ) -> Result<T, RxError> {
     let mut spin_until: Option<Instant> = None;
@@ -728,7 +728,7 @@ mod tests {
                 &mut keep,
             );
             let mut rx = Rx::default();
-            let r = rx.next(fd.as_fd(), max, Some(Instant::now()), Spin::default());
+            let r = rx.next(fd.as_fd(), max, Some(Instant::now()), FrameSpin::default());
             assert!(matches!(r, Err(RxError::Timeout)), "{:?}", r.err());
             assert!(reserved(&rx) <= GROW_AHEAD, "reserved {}", reserved(&rx));
         }
@@ -781,11 +781,11 @@ mod tests {
             socket::send_with_fds(tx.as_fd(), &[IoSlice::new(b"abcd")], &extra, Wait::Block)
                 .unwrap();
             let a = rx
-                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default())
                 .unwrap();
             assert_eq!((a.tag, a.fds.len()), (u64::from(i), 0));
             let b = rx
-                .next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+                .next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default())
                 .unwrap();
             assert_eq!((b.tag, b.fds.len()), (1, 1));
         }
@@ -815,10 +815,10 @@ mod tests {
         .encode();
         socket::send_with_fds(tx.as_fd(), &[IoSlice::new(&h)], &[], Wait::Block).unwrap();
         assert!(
-            rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default())
+            rx.next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default())
                 .is_ok()
         );
-        match rx.next(rx_fd.as_fd(), 1 << 20, None, Spin::default()) {
+        match rx.next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default()) {
             Err(RxError::Io(e)) => assert!(e.to_string().contains("0 arrived with it"), "{e}"),
             other => panic!("{:?}", other.err()),
         }
@@ -845,7 +845,7 @@ mod tests {
         });
         let mut rx = Rx::default();
         let msg = rx
-            .next(rx_fd.as_fd(), usize::MAX, None, Spin::default())
+            .next(rx_fd.as_fd(), usize::MAX, None, FrameSpin::default())
             .unwrap();
         writer.join().unwrap();
         assert_eq!(msg.tag, 9);

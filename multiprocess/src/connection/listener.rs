@@ -343,8 +343,8 @@ impl<S, R> Listener<S, R> {
             let timeout = Duration::from_nanos(self.handshake_ns.load(Ordering::Relaxed));
             let until = far_deadline(timeout);
             auth::server(&conn, key, until).map_err(|e| match e {
-                auth::Fail::Auth(e) => AcceptError::Authentication(e),
-                auth::Fail::Io(e) => AcceptError::Io(e),
+                auth::HandshakeFailure::Auth(e) => AcceptError::Authentication(e),
+                auth::HandshakeFailure::Io(e) => AcceptError::Io(e),
             })?;
         }
         Ok(conn)
@@ -522,8 +522,8 @@ impl Client {
         if let Some(key) = authkey {
             let until = far_deadline(timeout);
             auth::client(&conn, key, until).map_err(|e| match e {
-                auth::Fail::Auth(e) => ConnectError::Authentication(e),
-                auth::Fail::Io(e) => ConnectError::Io(e),
+                auth::HandshakeFailure::Auth(e) => ConnectError::Authentication(e),
+                auth::HandshakeFailure::Io(e) => ConnectError::Io(e),
             })?;
         }
         Ok(conn)

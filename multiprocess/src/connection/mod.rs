@@ -2,11 +2,13 @@
 //! between processes, over a Unix stream socket pair plus a pair of
 //! shared-memory rings (Python's `multiprocessing.Pipe` and `Connection`).
 //!
-//! Small messages travel in the rings ([`ring`]), the rest as socket frames
-//! ([`frame`]) announced in the rings; errors, one type per operation, are in
-//! [`error`]. [`Listener`] and [`Client`] ([`listener`], with the handshake
-//! in [`auth`]) make socket-only connections, where every message is a
-//! frame; [`fn@wait`] ([`mod@wait`]) waits for any of several objects.
+//! A connection is one of two transports, one `match` per operation:
+//! a [`Pipe`] end ([`pipe`]), where small messages travel in the rings
+//! ([`ring`]) and the rest as socket frames ([`frame`]) announced in the
+//! rings, or a socket-only connection ([`socket`]) made by [`Listener`] and
+//! [`Client`] ([`listener`], with the handshake in [`auth`]), where every
+//! message is a frame. Errors, one type per operation, are in [`error`];
+//! [`fn@crate::wait`] waits for any of several objects.
 //!
 //! # Waiting
 //!
@@ -25,8 +27,9 @@ mod auth;
 mod error;
 pub(crate) mod frame;
 mod listener;
+mod pipe;
 mod ring;
-mod wait;
+mod socket;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,7 +37,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -45,15 +48,16 @@ pub use error::{
     TryRecvError,
 };
 pub use listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener};
-pub use wait::{Waitable, wait};
 
 use crate::EncodeError;
 use crate::codec;
 use crate::deadline;
-use crate::sys::sched;
-use crate::sys::socket::{self, MAX_FDS, Shutdown};
-use frame::{BYTES_TAG, Header, Payload, Rx, RxError, Spin};
-use ring::{INLINE, INLINE_MAX, MARKER, RECORD_HEADER, Record, Rings};
+use crate::sys;
+use crate::sys::socket::{MAX_FDS, Shutdown};
+use frame::{BYTES_TAG, FrameSpin, Header, Payload, Rx, RxError};
+use pipe::PipeTransport;
+use ring::{Record, Rings};
+use socket::{Family, SocketTransport};
 
 /// Default for [`Connection::max_message_size`]: 1 GiB.
 ///
@@ -121,7 +125,7 @@ impl Pipe {
     /// If the socket pair cannot be created (for example `EMFILE`).
     #[allow(clippy::new_ret_no_self)]
     pub fn new<S, R>() -> io::Result<(Connection<S, R>, Connection<R, S>)> {
-        let (a, b) = socket::socketpair()?;
+        let (a, b) = sys::socket::socketpair()?;
         let (ra, rb) = Rings::pair()?;
         Ok((Connection::from_parts(a, ra), Connection::from_parts(b, rb)))
     }
@@ -170,12 +174,12 @@ impl Pipe {
     /// If the socket pair cannot be created or shut down.
     #[allow(clippy::type_complexity)]
     pub fn simplex<T>() -> io::Result<(Connection<Infallible, T>, Connection<T, Infallible>)> {
-        let (reader, writer) = socket::socketpair()?;
+        let (reader, writer) = sys::socket::socketpair()?;
         let (rr, rw) = Rings::pair()?;
         // Shutting down the reader's sending side also ends the writer's
         // receiving side (the kernel mirrors it onto the peer); the ring of
         // that direction is shut likewise.
-        socket::shutdown(reader.as_fd(), Shutdown::Write)?;
+        sys::socket::shutdown(reader.as_fd(), Shutdown::Write)?;
         rr.shut_out();
         Ok((
             Connection::from_parts(reader, rr),
@@ -199,9 +203,57 @@ struct Tx {
     last_check: Option<Instant>,
 }
 
+impl Tx {
+    /// Fails if an earlier send tore the stream.
+    fn check_broken(&self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier send failed half-way through a message",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails if the peer has closed its end of socket `fd`, asking the
+    /// kernel at most every [`PEER_CHECK`].
+    fn check_peer(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if !self.peer_gone {
+            let now = Instant::now();
+            if self.last_check.is_none_or(|t| now - t >= PEER_CHECK) {
+                self.last_check = Some(now);
+                self.peer_gone = sys::socket::peer_closed(fd)?;
+            }
+        }
+        if self.peer_gone {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
+    }
+}
+
+/// The frame header of a message, failing if it has more descriptors than
+/// one message can carry.
+fn frame_header(tag: u64, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<Header> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message can carry at most {MAX_FDS} descriptors, this one has {}",
+                fds.len()
+            ),
+        ));
+    }
+    Ok(Header {
+        len: payload.len() as u64,
+        tag,
+        nfds: fds.len() as u32,
+    })
+}
+
 /// The state guarded by the receive mutex.
 #[derive(Default)]
-struct RxState {
+pub(crate) struct RxState {
     /// Socket frames, partial frames, received descriptors.
     rx: Rx,
     /// Markers taken from the ring whose frames are not yet received.
@@ -240,11 +292,49 @@ impl RxState {
 }
 
 /// Where the next message is.
-enum Next {
+enum Next<'a> {
     /// The next socket frame.
     Frame,
-    /// An inline record at the ring's head.
-    Ring(Record),
+    /// An inline record at the head of a [`Pipe`]'s ring.
+    Ring(&'a Rings, Record),
+}
+
+/// How a connection's messages travel, dispatched in one `match` per
+/// operation (as crossbeam-channel dispatches its flavours).
+enum Transport {
+    /// A [`Pipe`] end: small messages in shared-memory rings, the rest as
+    /// socket frames ([`pipe`]).
+    Pipe(PipeTransport),
+    /// A [`Listener`]/[`Client`] connection: every message a socket frame
+    /// ([`socket`]).
+    Socket(SocketTransport),
+}
+
+impl Transport {
+    /// The socket, which both transports have.
+    #[inline]
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Transport::Pipe(p) => p.fd(),
+            Transport::Socket(s) => s.fd(),
+        }
+    }
+
+    /// Whether handles (descriptors) can travel: not over TCP.
+    fn carries_fds(&self) -> bool {
+        match self {
+            Transport::Pipe(_) => true,
+            Transport::Socket(s) => s.carries_fds(),
+        }
+    }
+
+    /// Whether something received is waiting to be delivered.
+    fn buffered(&self, st: &RxState) -> bool {
+        match self {
+            Transport::Pipe(p) => p.buffered(st),
+            Transport::Socket(s) => s.buffered(st),
+        }
+    }
 }
 
 /// The encoding buffer is kept between sends only up to this capacity (the
@@ -305,13 +395,7 @@ const KEEP_TX_BUF: usize = 8 << 20;
 ///   header's `sendmsg`. Both ends must run the same binary, since the type
 ///   tag hashes the Rust type.
 pub struct Connection<S, R = S> {
-    fd: OwnedFd,
-    /// The shared-memory rings of a [`Pipe`]; `None` for a connection over a
-    /// network or named socket ([`Listener`], [`Client`]), where every
-    /// message is a socket frame.
-    rings: Option<Rings>,
-    /// Whether handles (descriptors) may travel: not over TCP.
-    fds_ok: bool,
+    transport: Transport,
     tx: Mutex<Tx>,
     rx: Mutex<RxState>,
     max_message_size: AtomicUsize,
@@ -323,21 +407,20 @@ pub struct Connection<S, R = S> {
 impl<S, R> Connection<S, R> {
     /// Wraps a connected stream socket and this end's view of the rings.
     fn from_parts(fd: OwnedFd, rings: Rings) -> Self {
-        Self::new(fd, Some(rings), true)
+        Self::new(Transport::Pipe(PipeTransport::new(fd, rings)))
     }
 
     /// Wraps a connected stream socket with no rings (socket-only mode):
-    /// every message is a frame. `fds_ok` says whether descriptors can be
+    /// every message is a frame. `unix` says whether descriptors can be
     /// attached (a Unix socket) or not (TCP).
-    fn from_stream(fd: OwnedFd, fds_ok: bool) -> Self {
-        Self::new(fd, None, fds_ok)
+    fn from_stream(fd: OwnedFd, unix: bool) -> Self {
+        let family = if unix { Family::Unix } else { Family::Tcp };
+        Self::new(Transport::Socket(SocketTransport::new(fd, family)))
     }
 
-    fn new(fd: OwnedFd, rings: Option<Rings>, fds_ok: bool) -> Self {
+    fn new(transport: Transport) -> Self {
         Connection {
-            fd,
-            rings,
-            fds_ok,
+            transport,
             tx: Mutex::default(),
             rx: Mutex::default(),
             max_message_size: AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE),
@@ -435,28 +518,6 @@ impl<S, R> Connection<S, R> {
         Duration::from_nanos(self.spin_ns.load(Ordering::Relaxed))
     }
 
-    /// The spin for a wait whose data is known to be on its way.
-    fn spin_now(&self) -> Spin {
-        let Some(rings) = &self.rings else {
-            // A socket-only connection sleeps in the kernel at once.
-            return Spin::default();
-        };
-        let cpu = sched::current_cpu();
-        rings.note_cpu(cpu);
-        Spin {
-            budget: self.spin_cap(),
-            yield_cpu: rings.peer_on(cpu),
-        }
-    }
-
-    /// The rings, on a path only a [`Pipe`] connection takes (a ring record
-    /// was found, so there are rings).
-    fn ring(&self) -> &Rings {
-        self.rings
-            .as_ref()
-            .expect("ring records exist only on a Pipe connection")
-    }
-
     /// Sends `bytes` as one raw message (Python's `send_bytes`). The peer
     /// receives it with [`recv_bytes`](Connection::recv_bytes); a typed
     /// `recv` rejects it. Empty messages are messages too.
@@ -495,9 +556,9 @@ impl<S, R> Connection<S, R> {
             .map_err(|e| send_error((), e))
     }
 
-    /// Sends one message with the send lock held: inline in the ring when
-    /// it is small and has no descriptors, otherwise as a socket frame behind
-    /// a marker record.
+    /// Sends one message with the send lock held: on a [`Pipe`], inline in
+    /// the ring when it is small and has no descriptors, otherwise as a
+    /// socket frame behind a marker record; socket-only, as a frame.
     fn send_locked(
         &self,
         tx: &mut Tx,
@@ -505,110 +566,9 @@ impl<S, R> Connection<S, R> {
         payload: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> io::Result<()> {
-        if tx.broken {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "an earlier send failed half-way through a message",
-            ));
-        }
-        if self.rings.as_ref().is_some_and(Rings::out_shut) {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        self.check_peer(tx)?;
-        if fds.len() > MAX_FDS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a message can carry at most {MAX_FDS} descriptors, this one has {}",
-                    fds.len()
-                ),
-            ));
-        }
-        let header = Header {
-            len: payload.len() as u64,
-            tag,
-            nfds: fds.len() as u32,
-        };
-        let Some(rings) = &self.rings else {
-            if !fds.is_empty() && !self.fds_ok {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "descriptors cannot travel over a TCP connection",
-                ));
-            }
-            return frame::send_frame(self.fd.as_fd(), &header, payload, fds, &mut tx.broken);
-        };
-        rings.note_cpu(sched::current_cpu());
-        if fds.is_empty() && payload.len() <= INLINE_MAX {
-            self.wait_space(rings, tx, RECORD_HEADER + payload.len())?;
-            rings.push(INLINE, tag, payload);
-            if rings.take_sleeper() {
-                frame::send_control(self.fd.as_fd(), &frame::DOORBELL, &mut tx.broken)?;
-            }
-            return Ok(());
-        }
-        self.wait_space(rings, tx, RECORD_HEADER)?;
-        rings.push(MARKER, 0, &[]);
-        // A sleeping receiver wakes on the frame itself.
-        rings.take_sleeper();
-        let result = frame::send_frame(self.fd.as_fd(), &header, payload, fds, &mut tx.broken);
-        if result.is_err() && !tx.broken {
-            // Nothing of the frame went out, but its marker is published:
-            // tell the receiver there is no message behind it.
-            let mut torn = false;
-            if frame::send_control(self.fd.as_fd(), &frame::ABORTED, &mut torn).is_err() {
-                tx.broken = true;
-            }
-        }
-        result
-    }
-
-    /// Fails if the peer has closed its end, asking the kernel at most every
-    /// [`PEER_CHECK`].
-    fn check_peer(&self, tx: &mut Tx) -> io::Result<()> {
-        if !tx.peer_gone {
-            let now = Instant::now();
-            if tx.last_check.is_none_or(|t| now - t >= PEER_CHECK) {
-                tx.last_check = Some(now);
-                tx.peer_gone = socket::peer_closed(self.fd.as_fd())?;
-            }
-        }
-        if tx.peer_gone {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        Ok(())
-    }
-
-    /// Waits until the outgoing ring has `need` free bytes: spins, then
-    /// sleeps on the ring's futex in slices, checking between them that the
-    /// peer is still there.
-    fn wait_space(&self, rings: &Rings, tx: &mut Tx, need: usize) -> io::Result<()> {
-        if rings.free() >= need {
-            return Ok(());
-        }
-        let spin = self.spin_now();
-        let until = Instant::now() + spin.budget;
-        while Instant::now() < until {
-            if rings.free() >= need {
-                return Ok(());
-            }
-            if spin.yield_cpu {
-                sched::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-        loop {
-            let seq = rings.announce_tx_wait();
-            if rings.free() >= need {
-                return Ok(());
-            }
-            rings.wait_space(seq, Instant::now() + SPACE_SLICE)?;
-            if rings.free() >= need {
-                return Ok(());
-            }
-            tx.last_check = None;
-            self.check_peer(tx)?;
+        match &self.transport {
+            Transport::Pipe(p) => p.send(tx, tag, payload, fds, self.spin_cap()),
+            Transport::Socket(s) => s.send(tx, tag, payload, fds),
         }
     }
 
@@ -634,8 +594,10 @@ impl<S, R> Connection<S, R> {
     /// discarded); [`RecvError::Io`] for OS errors and a broken stream.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         self.recv_bytes_until(None).map_err(|e| match e {
-            Fail::Recv(e) => e,
-            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
+            RecvFailure::Recv(e) => e,
+            RecvFailure::Timeout | RecvFailure::Aborted => {
+                unreachable!("no deadline; aborts are retried")
+            }
         })
     }
 
@@ -663,45 +625,45 @@ impl<S, R> Connection<S, R> {
     /// [`RecvTimeoutError::Timeout`].
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_bytes_until(deadline::after(timeout))
-            .map_err(Fail::into_timeout)
+            .map_err(RecvFailure::into_timeout)
     }
 
-    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
+    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvFailure> {
         loop {
             match self.recv_bytes_once(deadline) {
-                Err(Fail::Aborted) => continue,
+                Err(RecvFailure::Aborted) => continue,
                 other => return other,
             }
         }
     }
 
-    fn recv_bytes_once(&self, deadline: Option<Instant>) -> Result<Vec<u8>, Fail> {
+    fn recv_bytes_once(&self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvFailure> {
         let mut guard = self.lock_rx();
         let st = &mut *guard;
         match self.next(st, deadline)? {
-            Next::Ring(rec) => {
+            Next::Ring(rings, rec) => {
                 let result = if rec.len > self.max_message_size() {
-                    Err(Fail::Recv(RecvError::TooLarge {
+                    Err(RecvFailure::Recv(RecvError::TooLarge {
                         size: rec.len as u64,
                         max: self.max_message_size() as u64,
                     }))
                 } else if rec.tag != BYTES_TAG {
-                    Err(Fail::Recv(RecvError::WrongType {
+                    Err(RecvFailure::Recv(RecvError::WrongType {
                         expected: "raw bytes (send_bytes)",
                         found: "a typed message",
                     }))
                 } else {
                     let mut bytes = Vec::with_capacity(rec.len);
-                    self.ring().read_payload(&rec, &mut bytes);
+                    rings.read_payload(&rec, &mut bytes);
                     Ok(bytes)
                 };
-                self.ring().advance(&rec);
+                rings.advance(&rec);
                 result
             }
             Next::Frame => {
                 let msg = self.next_frame(st, deadline)?;
                 if msg.tag != BYTES_TAG {
-                    return Err(Fail::Recv(RecvError::WrongType {
+                    return Err(RecvFailure::Recv(RecvError::WrongType {
                         expected: "raw bytes (send_bytes)",
                         found: "a typed message",
                     }));
@@ -715,125 +677,17 @@ impl<S, R> Connection<S, R> {
     }
 
     /// Finds where the next message is, waiting for one until `deadline`.
-    fn next(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<Next, Fail> {
+    fn next(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<Next<'_>, RecvFailure> {
         if let Some(why) = st.rx.broken() {
-            return Err(Fail::Recv(RecvError::Io(io::Error::new(
+            return Err(RecvFailure::Recv(RecvError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("connection is broken: {why}"),
             ))));
         }
-        let Some(rings) = &self.rings else {
+        match &self.transport {
+            Transport::Pipe(p) => p.next(st, self.spin_cap(), deadline),
             // Socket-only: every message is the next frame.
-            return Ok(Next::Frame);
-        };
-        let mut waited: Option<Instant> = None;
-        let mut spun = false;
-        loop {
-            if st.pending > 0 {
-                return Ok(Next::Frame);
-            }
-            match rings.peek() {
-                Ok(Some(rec)) if rec.kind == MARKER => {
-                    rings.advance(&rec);
-                    st.pending += 1;
-                    continue;
-                }
-                Ok(Some(rec)) => {
-                    let waited = waited.map_or(Duration::ZERO, |t| t.elapsed());
-                    st.record_wait(waited, self.spin_cap());
-                    return Ok(Next::Ring(rec));
-                }
-                Ok(None) => {}
-                Err(why) => return Err(st.rx.fail_with(why).into()),
-            }
-            if st.eof || rings.in_shut() {
-                return Err(Fail::Recv(RecvError::Disconnected));
-            }
-            let start = *waited.get_or_insert_with(Instant::now);
-            if !spun {
-                spun = true;
-                if self.spin_for_record(st, start, deadline) {
-                    continue;
-                }
-            }
-            self.sleep_for_record(st, deadline)?;
-        }
-    }
-
-    /// Spins (or yields, while the peer shares our CPU) until a record
-    /// appears or the adaptive budget runs out; returns whether one appeared.
-    fn spin_for_record(&self, st: &RxState, start: Instant, deadline: Option<Instant>) -> bool {
-        let rings = self.ring();
-        let budget = st.spin_budget(self.spin_cap());
-        if budget.is_zero() {
-            return false;
-        }
-        let mut until = start + budget;
-        if let Some(d) = deadline {
-            until = until.min(d);
-        }
-        let mut cpu = sched::current_cpu();
-        rings.note_cpu(cpu);
-        let mut i = 0u32;
-        loop {
-            if rings.has_record() {
-                return true;
-            }
-            if rings.peer_on(cpu) {
-                sched::yield_now();
-                cpu = sched::current_cpu();
-                rings.note_cpu(cpu);
-                if Instant::now() >= until {
-                    return false;
-                }
-            } else {
-                std::hint::spin_loop();
-                i = i.wrapping_add(1);
-                if i % 32 == 0 {
-                    if Instant::now() >= until {
-                        return false;
-                    }
-                    cpu = sched::current_cpu();
-                    rings.note_cpu(cpu);
-                }
-            }
-        }
-    }
-
-    /// Sleeps on the socket until the ring has a record, the socket has a
-    /// frame or end of stream, or `deadline` passes.
-    fn sleep_for_record(&self, st: &mut RxState, deadline: Option<Instant>) -> Result<(), Fail> {
-        let rings = self.ring();
-        loop {
-            rings.set_sleeping();
-            if rings.has_record() {
-                rings.clear_sleeping();
-                return Ok(());
-            }
-            let readable = socket::poll_readable(self.fd.as_fd(), deadline);
-            rings.clear_sleeping();
-            if !readable.map_err(|e| Fail::Recv(RecvError::Io(e)))? {
-                return if rings.has_record() {
-                    Ok(())
-                } else {
-                    Err(Fail::Timeout)
-                };
-            }
-            if st.rx.drain(self.fd.as_fd())? {
-                st.eof = true;
-                return Ok(());
-            }
-            if rings.has_record() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Accounts for a frame taken off the socket: on a [`Pipe`] connection,
-    /// its marker.
-    fn took_frame(&self, st: &mut RxState) {
-        if self.rings.is_some() {
-            st.pending -= 1;
+            Transport::Socket(_) => Ok(Next::Frame),
         }
     }
 
@@ -843,23 +697,34 @@ impl<S, R> Connection<S, R> {
         &self,
         st: &mut RxState,
         deadline: Option<Instant>,
-    ) -> Result<frame::Message, Fail> {
-        let spin = self.spin_now();
+    ) -> Result<frame::Message, RecvFailure> {
+        // A socket-only connection sleeps in the kernel at once, and has no
+        // markers to account for.
+        let (spin, marked) = match &self.transport {
+            Transport::Pipe(p) => (p.spin_now(self.spin_cap()), true),
+            Transport::Socket(_) => (FrameSpin::default(), false),
+        };
+        // A frame taken off the socket takes its marker with it.
+        let took_frame = |st: &mut RxState| {
+            if marked {
+                st.pending -= 1;
+            }
+        };
         match st
             .rx
-            .next(self.fd.as_fd(), self.max_message_size(), deadline, spin)
+            .next(self.transport.fd(), self.max_message_size(), deadline, spin)
         {
             Ok(msg) => {
-                self.took_frame(st);
+                took_frame(st);
                 Ok(msg)
             }
             Err(RxError::Aborted) => {
-                self.took_frame(st);
+                took_frame(st);
                 // The real next message is wherever the ring says.
-                Err(Fail::Aborted)
+                Err(RecvFailure::Aborted)
             }
             Err(e @ RxError::TooLarge { .. }) => {
-                self.took_frame(st);
+                took_frame(st);
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
@@ -901,16 +766,14 @@ impl<S, R> Connection<S, R> {
         if st.pending > 0 || st.rx.broken().is_some() || st.eof {
             return Ok(true);
         }
-        if self.rings.is_none() {
-            // Socket-only: buffered bytes (a whole or partial frame), or a
-            // readable socket.
-            return Ok(!st.rx.is_empty() || socket::poll_readable(self.fd.as_fd(), deadline)?);
-        }
-        match self.next(st, deadline) {
-            Ok(_) => Ok(true),
-            Err(Fail::Timeout) => Ok(false),
-            Err(Fail::Recv(RecvError::Io(e))) => Err(e),
-            Err(_) => Ok(true),
+        match &self.transport {
+            Transport::Pipe(p) => match p.next(st, self.spin_cap(), deadline) {
+                Ok(_) => Ok(true),
+                Err(RecvFailure::Timeout) => Ok(false),
+                Err(RecvFailure::Recv(RecvError::Io(e))) => Err(e),
+                Err(_) => Ok(true),
+            },
+            Transport::Socket(s) => s.poll(st, deadline),
         }
     }
 
@@ -952,9 +815,7 @@ impl<S, R> Connection<S, R> {
     /// ```
     pub fn retype<S2, R2>(self) -> Connection<S2, R2> {
         Connection {
-            fd: self.fd,
-            rings: self.rings,
-            fds_ok: self.fds_ok,
+            transport: self.transport,
             tx: self.tx,
             rx: self.rx,
             max_message_size: self.max_message_size,
@@ -1014,7 +875,7 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
             tx.fds.clear();
             return Err(SendError::Encode(value, e));
         }
-        if !tx.fds.is_empty() && !self.fds_ok {
+        if !tx.fds.is_empty() && !self.transport.carries_fds() {
             tx.fds.clear();
             let why = "a message with handles (a Connection, Queue or Lock) cannot travel over \
                        a TCP connection: descriptors do not cross machines";
@@ -1087,8 +948,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// [`RecvError::Io`] as for [`recv_bytes`](Connection::recv_bytes).
     pub fn recv(&self) -> Result<R, RecvError> {
         self.recv_until(None).map_err(|e| match e {
-            Fail::Recv(e) => e,
-            Fail::Timeout | Fail::Aborted => unreachable!("no deadline; aborts are retried"),
+            RecvFailure::Recv(e) => e,
+            RecvFailure::Timeout | RecvFailure::Aborted => {
+                unreachable!("no deadline; aborts are retried")
+            }
         })
     }
 
@@ -1115,7 +978,7 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// As [`recv`](Connection::recv), plus [`RecvTimeoutError::Timeout`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<R, RecvTimeoutError> {
         self.recv_until(deadline::after(timeout))
-            .map_err(Fail::into_timeout)
+            .map_err(RecvFailure::into_timeout)
     }
 
     /// Receives a message if a whole one is available now, without waiting.
@@ -1137,27 +1000,27 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
     /// As [`recv`](Connection::recv), plus [`TryRecvError::Empty`].
     pub fn try_recv(&self) -> Result<R, TryRecvError> {
         self.recv_until(Some(Instant::now())).map_err(|e| match e {
-            Fail::Timeout => TryRecvError::Empty,
-            Fail::Aborted => unreachable!("retried by recv_until"),
-            Fail::Recv(e) => e.into(),
+            RecvFailure::Timeout => TryRecvError::Empty,
+            RecvFailure::Aborted => unreachable!("retried by recv_until"),
+            RecvFailure::Recv(e) => e.into(),
         })
     }
 
-    fn recv_until(&self, deadline: Option<Instant>) -> Result<R, Fail> {
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<R, RecvFailure> {
         loop {
             match self.recv_once(deadline) {
-                Err(Fail::Aborted) => continue,
+                Err(RecvFailure::Aborted) => continue,
                 other => return other,
             }
         }
     }
 
-    fn recv_once(&self, deadline: Option<Instant>) -> Result<R, Fail> {
+    fn recv_once(&self, deadline: Option<Instant>) -> Result<R, RecvFailure> {
         let mut guard = self.lock_rx();
         let st = &mut *guard;
         let want = codec::type_tag::<R>();
         let wrong = |tag: u64| {
-            Fail::Recv(RecvError::WrongType {
+            RecvFailure::Recv(RecvError::WrongType {
                 expected: std::any::type_name::<R>(),
                 found: if tag == BYTES_TAG {
                     "raw bytes (send_bytes)"
@@ -1167,10 +1030,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
             })
         };
         let decoded = match self.next(st, deadline)? {
-            Next::Ring(rec) => {
+            Next::Ring(rings, rec) => {
                 let max = self.max_message_size();
                 let result = if rec.len > max {
-                    Err(Fail::Recv(RecvError::TooLarge {
+                    Err(RecvFailure::Recv(RecvError::TooLarge {
                         size: rec.len as u64,
                         max: max as u64,
                     }))
@@ -1178,10 +1041,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                     Err(wrong(rec.tag))
                 } else {
                     st.inline.clear();
-                    self.ring().read_payload(&rec, &mut st.inline);
+                    rings.read_payload(&rec, &mut st.inline);
                     Ok(())
                 };
-                self.ring().advance(&rec);
+                rings.advance(&rec);
                 result?;
                 decode_message(&st.inline, Vec::new())
             }
@@ -1200,36 +1063,95 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
                 }
             }
         };
-        decoded.map_err(|e| Fail::Recv(RecvError::Decode(e)))
+        decoded.map_err(|e| RecvFailure::Recv(RecvError::Decode(e)))
     }
 }
 
 /// A receive failure before it is mapped to the caller's error type.
-enum Fail {
+enum RecvFailure {
     Timeout,
     /// A marker's frame was aborted by the sender: look again.
     Aborted,
     Recv(RecvError),
 }
 
-impl Fail {
+impl RecvFailure {
     fn into_timeout(self) -> RecvTimeoutError {
         match self {
-            Fail::Timeout => RecvTimeoutError::Timeout,
-            Fail::Aborted => unreachable!("retried by the receive loop"),
-            Fail::Recv(e) => e.into(),
+            RecvFailure::Timeout => RecvTimeoutError::Timeout,
+            RecvFailure::Aborted => unreachable!("retried by the receive loop"),
+            RecvFailure::Recv(e) => e.into(),
         }
     }
 }
 
-impl From<RxError> for Fail {
+impl From<RxError> for RecvFailure {
     fn from(e: RxError) -> Self {
         match e {
-            RxError::Timeout => Fail::Timeout,
-            RxError::Disconnected => Fail::Recv(RecvError::Disconnected),
-            RxError::TooLarge { size, max } => Fail::Recv(RecvError::TooLarge { size, max }),
-            RxError::Aborted => Fail::Aborted,
-            RxError::Io(e) => Fail::Recv(RecvError::Io(e)),
+            RxError::Timeout => RecvFailure::Timeout,
+            RxError::Disconnected => RecvFailure::Recv(RecvError::Disconnected),
+            RxError::TooLarge { size, max } => RecvFailure::Recv(RecvError::TooLarge { size, max }),
+            RxError::Aborted => RecvFailure::Aborted,
+            RxError::Io(e) => RecvFailure::Recv(RecvError::Io(e)),
+        }
+    }
+}
+
+/// What [`wait`](fn@crate::wait) needs of a connection: its receive lock,
+/// whether a receive would block, and the ring's sleep announcement.
+impl<S, R> Connection<S, R> {
+    /// The receive lock, unless another thread holds it (a poisoned lock is
+    /// taken, as in [`lock_rx`](Connection::lock_rx)).
+    pub(crate) fn try_lock_rx(&self) -> Option<MutexGuard<'_, RxState>> {
+        match self.rx.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// For [`wait`](fn@crate::wait), with the receive lock held (`st`):
+    /// whether a receive would not block (a message, end of stream, or a
+    /// broken stream to report). Reads what the socket holds, as a sleeping
+    /// receive would (a doorbell is dropped); never delivers anything.
+    pub(crate) fn ready_locked(&self, st: &mut RxState) -> io::Result<bool> {
+        let fd = self.transport.fd();
+        if st.eof || st.rx.broken().is_some() || self.transport.buffered(st) {
+            return Ok(true);
+        }
+        if !sys::socket::poll_readable(fd, Some(Instant::now()))? {
+            return Ok(false);
+        }
+        match st.rx.drain(fd) {
+            Ok(true) => {
+                st.eof = true;
+                Ok(true)
+            }
+            Ok(false) => Ok(self.transport.buffered(st)),
+            // The next receive reports it.
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// For [`wait`](fn@crate::wait), with the receive lock held: announces
+    /// that the receiver is about to sleep, so a [`Pipe`] sender rings the
+    /// doorbell (the caller then checks [`ready_locked`] again before it
+    /// sleeps). A socket-only connection has nothing to announce: every
+    /// message wakes the socket.
+    ///
+    /// [`ready_locked`]: Connection::ready_locked
+    pub(crate) fn set_sleeping(&self) {
+        match &self.transport {
+            Transport::Pipe(p) => p.set_sleeping(),
+            Transport::Socket(_) => {}
+        }
+    }
+
+    /// Withdraws [`set_sleeping`](Connection::set_sleeping).
+    pub(crate) fn clear_sleeping(&self) {
+        match &self.transport {
+            Transport::Pipe(p) => p.clear_sleeping(),
+            Transport::Socket(_) => {}
         }
     }
 }
@@ -1247,7 +1169,7 @@ fn send_error<T>(value: T, e: io::Error) -> SendError<T> {
 impl<S, R> fmt::Debug for Connection<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.transport.fd().as_raw_fd())
             .field("sends", &std::any::type_name::<S>())
             .field("receives", &std::any::type_name::<R>())
             .finish()
@@ -1260,11 +1182,11 @@ impl<S, R> AsFd for Connection<S, R> {
     /// Its readiness is *not* a reliable sign of a message: small messages
     /// of a [`Pipe`] travel through shared memory and make the socket
     /// readable only when the receiver announced it sleeps. Use
-    /// [`poll`](Connection::poll), or [`fn@wait`] for several objects at once,
+    /// [`poll`](Connection::poll), or [`fn@crate::wait`] for several objects at once,
     /// to wait for a message; the socket does report the peer closing
     /// (`POLLHUP`).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.transport.fd()
     }
 }
 
@@ -1277,11 +1199,7 @@ impl<S, R> AsFd for Connection<S, R> {
 /// lost to the copy.
 impl<S, R> Serialize for Connection<S, R> {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        let clean = match self.rx.try_lock() {
-            Ok(rx) => rx.is_empty(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_empty(),
-            Err(std::sync::TryLockError::WouldBlock) => false,
-        };
+        let clean = self.try_lock_rx().is_some_and(|rx| rx.is_empty());
         if !clean {
             return Err(codec::handle_error(
                 "a Connection that is receiving, or holds received data not yet delivered, \
@@ -1291,12 +1209,14 @@ impl<S, R> Serialize for Connection<S, R> {
         }
         // The third field is the ring side (0, 1) of a Pipe connection, or
         // `SOCKET_FDS`/`SOCKET_NO_FDS` for a socket-only one.
-        let (rings, side) = match &self.rings {
-            Some(r) => (Some(FdHandle(r.fd())), r.side()),
-            None if self.fds_ok => (None, SOCKET_FDS),
-            None => (None, SOCKET_NO_FDS),
+        let (rings, side) = match &self.transport {
+            Transport::Pipe(p) => (Some(FdHandle(p.rings().fd())), p.rings().side()),
+            Transport::Socket(s) => match s.family() {
+                Family::Unix => (None, SOCKET_FDS),
+                Family::Tcp => (None, SOCKET_NO_FDS),
+            },
         };
-        (FdHandle(self.fd.as_fd()), rings, side).serialize(serializer)
+        (FdHandle(self.transport.fd()), rings, side).serialize(serializer)
     }
 }
 

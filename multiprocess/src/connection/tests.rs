@@ -19,7 +19,10 @@ const LONG: Duration = Duration::from_secs(30);
 /// Publishes a marker in the ring, as a sender does before writing a frame
 /// on the socket: the next message is whatever frame the socket carries.
 fn announce<S, R>(conn: &Connection<S, R>) {
-    conn.ring().push(ring::MARKER, 0, &[]);
+    let Transport::Pipe(pipe) = &conn.transport else {
+        panic!("markers exist only on a Pipe connection");
+    };
+    pipe.rings().push(ring::MARKER, 0, &[]);
 }
 
 /// Writes raw bytes to the socket under a connection, bypassing framing.

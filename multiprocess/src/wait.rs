@@ -23,12 +23,12 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Connection, Listener, RxState};
+use crate::connection::RxState;
 use crate::sys::{fd, socket};
-use crate::{Process, Queue, deadline};
+use crate::{Connection, Listener, Process, Queue, deadline};
 
 /// How often `wait` re-checks a queue (which has no descriptor to sleep on).
 pub(crate) const QUEUE_RECHECK: Duration = Duration::from_millis(2);
@@ -209,55 +209,29 @@ struct ConnSource<'a, S, R> {
 impl<S, R> Source for ConnSource<'_, S, R> {
     fn ready(&mut self) -> io::Result<bool> {
         if self.guard.is_none() {
-            self.guard = match self.conn.rx.try_lock() {
-                Ok(g) => Some(g),
-                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) => return Ok(false),
-            };
+            match self.conn.try_lock_rx() {
+                Some(g) => self.guard = Some(g),
+                None => return Ok(false),
+            }
         }
         let st = self.guard.as_mut().expect("just taken");
-        let conn = self.conn;
-        let buffered = |st: &RxState| match &conn.rings {
-            Some(rings) => st.pending > 0 || rings.has_record() || rings.in_shut(),
-            None => !st.rx.is_empty(),
-        };
-        if st.eof || st.rx.broken().is_some() || buffered(st) {
-            return Ok(true);
-        }
-        if !socket::poll_readable(conn.fd.as_fd(), Some(Instant::now()))? {
-            return Ok(false);
-        }
-        // Bytes, end of stream, or a doorbell: read what is there (a
-        // doorbell is dropped), as a sleeping receive would.
-        match st.rx.drain(conn.fd.as_fd()) {
-            Ok(true) => {
-                st.eof = true;
-                Ok(true)
-            }
-            Ok(false) => Ok(buffered(st)),
-            // The next receive reports it.
-            Err(_) => Ok(true),
-        }
+        self.conn.ready_locked(st)
     }
 
     fn arm(&mut self) {
-        if self.guard.is_some()
-            && let Some(rings) = &self.conn.rings
-        {
-            rings.set_sleeping();
+        if self.guard.is_some() {
+            self.conn.set_sleeping();
         }
     }
 
     fn disarm(&mut self) {
-        if self.guard.is_some()
-            && let Some(rings) = &self.conn.rings
-        {
-            rings.clear_sleeping();
+        if self.guard.is_some() {
+            self.conn.clear_sleeping();
         }
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.guard.as_ref().map(|_| self.conn.fd.as_fd())
+        self.guard.as_ref().map(|_| self.conn.as_fd())
     }
 
     fn recheck(&self) -> Option<Duration> {

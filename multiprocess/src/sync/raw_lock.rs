@@ -43,12 +43,10 @@ use std::time::{Duration, Instant};
 
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+use crate::sys::pid::{PID_MASK, current_pid, is_alive};
 
 /// Set while some process may be asleep on the word.
 pub(crate) const WAITERS: u32 = 1 << 31;
-/// The owner's pid.
-pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
 /// How long a waiter sleeps between checks that the owner is alive.
 #[cfg(not(loom))]
 pub(crate) const SLICE: Duration = Duration::from_millis(100);

@@ -34,7 +34,6 @@ use super::task::Task;
 use super::wire::Outcome;
 use super::{Pool, PoolBuilder};
 use crate::process::{StartMethod, Target};
-use crate::sys::code;
 
 /// Why an [`Executor`] call or a [`TaskFuture`] gave no result.
 #[derive(Debug, thiserror::Error)]
@@ -370,7 +369,7 @@ impl Executor {
         let core = &self.pool.core;
         let err = |e| ExecutorError::from_pool(core, e);
         self.pool.check_open().map_err(err)?;
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let shared = Arc::new(Shared::new());
         let job: Arc<dyn Job> = shared.clone();
         let chunks = self
@@ -452,7 +451,7 @@ impl Executor {
     {
         let deadline = options.timeout.and_then(crate::deadline::after);
         let core = &self.pool.core;
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
         let (iter, job) = self
             .pool

@@ -8,6 +8,7 @@
 //! their arguments travel serialized; handles inside the arguments (queues,
 //! connections, locks) travel as descriptors beside them.
 
+pub(crate) mod authkey;
 mod child;
 mod forkserver;
 mod target;
@@ -19,12 +20,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-pub(crate) use target::with_error_text;
+pub(crate) use target::{ChildEntry, Entry, with_error_text};
 pub use target::{Target, TargetResult};
 
 use crate::handle::{self, EncodeError};
 use crate::sys;
-use crate::sys::code::Entry;
 use child::{ChildSpec, Identity};
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
@@ -559,8 +559,12 @@ impl Process {
             Ok(exe) => exe,
             Err(e) => return fail(e.into(), launch),
         };
+        let authkey = match authkey::get() {
+            Ok(key) => key,
+            Err(e) => return fail(e.into(), launch),
+        };
         let spec = ChildSpec {
-            entry: sys::code::entry_offset(entry),
+            entry: entry.offset(),
             exe,
             me: Identity {
                 name: self.shared.name.clone(),
@@ -570,6 +574,7 @@ impl Process {
             },
             daemon: self.shared.daemon,
             args,
+            authkey,
         };
         let started = match method {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
@@ -600,6 +605,10 @@ impl Process {
         };
         let parent_pid = std::process::id();
         let daemon = self.shared.daemon;
+        // The child inherits the key with our memory: make it first.
+        if let Err(e) = authkey::get() {
+            return Err((e.into(), Some(launch)));
+        }
         // Hold our own locks across the fork so that no other thread of ours
         // holds them at that moment; the child then resets them.
         let server = lock(&forkserver::SERVER);
@@ -907,6 +916,33 @@ pub fn current_process() -> ProcessInfo {
     ProcessInfo {
         name: child::with_identity(|me| me.name.clone()),
         pid: std::process::id(),
+    }
+}
+
+impl ProcessInfo {
+    /// The process tree's authentication key (Python's
+    /// `current_process().authkey`): 32 random bytes made by the tree's
+    /// first process and inherited by every process it starts, whatever the
+    /// start method. The same in every process of the tree, whichever
+    /// `ProcessInfo` it is asked through.
+    ///
+    /// The crate uses it to authenticate what the tree stores where any
+    /// holder of a handle could write it: a [`Barrier`](crate::Barrier)'s
+    /// action. Keep it secret as you would any key; a process outside the
+    /// tree that learns it can forge those.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let key = multiprocess::current_process().authkey();
+    /// assert_eq!(key.len(), 32);
+    /// assert_eq!(key, multiprocess::current_process().authkey());
+    /// ```
+    ///
+    /// # Panics
+    /// If the kernel's random source fails when the key is first made.
+    pub fn authkey(&self) -> [u8; 32] {
+        authkey::get().expect("cannot read random bytes for the process tree's key")
     }
 }
 

@@ -310,6 +310,7 @@
 mod connection;
 mod deadline;
 mod handle;
+mod init;
 mod pool;
 mod process;
 mod queue;
@@ -329,15 +330,16 @@ pub use connection::{
     RecvTimeoutError, SendError, TryRecvError, Waitable, wait,
 };
 pub use handle::{DecodeError, EncodeError};
+pub use init::init;
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
     ExecutorError, ImapIter, MapOptions, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
     Task, TaskError, TaskFuture, TaskReturn, as_completed, wait_futures,
 };
 pub use process::{
-    Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,
-    Target, TargetResult, active_children, cpu_count, current_process, get_context,
-    get_start_method, init, parent_process, set_start_method,
+    Context, ParentProcess, Process, ProcessBuilder, ProcessError, ProcessInfo, StartError,
+    StartMethod, Target, TargetResult, active_children, cpu_count, current_process, get_context,
+    get_start_method, parent_process, set_start_method,
 };
 pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,

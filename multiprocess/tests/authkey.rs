@@ -134,7 +134,11 @@ fn the_action_runs_once_per_pass_under_every_start_method() {
             } else {
                 participants(method, barrier.clone(), passes.clone());
             }
-            assert_eq!(passes.value(), PASS_COUNT, "{method:?}: one action per pass");
+            assert_eq!(
+                passes.value(),
+                PASS_COUNT,
+                "{method:?}: one action per pass"
+            );
             assert!(!barrier.is_broken(), "{method:?}");
         }
     });
@@ -198,7 +202,9 @@ fn forge(victim: Barrier, other: Barrier, how: u8) {
         }
         _ => {
             let mut byte = [0u8; 1];
-            victim_page.read_exact_at(&mut byte, ACTION_MAC + 5).unwrap();
+            victim_page
+                .read_exact_at(&mut byte, ACTION_MAC + 5)
+                .unwrap();
             byte[0] ^= 0x10;
             victim_page.write_all_at(&byte, ACTION_MAC + 5).unwrap();
         }
@@ -224,7 +230,11 @@ fn a_forged_action_is_not_run_and_breaks_the_barrier_for_everyone() {
             };
             assert!(victim.wait_timeout(LONG).is_ok());
             assert!(t.join().unwrap());
-            assert_eq!(LEGIT_RUNS.load(Ordering::SeqCst), before + 1, "the real action runs");
+            assert_eq!(
+                LEGIT_RUNS.load(Ordering::SeqCst),
+                before + 1,
+                "the real action runs"
+            );
 
             let p = get_context(method).process(forge, (victim.clone(), other.clone(), how));
             p.start().expect("start");
@@ -235,13 +245,30 @@ fn a_forged_action_is_not_run_and_breaks_the_barrier_for_everyone() {
             let w = get_context(method).process(wait_and_report, (victim.clone(), out.clone()));
             w.start().expect("start");
             let mine = victim.wait_timeout(LONG);
-            let theirs = out.get_timeout(LONG).expect("the other participant returned");
+            let theirs = out
+                .get_timeout(LONG)
+                .expect("the other participant returned");
             join_ok(&w);
-            assert_eq!(mine, Err(BarrierTimeoutError::BrokenBarrier), "{method:?}, forgery {how}");
-            assert!(!theirs, "{method:?}, forgery {how}: the other participant passed");
+            assert_eq!(
+                mine,
+                Err(BarrierTimeoutError::BrokenBarrier),
+                "{method:?}, forgery {how}"
+            );
+            assert!(
+                !theirs,
+                "{method:?}, forgery {how}: the other participant passed"
+            );
             assert!(victim.is_broken());
-            assert_eq!(LEGIT_RUNS.load(Ordering::SeqCst), before + 1, "nothing more ran here");
-            assert_eq!(EVIL_RUNS.load(Ordering::SeqCst), 0, "the forged target never ran here");
+            assert_eq!(
+                LEGIT_RUNS.load(Ordering::SeqCst),
+                before + 1,
+                "nothing more ran here"
+            );
+            assert_eq!(
+                EVIL_RUNS.load(Ordering::SeqCst),
+                0,
+                "the forged target never ran here"
+            );
             // Still refused after a reset: the stored action stays forged.
             victim.reset();
             let t = {

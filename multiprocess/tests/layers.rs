@@ -89,7 +89,10 @@ fn violations(text: &str, is_mod_rs: bool, allowed: &[&str]) -> Vec<(usize, Stri
             found.push((n, "climbs out with `super::` from sys/mod.rs".into()));
         }
         if code.contains("#[path") {
-            found.push((n, "a `#[path]` attribute can pull in a file from elsewhere".into()));
+            found.push((
+                n,
+                "a `#[path]` attribute can pull in a file from elsewhere".into(),
+            ));
         }
         if code.contains("include!") {
             found.push((n, "`include!` can pull in text from elsewhere".into()));
@@ -117,7 +120,9 @@ fn sys_names_nothing_above_it() {
         let is_mod_rs = file.file_name().is_some_and(|f| f == "mod.rs")
             && file.parent() == Some(&src().join("sys"));
         for (line, what) in violations(&text, is_mod_rs, ALLOWED) {
-            let shown = file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(file);
+            let shown = file
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap_or(file);
             report.push(format!("{}:{line}: {what}", shown.display()));
         }
     }

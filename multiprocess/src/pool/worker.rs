@@ -223,8 +223,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             Err(e) => Some(e.to_string()),
             Ok(entry) => {
                 let fds = init.fds.into_iter().map(|f| f.0).collect();
-                let (outcome, text) =
-                    with_error_text(|| catch_unwind(AssertUnwindSafe(|| entry.call((&init.args, fds)))));
+                let (outcome, text) = with_error_text(|| {
+                    catch_unwind(AssertUnwindSafe(|| entry.call((&init.args, fds))))
+                });
                 match (outcome, text) {
                     (Ok(0), _) => None,
                     (Ok(_), Some(text)) => Some(format!("the initializer returned Err: {text}")),

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+pub(crate) use child::{BOOTSTRAP_ENV, run_spawned};
+pub(crate) use forkserver::{FORKSERVER_ENV, serve as serve_fork_requests};
 pub(crate) use target::{ChildEntry, Entry, with_error_text};
 pub use target::{Target, TargetResult};
 
@@ -29,91 +31,15 @@ use child::{ChildSpec, Identity};
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-/// Prepares this binary to start processes: call it first in `main`.
-///
-/// In the parent it returns at once. In a child started by the
-/// [`Spawn`](StartMethod::Spawn) method, or in the fork server, it never
-/// returns: it runs the child's target (or serves fork requests) and exits,
-/// so a child never runs the rest of the parent's `main` (no fork bomb).
-///
-/// # Examples
-///
-/// ```no_run
-/// fn main() {
-///     multiprocess::init();
-///     // ... start processes
-/// }
-/// ```
-///
-/// In a crate's tests, where `main` belongs to the test harness, use
-/// [`init_before_main!`](crate::init_before_main) once instead.
-pub fn init() {
-    INIT_CALLED.store(true, Ordering::SeqCst);
-    if let Some(bootstrap) = inherited_fd(child::BOOTSTRAP_ENV, "bootstrap") {
-        child::run_spawned(bootstrap)
-    }
-    if let Some(control) = inherited_fd(forkserver::FORKSERVER_ENV, "fork server") {
-        forkserver::serve(control)
-    }
-    if let Some(listener) = inherited_fd(crate::shared::TRACKER_ENV, "shared memory tracker") {
-        crate::shared::serve_tracker(listener)
-    }
-}
-
-/// Whether [`init`] has run in this process (so re-executing the binary
-/// dispatches a helper instead of running `main`).
+/// Whether [`init`](crate::init) has run in this process (so re-executing
+/// the binary dispatches a helper instead of running `main`).
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::SeqCst)
 }
 
-/// The descriptor a parent handed this process in `env`, if any; a bad one
-/// ends the process (it was started by us and cannot do its job).
-fn inherited_fd(env: &str, what: &str) -> Option<OwnedFd> {
-    match sys::process::take_inherited_fd(env)? {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            eprintln!("multiprocess: bad {what} descriptor: {e}");
-            sys::process::exit_now(1)
-        }
-    }
-}
-
-/// Runs [`init`] before `main`, from an ELF constructor: the one-line opt-in
-/// for test binaries (whose `main` is the test harness's) and for programs
-/// that prefer not to touch `main`.
-///
-/// Put it once at the top level of the crate root, of each integration test
-/// file that starts processes, or of a `#[cfg(test)]` module.
-///
-/// # Examples
-///
-/// In `tests/my_test.rs`:
-///
-/// ```
-/// multiprocess::init_before_main!();
-///
-/// fn child() {}
-///
-/// // #[test]
-/// fn starts_a_process() {
-///     let p = multiprocess::Process::new(child, ());
-///     p.start().unwrap();
-///     assert_eq!(p.join().unwrap(), 0);
-/// }
-/// # starts_a_process();
-/// ```
-#[macro_export]
-macro_rules! init_before_main {
-    () => {
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROCESS_INIT_BEFORE_MAIN: extern "C" fn() = {
-            extern "C" fn __multiprocess_init() {
-                $crate::init();
-            }
-            __multiprocess_init
-        };
-    };
+/// Records that [`init`](crate::init) has run.
+pub(crate) fn note_init_called() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
 }
 
 /// How a child process is created.
@@ -121,7 +47,7 @@ macro_rules! init_before_main {
 /// | method | how | cost | threads in the parent |
 /// |---|---|---|---|
 /// | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
-/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`] dispatches the child | exec | safe |
+/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`](crate::init) dispatches the child | exec | safe |
 /// | [`Fork`](StartMethod::Fork) | forks the caller | fork | refused (see [`StartMethod::Fork`]) |
 ///
 /// Spawn and ForkServer children run a fresh copy of the binary (the fork
@@ -143,7 +69,7 @@ pub enum StartMethod {
     /// `start` refuses with an error when the process has more than one
     /// thread. Use it in single-threaded programs.
     Fork,
-    /// Re-execute the running binary; [`init`] in the child's `main` runs the
+    /// Re-execute the running binary; [`init`](crate::init) in the child's `main` runs the
     /// target. Safe with threads; costs an exec.
     Spawn,
     /// Ask a single-threaded fork server (started on first use by
@@ -293,7 +219,7 @@ pub enum StartError {
     /// `start` was called before on this process.
     #[error("a process can only be started once")]
     AlreadyStarted,
-    /// [`init`] was not called first in `main` (or this process is itself a
+    /// [`init`](crate::init) was not called first in `main` (or this process is itself a
     /// child that skipped it), so a re-executed child could not find its
     /// target. Refusing prevents a fork bomb.
     #[error(
@@ -412,13 +338,13 @@ struct Running {
 /// assert_eq!(p.name(), "worker-1");
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Builder {
+pub struct ProcessBuilder {
     name: Option<String>,
     daemon: Option<bool>,
     method: Option<StartMethod>,
 }
 
-impl Builder {
+impl ProcessBuilder {
     /// The process name (default `Process-N`, with `:`-joined numbers for
     /// grandchildren, as in Python).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -491,12 +417,12 @@ impl Process {
         F: Target<A>,
         A: serde::Serialize + Send + 'static,
     {
-        Builder::default().target(target, args)
+        ProcessBuilder::default().target(target, args)
     }
 
     /// A builder to set the name, daemon flag or start method.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
     }
 
     /// Starts the process. The arguments are sent to it (and dropped here,

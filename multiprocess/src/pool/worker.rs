@@ -242,6 +242,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             std::process::exit(1);
         }
     }
+    // The pool, our parent, names each chunk's code by offset.
+    let parent_code = match code::ParentCode::get() {
+        Ok(proof) => proof,
+        Err(e) => {
+            eprintln!("multiprocess: pool worker cannot run its pool's tasks: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut done = 0u64;
     // Read and result buffers, kept across chunks.
     let mut input = Vec::new();
@@ -263,7 +271,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             }
         };
         let started = Instant::now();
-        let entry = code::resolve_checked_earlier::<ChunkEntry>(entry);
+        let entry = parent_code.resolve::<ChunkEntry>(entry);
         let mut ctx = ChunkCtx {
             seq,
             count,

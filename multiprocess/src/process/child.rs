@@ -102,6 +102,7 @@ pub(crate) fn run_spec(spec: ChildSpec, fds: Vec<OwnedFd>) -> i32 {
             return 1;
         }
     };
+    sys::code::note_parent_runs_this_exe();
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.me);
     super::authkey::inherit(spec.authkey);
     let args = spec.args;

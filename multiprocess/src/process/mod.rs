@@ -555,6 +555,8 @@ impl Process {
                 orphans.clear();
                 *identity = Some(me);
                 drop((server, children, orphans, identity));
+                // A forked copy runs its parent's executable.
+                sys::code::note_parent_runs_this_exe();
                 if daemon && !sys::process::die_with_parent(parent_pid).unwrap_or(false) {
                     sys::process::exit_now(1);
                 }

@@ -12,9 +12,11 @@
 //! generic code above it, this file holds the two unsafe operations and
 //! names nothing above `sys`:
 //!
-//! 1. **offset → function pointer** ([`resolve`], [`resolve_checked_earlier`]):
+//! 1. **offset → function pointer** ([`resolve`], [`ParentCode::resolve`]):
 //!    a transmute of an address, done only after the executable identity
-//!    check (or, for a pool worker, after the check its own start made);
+//!    check: of the sender's identity, or, for offsets from this process's
+//!    parent (a pool's tasks), of the parent's, which a [`ParentCode`]
+//!    token proves was checked when this process started;
 //! 2. **recreating a zero-sized target** in the shim that [`entry`] hands out.
 //!
 //! The layers above describe an entry point with two safe traits:
@@ -44,6 +46,7 @@
 
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The shape of a family of entry points: what an entry takes and returns.
 ///
@@ -154,20 +157,61 @@ pub(crate) fn resolve<S: Signature>(offset: i64, exe: (u64, u64)) -> io::Result<
              that named the code {exe:?}"
         )));
     }
-    Ok(resolve_checked_earlier(offset))
+    Ok(unchecked(offset))
 }
 
-/// Turns an offset made by [`Entry::offset`] back into the entry, in a
-/// process whose own start already checked that its parent, who sent the
-/// offset, runs this very executable (a pool worker resolving its pool's
-/// task offsets, once per chunk).
-pub(crate) fn resolve_checked_earlier<S: Signature>(offset: i64) -> Entry<S> {
+/// Set once this process knows that its parent runs this very executable.
+static PARENT_SAME_EXE: AtomicBool = AtomicBool::new(false);
+
+/// Records that this process's parent runs this very executable: a child
+/// calls it once the identity its parent sent has matched ([`resolve`] of
+/// its entry point succeeded), a forked child because it is a copy of its
+/// parent.
+pub(crate) fn note_parent_runs_this_exe() {
+    PARENT_SAME_EXE.store(true, Ordering::Relaxed);
+}
+
+/// Proof that this process's parent runs this very executable, so that
+/// offsets it sends resolve without an identity each (a pool worker
+/// resolving its pool's task offsets, once per chunk).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParentCode(());
+
+impl ParentCode {
+    /// The proof, if this process's start recorded it
+    /// ([`note_parent_runs_this_exe`]).
+    ///
+    /// # Errors
+    /// If this process was not started by a parent of this very executable
+    /// through this crate.
+    pub(crate) fn get() -> io::Result<ParentCode> {
+        if PARENT_SAME_EXE.load(Ordering::Relaxed) {
+            Ok(ParentCode(()))
+        } else {
+            Err(io::Error::other(
+                "this process was not started by a process of this executable, \
+                 so it cannot run code its parent names",
+            ))
+        }
+    }
+
+    /// Turns an offset made by [`Entry::offset`] in this process's parent
+    /// back into the entry.
+    pub(crate) fn resolve<S: Signature>(self, offset: i64) -> Entry<S> {
+        unchecked(offset)
+    }
+}
+
+/// The entry at `offset` from the anchor. The caller has checked that the
+/// offset was made by [`Entry::offset`] in a process of this very
+/// executable.
+fn unchecked<S: Signature>(offset: i64) -> Entry<S> {
     let addr = (anchor as fn() as usize as i64).wrapping_add(offset) as usize;
     // SAFETY: `offset` was computed by `Entry::<S>::offset` from a function
-    // pointer of this very type in the same executable image (checked by the
-    // caller, see above), and relative distances between functions of one
-    // image do not change with its load address; function pointers are
-    // `usize`-sized on our targets.
+    // pointer of this very type in the same executable image (checked by
+    // `resolve`, or when the `ParentCode` proof was recorded), and relative
+    // distances between functions of one image do not change with its load
+    // address; function pointers are `usize`-sized on our targets.
     let f = unsafe { std::mem::transmute::<usize, for<'a> fn(S::In<'a>) -> S::Out>(addr) };
     Entry {
         f,
@@ -222,6 +266,14 @@ mod tests {
         let closure = entry::<PushTwice<_>>(|| 3);
         assert_ne!(closure.offset(), e.offset());
         assert_eq!(closure.call(&mut out), 4);
+    }
+
+    #[test]
+    fn a_process_not_started_by_this_crate_has_no_parent_code() {
+        // The test binary was started by cargo, not by a parent of this
+        // executable through this crate (only children note it).
+        let err = ParentCode::get().unwrap_err();
+        assert!(err.to_string().contains("not started by"), "{err}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn inherited_fd(env: &str, what: &str) -> Option<OwnedFd> {
     }
 }
 
-/// Runs [`init`](crate::init) before `main`, from an ELF constructor: the one-line opt-in
+/// Runs [`init`](fn@crate::init) before `main`, from an ELF constructor: the one-line opt-in
 /// for test binaries (whose `main` is the test harness's) and for programs
 /// that prefer not to touch `main`.
 ///

@@ -7,7 +7,7 @@
 //!
 //! # Processes
 //!
-//! A binary that starts processes calls [`init`] first in `main` (Python's
+//! A binary that starts processes calls [`init`](fn@init) first in `main` (Python's
 //! `if __name__ == "__main__":`): in a child, `init` runs the child's target
 //! and exits, so a child never runs the rest of `main`. A target is a plain
 //! `fn`; its arguments are a tuple of serde values.

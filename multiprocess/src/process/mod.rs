@@ -31,13 +31,13 @@ use child::{ChildSpec, Identity};
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-/// Whether [`init`](crate::init) has run in this process (so re-executing
+/// Whether [`init`](fn@crate::init) has run in this process (so re-executing
 /// the binary dispatches a helper instead of running `main`).
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::SeqCst)
 }
 
-/// Records that [`init`](crate::init) has run.
+/// Records that [`init`](fn@crate::init) has run.
 pub(crate) fn note_init_called() {
     INIT_CALLED.store(true, Ordering::SeqCst);
 }
@@ -47,7 +47,7 @@ pub(crate) fn note_init_called() {
 /// | method | how | cost | threads in the parent |
 /// |---|---|---|---|
 /// | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
-/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`](crate::init) dispatches the child | exec | safe |
+/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`](fn@crate::init) dispatches the child | exec | safe |
 /// | [`Fork`](StartMethod::Fork) | forks the caller | fork | refused (see [`StartMethod::Fork`]) |
 ///
 /// Spawn and ForkServer children run a fresh copy of the binary (the fork
@@ -69,7 +69,7 @@ pub enum StartMethod {
     /// `start` refuses with an error when the process has more than one
     /// thread. Use it in single-threaded programs.
     Fork,
-    /// Re-execute the running binary; [`init`](crate::init) in the child's `main` runs the
+    /// Re-execute the running binary; [`init`](fn@crate::init) in the child's `main` runs the
     /// target. Safe with threads; costs an exec.
     Spawn,
     /// Ask a single-threaded fork server (started on first use by
@@ -219,7 +219,7 @@ pub enum StartError {
     /// `start` was called before on this process.
     #[error("a process can only be started once")]
     AlreadyStarted,
-    /// [`init`](crate::init) was not called first in `main` (or this process is itself a
+    /// [`init`](fn@crate::init) was not called first in `main` (or this process is itself a
     /// child that skipped it), so a re-executed child could not find its
     /// target. Refusing prevents a fork bomb.
     #[error(

@@ -7,7 +7,7 @@
 //!
 //! # Processes
 //!
-//! A binary that starts processes calls [`init`] first in `main` (Python's
+//! A binary that starts processes calls [`init`](fn@init) first in `main` (Python's
 //! `if __name__ == "__main__":`): in a child, `init` runs the child's target
 //! and exits, so a child never runs the rest of `main`. A target is a plain
 //! `fn`; its arguments are a tuple of serde values.
@@ -310,6 +310,7 @@
 mod codec;
 mod connection;
 mod deadline;
+mod init;
 mod pool;
 mod process;
 mod queue;
@@ -330,15 +331,16 @@ pub use connection::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
     RecvTimeoutError, SendError, TryRecvError,
 };
+pub use init::init;
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
     ExecutorError, ExecutorMap, ImapIter, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,
     Task, TaskError, TaskFuture, TaskReturn, as_completed, wait_futures,
 };
 pub use process::{
-    Builder, Context, ParentProcess, Process, ProcessError, ProcessInfo, StartError, StartMethod,
-    Target, TargetResult, active_children, cpu_count, current_process, get_context,
-    get_start_method, init, parent_process, set_start_method,
+    Context, ParentProcess, Process, ProcessBuilder, ProcessError, ProcessInfo, StartError,
+    StartMethod, Target, TargetResult, active_children, cpu_count, current_process, get_context,
+    get_start_method, parent_process, set_start_method,
 };
 pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,

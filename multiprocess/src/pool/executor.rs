@@ -31,7 +31,6 @@ use super::result::ImapIter;
 use super::task::Task;
 use super::{Pool, PoolBuilder};
 use crate::process::{StartMethod, Target};
-use crate::sys::code;
 
 /// Why an [`Executor`] call or a [`TaskFuture`] gave no result.
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +312,7 @@ impl Executor {
         let core = &self.pool.core;
         let err = |e| ExecutorError::from_pool(core, e);
         self.pool.check_open().map_err(err)?;
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let shared = Arc::new(Shared::new());
         let job: Arc<dyn Job> = shared.clone();
         let chunks = self
@@ -525,7 +524,7 @@ impl ExecutorMap<'_> {
     {
         let deadline = self.timeout.and_then(crate::deadline::after);
         let core = &self.executor.pool.core;
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
         let (iter, job) = self
             .executor

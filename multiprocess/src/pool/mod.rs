@@ -5,7 +5,7 @@
 //!
 //! **Tasks** are plain `fn`s ([`Task`]), named in the worker by code offset
 //! and recreated there as zero-sized values, exactly as [`Process`] targets
-//! are (`sys::code::task_entry_for`). Work travels in *chunks*: the pool
+//! are (`sys::code::entry`). Work travels in *chunks*: the pool
 //! encodes a run of argument tuples once, in the caller, submitting chunks
 //! in batches as they are encoded (the first alone, so workers start while
 //! the rest are encoded); an argument that does not serialize fails the call
@@ -219,7 +219,7 @@ impl PoolBuilder {
         let spec = (|| {
             let (bytes, fds) = codec::encode(&args)?;
             Ok(InitSpec {
-                entry: code::entry_offset(f.entry()),
+                entry: f.entry().offset(),
                 exe: code::exe_identity()?,
                 args: bytes,
                 fds,
@@ -615,7 +615,7 @@ impl Pool {
         F: Task<Args>,
         Args: Serialize + 'static,
     {
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         self.submit_list(entry, vec![args], Some(1), take_one, callbacks)
     }
 
@@ -944,7 +944,7 @@ impl Chunked<'_> {
         A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
         self.pool.submit_list(
             entry,
@@ -984,7 +984,7 @@ impl Chunked<'_> {
         Args: Serialize + 'static,
         I: IntoIterator<Item = Args>,
     {
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<Args> = iterable.into_iter().collect();
         self.pool.submit_list(
             entry,
@@ -1006,7 +1006,7 @@ impl Chunked<'_> {
         A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
         self.pool
             .submit_iter(entry, items, self.chunksize.unwrap_or(1), true)
@@ -1027,7 +1027,7 @@ impl Chunked<'_> {
         A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
-        let entry = code::task_entry_offset(f.entry());
+        let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
         self.pool
             .submit_iter(entry, items, self.chunksize.unwrap_or(1), false)

@@ -7,7 +7,40 @@ use std::fmt::Display;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::sys::code::{self, TaskEntry};
+use std::marker::PhantomData;
+
+use super::ChunkCtx;
+use crate::sys::code::{self, Body, Signature};
+
+/// The signature of a pool task entry point: runs one chunk of calls whose
+/// encoded arguments are the payload, reporting progress through the
+/// context, and appends the encoded outcomes to the output buffer.
+pub struct ChunkEntry;
+
+impl Signature for ChunkEntry {
+    type In<'a> = (&'a [u8], &'a mut ChunkCtx<'a>, &'a mut Vec<u8>);
+    type Out = ();
+}
+
+/// A pool task entry point (see `sys::code`).
+pub(crate) type TaskEntry = code::Entry<ChunkEntry>;
+
+/// The trampoline of task `F` with arguments `Args`: runs a chunk of calls
+/// of the task (recreated by `sys::code`).
+struct RunChunk<F, Args>(PhantomData<fn(Args) -> F>);
+
+impl<F, Args> Body for RunChunk<F, Args>
+where
+    F: Task<Args>,
+    Args: DeserializeOwned + 'static,
+{
+    type Sig = ChunkEntry;
+    type Target = F;
+
+    fn run(task: F, (payload, ctx, out): <ChunkEntry as Signature>::In<'_>) {
+        super::run_chunk::<F, Args>(task, payload, ctx, out)
+    }
+}
 
 /// What a pool task may return: a plain value, which is its result, or a
 /// `Result`, whose `Err` becomes a [`TaskError::Failed`](crate::TaskError::Failed)
@@ -115,7 +148,7 @@ macro_rules! impl_task {
                         "a pool task must be a fn item or a closure that captures nothing"
                     )
                 };
-                code::task_entry_for::<Func, ($($a,)*)>(self)
+                code::entry::<RunChunk<Func, ($($a,)*)>>(self)
             }
         }
     };

@@ -71,7 +71,7 @@ pub(crate) enum TaskMsg {
     Run {
         /// The chunk's sequence number, unique in the pool.
         seq: u64,
-        /// The task entry point (see `sys::code::task_entry_offset`).
+        /// The task entry point (see `sys::code::Entry::offset`).
         entry: i64,
         /// How many calls the chunk holds.
         count: u32,

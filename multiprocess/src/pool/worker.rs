@@ -10,13 +10,13 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use super::task::Task;
+use super::task::{ChunkEntry, Task};
 use super::wire::{
     ALL_OK, MIXED, Outcome, Progress, RawBytes, ResultMsg, ResultView, TaskView, WorkerArgs,
     decode_list_into, encode_list, put_with_tail,
 };
 use crate::codec;
-use crate::process::with_error_text;
+use crate::process::{ChildEntry, with_error_text};
 use crate::sys::code;
 
 /// The worker keeps its read and result buffers across chunks up to this
@@ -92,7 +92,7 @@ fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
 
 /// Runs a chunk: decodes the calls' arguments, runs each (recording
 /// progress before each call), and encodes the outcomes into `out`. Called
-/// from the task entry trampoline in `sys::code`.
+/// from the task entry trampoline in `task.rs`.
 ///
 /// While every call succeeds, the results are kept as a plain `Vec<R>` and
 /// sent as one (`ALL_OK`): no per-call outcome tag to encode or decode. The
@@ -219,12 +219,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         max_tasks,
     } = args;
     if let Some(init) = init {
-        let failure = match code::resolve_entry(init.entry, init.exe) {
+        let failure = match code::resolve::<ChildEntry>(init.entry, init.exe) {
             Err(e) => Some(e.to_string()),
             Ok(entry) => {
                 let fds = init.fds.into_iter().map(|f| f.0).collect();
-                let (outcome, text) =
-                    with_error_text(|| catch_unwind(AssertUnwindSafe(|| entry(&init.args, fds))));
+                let (outcome, text) = with_error_text(|| {
+                    catch_unwind(AssertUnwindSafe(|| entry.call((&init.args, fds))))
+                });
                 match (outcome, text) {
                     (Ok(0), _) => None,
                     (Ok(_), Some(text)) => Some(format!("the initializer returned Err: {text}")),
@@ -241,6 +242,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             std::process::exit(1);
         }
     }
+    // The pool, our parent, names each chunk's code by offset.
+    let parent_code = match code::ParentCode::get() {
+        Ok(proof) => proof,
+        Err(e) => {
+            eprintln!("multiprocess: pool worker cannot run its pool's tasks: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut done = 0u64;
     // Read and result buffers, kept across chunks.
     let mut input = Vec::new();
@@ -262,14 +271,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             }
         };
         let started = Instant::now();
-        let entry = code::resolve_task_entry(entry);
+        let entry = parent_code.resolve::<ChunkEntry>(entry);
         let mut ctx = ChunkCtx {
             seq,
             count,
             skip: &skip,
             progress: &progress,
         };
-        entry(payload.0, &mut ctx, &mut body);
+        entry.call((payload.0, &mut ctx, &mut body));
         let nanos = started.elapsed().as_nanos() as u64;
         let msg = ResultView::Done {
             worker: id,

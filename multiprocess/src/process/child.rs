@@ -21,7 +21,7 @@ const MAX_SPEC: u32 = 1 << 30;
 /// Everything a child needs to become the process the parent asked for.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ChildSpec {
-    /// Offset of the entry point (see `sys::code::entry_offset`).
+    /// Offset of the entry point (see `sys::code::Entry::offset`).
     pub entry: i64,
     /// Device and inode of the parent's executable.
     pub exe: (u64, u64),
@@ -31,6 +31,8 @@ pub(crate) struct ChildSpec {
     pub daemon: bool,
     /// The encoded arguments; their descriptors travel beside the spec.
     pub args: Vec<u8>,
+    /// The process tree's key (see `authkey.rs`).
+    pub authkey: [u8; super::authkey::KEY_LEN],
 }
 
 /// Name and position in the process tree (Python's `_identity`).
@@ -93,16 +95,18 @@ pub(crate) fn recv_spec(sock: impl AsFd) -> io::Result<Option<(ChildSpec, Vec<Ow
 /// Becomes the child described by `spec` and runs its target; returns the
 /// exit code.
 pub(crate) fn run_spec(spec: ChildSpec, fds: Vec<OwnedFd>) -> i32 {
-    let entry = match sys::code::resolve_entry(spec.entry, spec.exe) {
+    let entry = match sys::code::resolve::<super::target::ChildEntry>(spec.entry, spec.exe) {
         Ok(entry) => entry,
         Err(e) => {
             eprintln!("multiprocess: refusing to start the target: {e}");
             return 1;
         }
     };
+    sys::code::note_parent_runs_this_exe();
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.me);
+    super::authkey::inherit(spec.authkey);
     let args = spec.args;
-    run_guarded(move || entry(&args, fds))
+    run_guarded(move || entry.call((&args, fds)))
 }
 
 /// Runs a target body, turning a panic into exit code 1 (the panic hook has

@@ -8,6 +8,7 @@
 //! their arguments travel serialized; handles inside the arguments (queues,
 //! connections, locks) travel as descriptors beside them.
 
+pub(crate) mod authkey;
 mod child;
 mod forkserver;
 mod target;
@@ -19,101 +20,26 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-pub(crate) use target::with_error_text;
+pub(crate) use child::{BOOTSTRAP_ENV, run_spawned};
+pub(crate) use forkserver::{FORKSERVER_ENV, serve as serve_fork_requests};
+pub(crate) use target::{ChildEntry, Entry, with_error_text};
 pub use target::{Target, TargetResult};
 
 use crate::codec::{self, EncodeError};
 use crate::sys;
-use crate::sys::code::Entry;
 use child::{ChildSpec, Identity};
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-/// Prepares this binary to start processes: call it first in `main`.
-///
-/// In the parent it returns at once. In a child started by the
-/// [`Spawn`](StartMethod::Spawn) method, or in the fork server, it never
-/// returns: it runs the child's target (or serves fork requests) and exits,
-/// so a child never runs the rest of the parent's `main` (no fork bomb).
-///
-/// # Examples
-///
-/// ```no_run
-/// fn main() {
-///     multiprocess::init();
-///     // ... start processes
-/// }
-/// ```
-///
-/// In a crate's tests, where `main` belongs to the test harness, use
-/// [`init_before_main!`](crate::init_before_main) once instead.
-pub fn init() {
-    INIT_CALLED.store(true, Ordering::SeqCst);
-    if let Some(bootstrap) = inherited_fd(child::BOOTSTRAP_ENV, "bootstrap") {
-        child::run_spawned(bootstrap)
-    }
-    if let Some(control) = inherited_fd(forkserver::FORKSERVER_ENV, "fork server") {
-        forkserver::serve(control)
-    }
-    if let Some(listener) = inherited_fd(crate::shared::TRACKER_ENV, "shared memory tracker") {
-        crate::shared::serve_tracker(listener)
-    }
-}
-
-/// Whether [`init`] has run in this process (so re-executing the binary
-/// dispatches a helper instead of running `main`).
+/// Whether [`init`](fn@crate::init) has run in this process (so re-executing
+/// the binary dispatches a helper instead of running `main`).
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::SeqCst)
 }
 
-/// The descriptor a parent handed this process in `env`, if any; a bad one
-/// ends the process (it was started by us and cannot do its job).
-fn inherited_fd(env: &str, what: &str) -> Option<OwnedFd> {
-    match sys::process::take_inherited_fd(env)? {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            eprintln!("multiprocess: bad {what} descriptor: {e}");
-            sys::process::exit_now(1)
-        }
-    }
-}
-
-/// Runs [`init`] before `main`, from an ELF constructor: the one-line opt-in
-/// for test binaries (whose `main` is the test harness's) and for programs
-/// that prefer not to touch `main`.
-///
-/// Put it once at the top level of the crate root, of each integration test
-/// file that starts processes, or of a `#[cfg(test)]` module.
-///
-/// # Examples
-///
-/// In `tests/my_test.rs`:
-///
-/// ```
-/// multiprocess::init_before_main!();
-///
-/// fn child() {}
-///
-/// // #[test]
-/// fn starts_a_process() {
-///     let p = multiprocess::Process::new(child, ());
-///     p.start().unwrap();
-///     assert_eq!(p.join().unwrap(), 0);
-/// }
-/// # starts_a_process();
-/// ```
-#[macro_export]
-macro_rules! init_before_main {
-    () => {
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROCESS_INIT_BEFORE_MAIN: extern "C" fn() = {
-            extern "C" fn __multiprocess_init() {
-                $crate::init();
-            }
-            __multiprocess_init
-        };
-    };
+/// Records that [`init`](fn@crate::init) has run.
+pub(crate) fn note_init_called() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
 }
 
 /// How a child process is created.
@@ -121,7 +47,7 @@ macro_rules! init_before_main {
 /// | method | how | cost | threads in the parent |
 /// |---|---|---|---|
 /// | [`ForkServer`](StartMethod::ForkServer) (default) | a single-threaded server forks each child | fork | safe |
-/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`] dispatches the child | exec | safe |
+/// | [`Spawn`](StartMethod::Spawn) | re-executes the binary; [`init`](fn@crate::init) dispatches the child | exec | safe |
 /// | [`Fork`](StartMethod::Fork) | forks the caller | fork | refused (see [`StartMethod::Fork`]) |
 ///
 /// Spawn and ForkServer children run a fresh copy of the binary (the fork
@@ -143,7 +69,7 @@ pub enum StartMethod {
     /// `start` refuses with an error when the process has more than one
     /// thread. Use it in single-threaded programs.
     Fork,
-    /// Re-execute the running binary; [`init`] in the child's `main` runs the
+    /// Re-execute the running binary; [`init`](fn@crate::init) in the child's `main` runs the
     /// target. Safe with threads; costs an exec.
     Spawn,
     /// Ask a single-threaded fork server (started on first use by
@@ -293,7 +219,7 @@ pub enum StartError {
     /// `start` was called before on this process.
     #[error("a process can only be started once")]
     AlreadyStarted,
-    /// [`init`] was not called first in `main` (or this process is itself a
+    /// [`init`](fn@crate::init) was not called first in `main` (or this process is itself a
     /// child that skipped it), so a re-executed child could not find its
     /// target. Refusing prevents a fork bomb.
     #[error(
@@ -412,13 +338,13 @@ struct Running {
 /// assert_eq!(p.name(), "worker-1");
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Builder {
+pub struct ProcessBuilder {
     name: Option<String>,
     daemon: Option<bool>,
     method: Option<StartMethod>,
 }
 
-impl Builder {
+impl ProcessBuilder {
     /// The process name (default `Process-N`, with `:`-joined numbers for
     /// grandchildren, as in Python).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -491,12 +417,12 @@ impl Process {
         F: Target<A>,
         A: serde::Serialize + Send + 'static,
     {
-        Builder::default().target(target, args)
+        ProcessBuilder::default().target(target, args)
     }
 
     /// A builder to set the name, daemon flag or start method.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
     }
 
     /// Starts the process. The arguments are sent to it (and dropped here,
@@ -559,8 +485,12 @@ impl Process {
             Ok(exe) => exe,
             Err(e) => return fail(e.into(), launch),
         };
+        let authkey = match authkey::get() {
+            Ok(key) => key,
+            Err(e) => return fail(e.into(), launch),
+        };
         let spec = ChildSpec {
-            entry: sys::code::entry_offset(entry),
+            entry: entry.offset(),
             exe,
             me: Identity {
                 name: self.shared.name.clone(),
@@ -570,6 +500,7 @@ impl Process {
             },
             daemon: self.shared.daemon,
             args,
+            authkey,
         };
         let started = match method {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
@@ -600,6 +531,10 @@ impl Process {
         };
         let parent_pid = std::process::id();
         let daemon = self.shared.daemon;
+        // The child inherits the key with our memory: make it first.
+        if let Err(e) = authkey::get() {
+            return Err((e.into(), Some(launch)));
+        }
         // Hold our own locks across the fork so that no other thread of ours
         // holds them at that moment; the child then resets them.
         let server = lock(&forkserver::SERVER);
@@ -620,6 +555,8 @@ impl Process {
                 orphans.clear();
                 *identity = Some(me);
                 drop((server, children, orphans, identity));
+                // A forked copy runs its parent's executable.
+                sys::code::note_parent_runs_this_exe();
                 if daemon && !sys::process::die_with_parent(parent_pid).unwrap_or(false) {
                     sys::process::exit_now(1);
                 }
@@ -907,6 +844,33 @@ pub fn current_process() -> ProcessInfo {
     ProcessInfo {
         name: child::with_identity(|me| me.name.clone()),
         pid: std::process::id(),
+    }
+}
+
+impl ProcessInfo {
+    /// The process tree's authentication key (Python's
+    /// `current_process().authkey`): 32 random bytes made by the tree's
+    /// first process and inherited by every process it starts, whatever the
+    /// start method. The same in every process of the tree, whichever
+    /// `ProcessInfo` it is asked through.
+    ///
+    /// The crate uses it to authenticate what the tree stores where any
+    /// holder of a handle could write it: a [`Barrier`](crate::Barrier)'s
+    /// action. Keep it secret as you would any key; a process outside the
+    /// tree that learns it can forge those.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let key = multiprocess::current_process().authkey();
+    /// assert_eq!(key.len(), 32);
+    /// assert_eq!(key, multiprocess::current_process().authkey());
+    /// ```
+    ///
+    /// # Panics
+    /// If the kernel's random source fails when the key is first made.
+    pub fn authkey(&self) -> [u8; 32] {
+        authkey::get().expect("cannot read random bytes for the process tree's key")
     }
 }
 

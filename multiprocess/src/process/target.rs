@@ -4,8 +4,46 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
 
-use crate::sys::code::{self, Entry};
+use crate::sys::code::{self, Body, Signature};
+
+/// The signature of a child entry point: decodes the arguments from bytes
+/// plus descriptors, runs the target, and returns the process exit code.
+pub struct ChildEntry;
+
+impl Signature for ChildEntry {
+    type In<'a> = (&'a [u8], Vec<OwnedFd>);
+    type Out = i32;
+}
+
+/// A child entry point (see `sys::code`).
+pub(crate) type Entry = code::Entry<ChildEntry>;
+
+/// The trampoline of target `F` with arguments `Args`: decodes the
+/// arguments and calls the target (recreated by `sys::code`).
+struct RunTarget<F, Args>(PhantomData<fn(Args) -> F>);
+
+impl<F, Args> Body for RunTarget<F, Args>
+where
+    F: Target<Args>,
+    Args: DeserializeOwned + 'static,
+{
+    type Sig = ChildEntry;
+    type Target = F;
+
+    fn run(target: F, (bytes, fds): <ChildEntry as Signature>::In<'_>) -> i32 {
+        let args: Args = match crate::codec::decode(bytes, fds) {
+            Ok(args) => args,
+            Err(e) => {
+                eprintln!("multiprocess: cannot decode the process arguments: {e}");
+                return 1;
+            }
+        };
+        target.call(args)
+    }
+}
 
 /// What a target function may return: `()` (exit code 0), or a `Result` whose
 /// `Err` is printed to the child's stderr and gives exit code 1, as an
@@ -88,7 +126,7 @@ macro_rules! impl_target {
                         "a process target must be a fn item or a closure that captures nothing"
                     )
                 };
-                code::entry_for::<Func, ($($a,)*)>(self)
+                code::entry::<RunTarget<Func, ($($a,)*)>>(self)
             }
         }
     };

@@ -15,6 +15,7 @@
 //! | 40         | `action`      | offset of the action's entry point (`sys/code.rs`)   |
 //! | 48, 56     | exe dev, ino  | identity of the executable that named the action     |
 //! | 64         | `has_action`  | 1 if there is an action                              |
+//! | 72..104    | `action_mac`  | HMAC-SHA256 of (action, dev, ino) under the tree's authkey |
 //! | 128 + 4·i  | `pids[i]`     | pid of the `i`-th arrival of this generation         |
 //!
 //! # Protocol
@@ -30,6 +31,14 @@
 //! - reset: under `lock`, mark generation `g` broken if anyone waits in it,
 //!   then start generation `g+1` unbroken; wake all.
 //!
+//! # The action
+//! The action is named by code offset (`sys/code.rs`), and any holder of the
+//! handle can write this page, so the offset and the executable identity are
+//! stored with an HMAC-SHA256 under the process tree's authkey
+//! (`process/authkey.rs`). The last arrival checks it before resolving the
+//! offset: a forged or corrupted action is not run, and breaks the barrier as
+//! an action that fails does.
+//!
 //! # Crash behaviour
 //! A waiter probes the pids of the generation's arrivals every 100 ms; if one
 //! is dead it breaks the barrier, so the others get [`BrokenBarrierError`]
@@ -41,6 +50,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -50,8 +60,9 @@ use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use super::raw_lock::{Acquired, RawLock, SPIN_BUDGET};
 use super::shared::{self, shared_handle};
 use crate::deadline;
+use crate::process::authkey;
 use crate::sys::atomic::{AtomicU32, AtomicU64};
-use crate::sys::code;
+use crate::sys::code::{self, Body, Signature};
 use crate::sys::futex;
 use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
@@ -67,7 +78,30 @@ const ACTION: usize = 40;
 const EXE_DEV: usize = 48;
 const EXE_INO: usize = 56;
 const HAS_ACTION: usize = 64;
+const ACTION_MAC: usize = 72;
 const PIDS: usize = 128;
+
+/// What the action's MAC covers the words of.
+const ACTION_LABEL: &[u8] = b"multiprocess Barrier action: offset, exe dev, exe ino";
+
+/// The signature of a barrier action: takes nothing, returns nothing.
+pub struct BarrierAction;
+
+impl Signature for BarrierAction {
+    type In<'a> = ();
+    type Out = ();
+}
+
+/// The trampoline of action `F`: calls it (recreated by `sys::code`).
+struct RunAction<F>(PhantomData<F>);
+
+impl<F: Fn() + Copy + 'static> Body for RunAction<F> {
+    type Sig = BarrierAction;
+    type Target = F;
+    fn run(action: F, (): ()) {
+        action()
+    }
+}
 
 const BROKEN: u32 = 1 << 31;
 const GEN_MASK: u32 = BROKEN - 1;
@@ -204,7 +238,7 @@ pub struct Barrier {
 #[derive(Debug, Clone)]
 pub struct BarrierBuilder {
     parties: u32,
-    action: Option<code::ActionEntry>,
+    action: Option<code::Entry<BarrierAction>>,
     timeout: Option<Duration>,
 }
 
@@ -214,6 +248,13 @@ impl BarrierBuilder {
     /// a closure that captures nothing, because other processes of this
     /// executable recreate it from its type. If it panics, the barrier breaks
     /// and the panic continues in that participant.
+    ///
+    /// The action is stored in the barrier's shared memory with an HMAC
+    /// under the process tree's key ([`ProcessInfo::authkey`](crate::ProcessInfo::authkey)),
+    /// so a holder of the handle outside the tree cannot make the others
+    /// run code of its choosing: a forged or corrupted action is not run,
+    /// the barrier breaks, and the participant that found it gets
+    /// [`BrokenBarrierError`] with the reason on its stderr.
     ///
     /// # Examples
     ///
@@ -225,7 +266,7 @@ impl BarrierBuilder {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn action<F: Fn() + Copy + 'static>(mut self, action: F) -> Self {
-        self.action = Some(code::action_entry_for(action));
+        self.action = Some(code::entry::<RunAction<F>>(action));
         self
     }
 
@@ -283,11 +324,17 @@ impl BarrierBuilder {
         region.atomic_u32(TIMEOUT_MS).store(ms, Ordering::Relaxed);
         if let Some(action) = self.action {
             let (dev, ino) = code::exe_identity()?;
-            region
-                .atomic_u64(ACTION)
-                .store(code::action_offset(action) as u64, Ordering::Relaxed);
-            region.atomic_u64(EXE_DEV).store(dev, Ordering::Relaxed);
-            region.atomic_u64(EXE_INO).store(ino, Ordering::Relaxed);
+            let words = [action.offset() as u64, dev, ino];
+            let mac = authkey::sign(ACTION_LABEL, &words)?;
+            for (at, word) in [ACTION, EXE_DEV, EXE_INO].into_iter().zip(words) {
+                region.atomic_u64(at).store(word, Ordering::Relaxed);
+            }
+            for (i, chunk) in mac.chunks_exact(8).enumerate() {
+                let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                region
+                    .atomic_u64(ACTION_MAC + 8 * i)
+                    .store(word, Ordering::Relaxed);
+            }
             region.atomic_u32(HAS_ACTION).store(1, Ordering::Release);
         }
         Ok(Barrier { region })
@@ -413,13 +460,22 @@ impl Barrier {
         if self.region.atomic_u32(HAS_ACTION).load(Ordering::Acquire) == 0 {
             return Ok(());
         }
-        let offset = self.region.atomic_u64(ACTION).load(Ordering::Relaxed) as i64;
-        let exe = (
-            self.region.atomic_u64(EXE_DEV).load(Ordering::Relaxed),
-            self.region.atomic_u64(EXE_INO).load(Ordering::Relaxed),
-        );
-        let action = code::resolve_action(offset, exe)?;
-        action();
+        let [offset, dev, ino] =
+            [ACTION, EXE_DEV, EXE_INO].map(|at| self.region.atomic_u64(at).load(Ordering::Relaxed));
+        let mut mac = [0u8; 32];
+        for (i, chunk) in mac.chunks_exact_mut(8).enumerate() {
+            let word = self.region.atomic_u64(ACTION_MAC + 8 * i);
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        if !authkey::verify(ACTION_LABEL, &[offset, dev, ino], &mac)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the stored action fails authentication under this process tree's key \
+                 (forged or corrupted); it was not run",
+            ));
+        }
+        let action = code::resolve::<BarrierAction>(offset as i64, (dev, ino))?;
+        action.call(());
         Ok(())
     }
 

@@ -45,12 +45,10 @@ use std::time::{Duration, Instant};
 use super::park::{self, Phase, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
+use crate::sys::pid::{PID_MASK, current_pid};
 
 /// Set while some process may be asleep on the word.
 pub(crate) const WAITERS: u32 = 1 << 31;
-/// The owner's pid.
-pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
 /// How long a contended caller spins before sleeping.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(10);
 

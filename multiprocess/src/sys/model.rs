@@ -245,7 +245,7 @@ std::thread_local! {
 /// Makes the calling model thread act as process `pid` (and alive); call
 /// first thing in every model thread, the main one included.
 pub(crate) fn set_pid(pid: u32) {
-    assert!(pid != 0 && pid & !crate::sync::raw_lock::PID_MASK == 0);
+    assert!(pid != 0 && pid & !super::pid::PID_MASK == 0);
     PID.with(|p| p.set(pid));
     DEAD.with(|d| d.borrow_mut().remove(&pid));
 }

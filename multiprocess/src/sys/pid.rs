@@ -16,6 +16,10 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The bits of a `u32` that hold a pid: Linux caps pids at 2^22
+/// (`PID_MAX_LIMIT`), so a lock word keeps its pid here and flags above.
+pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
+
 /// The cached pid; 0 until first use.
 static PID: AtomicU32 = AtomicU32::new(0);
 

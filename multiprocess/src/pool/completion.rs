@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
-use super::executor::ExecutorError;
+use super::error::ExecutorError;
 use super::future::TaskFuture;
 use super::lock::{lock, wait_until};
 

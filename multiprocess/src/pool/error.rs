@@ -1,5 +1,5 @@
 //! Errors of the pool: one per task ([`TaskError`]) and one per call
-//! ([`PoolError`]).
+//! ([`PoolError`]), and the executor's ([`ExecutorError`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -159,4 +159,43 @@ pub enum PoolError {
     /// The operating system refused (shared memory, threads).
     #[error("pool setup failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why an [`Executor`](super::Executor) call or a [`TaskFuture`](super::TaskFuture) gave no result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// A worker process died abruptly (Python's `BrokenProcessPool`): the
+    /// executor killed its other workers, failed every pending and running
+    /// future, and takes no more work.
+    #[error("the executor is broken: {message}")]
+    BrokenPool {
+        /// What happened, naming the worker.
+        message: String,
+        /// The pid of the worker whose death broke the executor, if a death
+        /// did (a failing initializer also breaks it).
+        pid: Option<u32>,
+        /// The signal that killed that worker, if one did.
+        signal: Option<i32>,
+    },
+    /// The task panicked or returned `Err` (Python re-raises the task's
+    /// exception); the executor keeps working.
+    #[error("{0}")]
+    Task(TaskError),
+    /// The future was cancelled before it started.
+    #[error("the task was cancelled")]
+    Cancelled,
+    /// No result came within the timeout; the task goes on running.
+    #[error("timed out waiting for the result")]
+    Timeout,
+    /// [`Executor::shutdown`](super::Executor::shutdown) was called: no new work is taken (Python's
+    /// `RuntimeError: cannot schedule new futures after shutdown`).
+    #[error("cannot schedule new tasks after shutdown")]
+    ShutDown,
+    /// The result was already taken by an earlier `result` or `.await`.
+    #[error("the result was already taken")]
+    ResultTaken,
+    /// Setting up the executor or encoding the arguments failed.
+    #[error(transparent)]
+    Pool(PoolError),
 }

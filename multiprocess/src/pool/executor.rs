@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::core::Core;
-use super::error::{PoolError, TaskError};
+use super::error::{ExecutorError, PoolError, TaskError};
 use super::future::{Shared, TaskFuture};
 use super::job::{BrokenWhy, Cancel, Job, job_id};
 use super::lock::lock;
@@ -32,51 +32,19 @@ use super::task::Task;
 use super::{Pool, PoolBuilder};
 use crate::process::{StartMethod, Target};
 
-/// Why an [`Executor`] call or a [`TaskFuture`] gave no result.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExecutorError {
-    /// A worker process died abruptly (Python's `BrokenProcessPool`): the
-    /// executor killed its other workers, failed every pending and running
-    /// future, and takes no more work.
-    #[error("the executor is broken: {message}")]
-    BrokenPool {
-        /// What happened, naming the worker.
-        message: String,
-        /// The pid of the worker whose death broke the executor, if a death
-        /// did (a failing initializer also breaks it).
-        pid: Option<u32>,
-        /// The signal that killed that worker, if one did.
-        signal: Option<i32>,
-    },
-    /// The task panicked or returned `Err` (Python re-raises the task's
-    /// exception); the executor keeps working.
-    #[error("{0}")]
-    Task(TaskError),
-    /// The future was cancelled before it started.
-    #[error("the task was cancelled")]
-    Cancelled,
-    /// No result came within the timeout; the task goes on running.
-    #[error("timed out waiting for the result")]
-    Timeout,
-    /// [`Executor::shutdown`] was called: no new work is taken (Python's
-    /// `RuntimeError: cannot schedule new futures after shutdown`).
-    #[error("cannot schedule new tasks after shutdown")]
-    ShutDown,
-    /// The result was already taken by an earlier `result` or `.await`.
-    #[error("the result was already taken")]
-    ResultTaken,
-    /// Setting up the executor or encoding the arguments failed.
-    #[error(transparent)]
-    Pool(PoolError),
-}
-
 impl ExecutorError {
-    fn broken(why: BrokenWhy) -> ExecutorError {
+    pub(super) fn broken(why: BrokenWhy) -> ExecutorError {
         ExecutorError::BrokenPool {
             message: why.message,
             pid: why.pid,
             signal: why.signal,
+        }
+    }
+
+    pub(super) fn from_cancel(why: &Cancel) -> ExecutorError {
+        match why {
+            Cancel::Broken(b) => ExecutorError::broken(b.clone()),
+            Cancel::Cancelled | Cancel::Terminated => ExecutorError::Cancelled,
         }
     }
 
@@ -93,13 +61,6 @@ impl ExecutorError {
             },
             PoolError::Timeout => ExecutorError::Timeout,
             other => ExecutorError::Pool(other),
-        }
-    }
-
-    pub(super) fn from_cancel(why: &Cancel) -> ExecutorError {
-        match why {
-            Cancel::Broken(b) => ExecutorError::broken(b.clone()),
-            Cancel::Cancelled | Cancel::Terminated => ExecutorError::Cancelled,
         }
     }
 }

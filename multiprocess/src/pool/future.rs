@@ -1,4 +1,4 @@
-//! [`TaskFuture`]: the eventual result of [`Executor::submit`] (Python's
+//! [`TaskFuture`]: the eventual result of [`Executor::submit`](super::Executor::submit) (Python's
 //! `concurrent.futures.Future`), and the state it shares with the pool's
 //! result thread, for which it is the job of a one-call chunk.
 
@@ -12,15 +12,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::core::Core;
-use super::error::TaskError;
-use super::executor::ExecutorError;
+use super::error::{ExecutorError, TaskError};
 use super::job::{Cancel, Job};
 use super::lock::{lock, wait_until};
 use super::result::decode_outcomes;
 use super::wire::Outcome;
-
-#[cfg(doc)]
-use super::Executor;
 
 enum State<R> {
     Pending,
@@ -144,7 +140,7 @@ impl<R: DeserializeOwned + Send + 'static> Job for Shared<R> {
     }
 }
 
-/// The eventual result of [`Executor::submit`] (Python's
+/// The eventual result of [`Executor::submit`](super::Executor::submit) (Python's
 /// `concurrent.futures.Future`).
 ///
 /// Wait for it with [`result`](Self::result) (blocking) or `.await` it: it

@@ -83,8 +83,8 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 pub use completion::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait_futures};
-pub use error::{PoolError, TaskError};
-pub use executor::{Executor, ExecutorBuilder, ExecutorError, ExecutorMap, MapResults};
+pub use error::{ExecutorError, PoolError, TaskError};
+pub use executor::{Executor, ExecutorBuilder, ExecutorMap, MapResults};
 pub use future::TaskFuture;
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};

@@ -6,12 +6,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::shareable_list::ALIGN;
+/// Slot capacities are multiples of this many bytes (Python's
+/// `ShareableList` rounds each slot up to 8).
+pub(super) const ALIGN: usize = 8;
 
-#[cfg(doc)]
-use super::ShareableList;
-
-/// One value of a [`ShareableList`]: Python's `int`, `float`, `bool`,
+/// One value of a [`ShareableList`](super::ShareableList): Python's `int`, `float`, `bool`,
 /// `str`, `bytes` or `None`.
 ///
 /// `From` conversions make the usual literals items: integers, floats,
@@ -20,8 +19,8 @@ use super::ShareableList;
 /// `Vec<Item>` from a mixed list. `Display` prints the item as Python's
 /// `repr` does (`'howdy'`, `b'HoWdY'`, `-273.154`, `100.0`, `None`, `True`).
 ///
-/// Equality (used by [`ShareableList::index`] and
-/// [`count`](ShareableList::count)) compares kind and value: unlike Python,
+/// Equality (used by [`ShareableList::index`](super::ShareableList::index) and
+/// [`count`](super::ShareableList::count)) compares kind and value: unlike Python,
 /// where `1 == 1.0 == True`, `Item::Int(1)` equals only `Item::Int(1)`.
 ///
 /// # Examples

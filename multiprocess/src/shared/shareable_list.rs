@@ -42,14 +42,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::item::{Item, ItemKind};
+use super::item::{ALIGN, Item, ItemKind};
 use super::named::{SharedMemory, SharedMemoryError};
 
 const MAGIC: [u8; 8] = *b"mpShList";
 const VERSION: u32 = 1;
 const HEADER: usize = 32;
 const ENTRY: usize = 16;
-pub(super) const ALIGN: usize = 8;
 /// The state word's length bits.
 const LEN_MASK: u64 = 0xffff_ffff;
 /// The longest str or bytes item (its length must fit the state word).

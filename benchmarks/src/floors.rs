@@ -14,10 +14,10 @@ use crate::sys::{self, Shm};
 /// How long a floor child may take before it is killed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Pins the calling process to `cpu`, or lets it run anywhere for `None`.
-pub fn pin(cpu: Option<usize>) -> std::io::Result<()> {
+pub(crate) fn pin(cpu: Option<usize>) -> std::io::Result<()> {
     let mut set = rustix::thread::CpuSet::new();
     match cpu {
         Some(c) => set.set(c),
@@ -27,7 +27,7 @@ pub fn pin(cpu: Option<usize>) -> std::io::Result<()> {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
-pub fn mono_ns() -> u64 {
+pub(crate) fn mono_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
@@ -40,7 +40,7 @@ fn join(pid: i32) -> Result<()> {
 }
 
 /// Start floor for Fork and ForkServer: `fork` + `_exit` + `waitpid`, in ms.
-pub fn fork_exit_wait(reps: usize) -> Result<Vec<f64>> {
+pub(crate) fn fork_exit_wait(reps: usize) -> Result<Vec<f64>> {
     (0..reps)
         .map(|_| {
             let t = Instant::now();
@@ -51,10 +51,10 @@ pub fn fork_exit_wait(reps: usize) -> Result<Vec<f64>> {
 }
 
 /// Env var that makes the benchmark binary exit first thing in `main`.
-pub const EXIT_AT_ONCE: &str = "MPBENCH_EXIT_AT_ONCE";
+pub(crate) const EXIT_AT_ONCE: &str = "MPBENCH_EXIT_AT_ONCE";
 
 /// Start floor for Spawn: re-execute this binary, which exits at once, in ms.
-pub fn reexec(reps: usize) -> Result<Vec<f64>> {
+pub(crate) fn reexec(reps: usize) -> Result<Vec<f64>> {
     (0..reps)
         .map(|_| {
             let t = Instant::now();
@@ -71,7 +71,7 @@ pub fn reexec(reps: usize) -> Result<Vec<f64>> {
 
 /// Which ping-pong floor.
 #[derive(Clone, Copy, Debug)]
-pub enum PingPong {
+pub(crate) enum PingPong {
     /// 8 bytes each way over a `socketpair(AF_UNIX, SOCK_STREAM)`.
     Socketpair,
     /// A shared word flipped with `FUTEX_WAKE`, waited on with `FUTEX_WAIT`.
@@ -82,7 +82,7 @@ pub enum PingPong {
 }
 
 impl PingPong {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             PingPong::Socketpair => "socketpair ping-pong",
             PingPong::Futex => "futex ping-pong",
@@ -93,7 +93,7 @@ impl PingPong {
 
 /// Round-trip time in µs between this process (on `cpus.0`) and a forked
 /// child (on `cpus.1`): `reps` samples, each the mean of `batch` round trips.
-pub fn ping_pong(
+pub(crate) fn ping_pong(
     kind: PingPong,
     cpus: (Option<usize>, Option<usize>),
     reps: usize,
@@ -190,7 +190,7 @@ fn wait_while(word: &AtomicU32, value: u32, spin: bool) {
 /// fixed-size slots in shared memory, both ends spinning: the floor for
 /// small-message throughput between two processes. `reps` samples of `n`
 /// messages of `size` bytes each.
-pub fn spsc_ring(size: usize, n: usize, reps: usize) -> Result<Vec<f64>> {
+pub(crate) fn spsc_ring(size: usize, n: usize, reps: usize) -> Result<Vec<f64>> {
     const SLOTS: usize = 1024;
     let data = 4 * 128; // words: 0 head, 1 tail
     // One discarded run first: it faults the pages in and wakes both CPUs.
@@ -231,7 +231,7 @@ pub fn spsc_ring(size: usize, n: usize, reps: usize) -> Result<Vec<f64>> {
 
 /// Copy bandwidth in MB/s (10^6 bytes) of 1 MiB buffers in one process:
 /// `reps` samples of `n` copies.
-pub fn memcpy_1mib(n: usize, reps: usize) -> Vec<f64> {
+pub(crate) fn memcpy_1mib(n: usize, reps: usize) -> Vec<f64> {
     let src = vec![1u8; 1 << 20];
     let mut dst = vec![0u8; 1 << 20];
     (0..reps)
@@ -249,7 +249,7 @@ pub fn memcpy_1mib(n: usize, reps: usize) -> Vec<f64> {
 /// A bare futex lock word: 0 free, 1 locked, 2 locked with waiters
 /// (Drepper, "Futexes Are Tricky", mutex 3). Acquire is one CAS, release one
 /// swap.
-pub fn futex_lock(word: &AtomicU32) {
+pub(crate) fn futex_lock(word: &AtomicU32) {
     if word
         .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
@@ -261,14 +261,14 @@ pub fn futex_lock(word: &AtomicU32) {
     }
 }
 
-pub fn futex_unlock(word: &AtomicU32) {
+pub(crate) fn futex_unlock(word: &AtomicU32) {
     if word.swap(0, Ordering::Release) == 2 {
         let _ = futex::wake(word, futex::Flags::empty(), 1);
     }
 }
 
 /// ns per uncontended acquire+release of [`futex_lock`].
-pub fn lock_uncontended(n: usize, reps: usize) -> Result<Vec<f64>> {
+pub(crate) fn lock_uncontended(n: usize, reps: usize) -> Result<Vec<f64>> {
     let shm = Shm::create(4096)?;
     let word = std::hint::black_box(shm.u32(0));
     Ok((0..reps)
@@ -285,7 +285,7 @@ pub fn lock_uncontended(n: usize, reps: usize) -> Result<Vec<f64>> {
 
 /// Increments per second of a shared counter under [`futex_lock`] by two
 /// forked processes, `n` increments each.
-pub fn lock_counter(n: usize, reps: usize) -> Result<Vec<f64>> {
+pub(crate) fn lock_counter(n: usize, reps: usize) -> Result<Vec<f64>> {
     (0..reps)
         .map(|_| {
             let shm = Shm::create(4096)?;

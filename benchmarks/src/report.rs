@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Median, min and max of a series.
 #[derive(Serialize, Debug, Clone)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -16,7 +16,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn of(samples: &[f64]) -> Option<Stats> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Stats> {
         let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
         if s.is_empty() {
             return None;
@@ -39,7 +39,7 @@ impl Stats {
 
 /// A floor with what it is.
 #[derive(Serialize, Debug, Clone)]
-pub struct Floor {
+pub(crate) struct Floor {
     pub kind: String,
     #[serde(flatten)]
     pub stats: Stats,
@@ -47,7 +47,7 @@ pub struct Floor {
 
 /// What a workload should reach.
 #[derive(Debug, Clone, Copy)]
-pub enum Target {
+pub(crate) enum Target {
     /// Rust at least this many times faster than Python.
     SpeedupAtLeast(f64),
     /// Rust within this factor of the floor.
@@ -59,7 +59,7 @@ pub enum Target {
 }
 
 #[derive(Serialize, Debug, Clone)]
-pub struct TargetResult {
+pub(crate) struct TargetResult {
     pub target: String,
     pub met: Option<bool>,
     pub figure: String,
@@ -67,7 +67,7 @@ pub struct TargetResult {
 
 /// One workload's results.
 #[derive(Serialize, Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     pub workload: String,
     pub unit: String,
     pub higher_is_better: bool,
@@ -85,12 +85,12 @@ pub struct Row {
     pub errors: Vec<String>,
 }
 
-pub fn higher_is_better(unit: &str) -> bool {
+pub(crate) fn higher_is_better(unit: &str) -> bool {
     unit.ends_with("/s")
 }
 
 impl Row {
-    pub fn new(workload: &str) -> Row {
+    pub(crate) fn new(workload: &str) -> Row {
         Row {
             workload: workload.into(),
             unit: String::new(),
@@ -108,7 +108,7 @@ impl Row {
     }
 
     /// Picks the floor, computes ratios and checks `targets`.
-    pub fn finish(&mut self, targets: &[Target]) {
+    pub(crate) fn finish(&mut self, targets: &[Target]) {
         let hib = self.higher_is_better;
         let better = |a: &Floor, b: &Floor| {
             if hib {
@@ -173,7 +173,7 @@ impl Row {
 }
 
 /// A number with three significant digits and an SI suffix from 10^4 up.
-pub fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     let (v, suffix) = match x.abs() {
         a if a >= 1e9 => (x / 1e9, "G"),
         a if a >= 1e4 * 1e3 => (x / 1e6, "M"),
@@ -197,7 +197,7 @@ fn cell(s: &Option<Stats>) -> String {
 }
 
 /// The table as Markdown (readable as plain text too).
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let mut t = String::new();
     t.push_str(
         "| workload | unit | Rust | Python | floor | Rust vs Python | Rust/floor | targets |\n",
@@ -246,7 +246,7 @@ fn short_kind(kind: &str) -> &str {
 }
 
 /// Bars of Rust's and the floor's speed-up over Python, log scale.
-pub fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), String> {
+pub(crate) fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result<(), String> {
     let rows: Vec<&Row> = rows
         .iter()
         .filter(|r| r.speedup_vs_python.is_some())

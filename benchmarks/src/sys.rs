@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------- allocator
 
 /// Counts every allocation (and reallocation) made by this process.
-pub struct CountingAlloc;
+pub(crate) struct CountingAlloc;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Allocations made so far by this process.
-pub fn allocations() -> u64 {
+pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
@@ -49,7 +49,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
 /// Forks; the child runs `f` and `_exit`s with 0 (101 if `f` panics).
 /// Only called from the single-threaded worker process.
-pub fn fork_run(f: impl FnOnce()) -> io::Result<i32> {
+pub(crate) fn fork_run(f: impl FnOnce()) -> io::Result<i32> {
     assert_single_threaded()?;
     // SAFETY: the worker is single-threaded (checked above), so the child
     // inherits no lock held by another thread; it runs `f` and `_exit`s
@@ -68,7 +68,7 @@ pub fn fork_run(f: impl FnOnce()) -> io::Result<i32> {
 
 /// The floor of starting a process: `fork`, `_exit(0)` in the child,
 /// `waitpid` in the parent.
-pub fn fork_exit_wait() -> io::Result<()> {
+pub(crate) fn fork_exit_wait() -> io::Result<()> {
     assert_single_threaded()?;
     // SAFETY: single-threaded (checked); the child only calls `_exit`.
     let pid = unsafe { libc::fork() };
@@ -107,7 +107,7 @@ fn assert_single_threaded() -> io::Result<()> {
 
 /// Waits for child `pid` at most `timeout`; kills it and fails on timeout.
 /// Returns the exit status (128+N for signal N).
-pub fn wait_child(pid: i32, timeout: Duration) -> io::Result<i32> {
+pub(crate) fn wait_child(pid: i32, timeout: Duration) -> io::Result<i32> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(1);
     loop {
@@ -150,7 +150,7 @@ pub fn wait_child(pid: i32, timeout: Duration) -> io::Result<i32> {
 }
 
 /// CPU time (user + system) this process has used.
-pub fn cpu_time_self() -> Duration {
+pub(crate) fn cpu_time_self() -> Duration {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid out-pointer for RUSAGE_SELF.
@@ -163,7 +163,7 @@ pub fn cpu_time_self() -> Duration {
 
 /// A process-shared mapping: a memfd mapped `MAP_SHARED`. Forked children
 /// inherit it.
-pub struct Shm {
+pub(crate) struct Shm {
     ptr: NonNull<u8>,
     len: usize,
     /// The memfd, held for the mapping's life.
@@ -175,7 +175,7 @@ const SLOT: usize = 128;
 
 impl Shm {
     /// A new zeroed mapping of `len` bytes.
-    pub fn create(len: usize) -> io::Result<Shm> {
+    pub(crate) fn create(len: usize) -> io::Result<Shm> {
         let fd = rustix::fs::memfd_create("mpbench", rustix::fs::MemfdFlags::empty())?;
         rustix::fs::ftruncate(&fd, len as u64)?;
         Self::map(fd, len)
@@ -200,7 +200,7 @@ impl Shm {
     }
 
     /// The `i`th 32-bit word, each in its own cache line at the start.
-    pub fn u32(&self, i: usize) -> &AtomicU32 {
+    pub(crate) fn u32(&self, i: usize) -> &AtomicU32 {
         assert!((i + 1) * SLOT <= self.len);
         // SAFETY: in bounds (checked), aligned (page-aligned base, SLOT
         // multiple), and only ever accessed atomically by every process.
@@ -208,7 +208,7 @@ impl Shm {
     }
 
     /// The `i`th 64-bit word (sharing slot `i` with [`Shm::u32`]).
-    pub fn u64(&self, i: usize) -> &AtomicU64 {
+    pub(crate) fn u64(&self, i: usize) -> &AtomicU64 {
         assert!((i + 1) * SLOT <= self.len);
         // SAFETY: as for `u32`.
         unsafe { &*self.ptr.as_ptr().add(i * SLOT).cast::<AtomicU64>() }
@@ -217,7 +217,7 @@ impl Shm {
     /// Copies `src` into the mapping at `offset`. The caller's protocol
     /// (release/acquire on a word) must keep readers off these bytes
     /// meanwhile; a violation garbles the data, not Rust's memory.
-    pub fn write(&self, offset: usize, src: &[u8]) {
+    pub(crate) fn write(&self, offset: usize, src: &[u8]) {
         assert!(offset + src.len() <= self.len);
         // SAFETY: in bounds (checked); the mapping is not a Rust object, so
         // the copy aliases nothing Rust tracks.
@@ -227,7 +227,7 @@ impl Shm {
     }
 
     /// Copies bytes at `offset` out of the mapping into `dst`.
-    pub fn read(&self, offset: usize, dst: &mut [u8]) {
+    pub(crate) fn read(&self, offset: usize, dst: &mut [u8]) {
         assert!(offset + dst.len() <= self.len);
         // SAFETY: as for `write`.
         unsafe {

@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One measurement series, as printed by the Rust worker and by `bench.py`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     pub workload: String,
     /// `rust`, `python` or `floor`.
     #[serde(rename = "impl")]
@@ -75,7 +75,7 @@ fn finish(p: &Process) -> Result<()> {
 }
 
 /// Runs the workload `name`, printing its lines.
-pub fn run(name: &str, quick: bool) -> Result<()> {
+pub(crate) fn run(name: &str, quick: bool) -> Result<()> {
     let out = Out { workload: name };
     match name {
         "start_join/fork" => start_join(&out, StartMethod::Fork, pick(quick, 30, 200)),

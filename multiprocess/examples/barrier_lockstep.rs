@@ -40,7 +40,7 @@ fn worker(n: u32, barrier: Barrier) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let barrier = Barrier::builder(3).action(all_arrived).build()?;
     let workers: Vec<Process> = (0..3)
         .map(|n| Process::new(worker, (n, barrier.clone())))

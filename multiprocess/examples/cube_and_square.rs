@@ -28,7 +28,7 @@ fn print_square(num: i64) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     // creating processes
     let p1 = Process::new(print_square, (10,));
     let p2 = Process::new(print_cube, (13,));

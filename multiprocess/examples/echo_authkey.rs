@@ -40,7 +40,7 @@ fn intruder(address: Address, authkey: Vec<u8>) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = Listener::<String, String>::bind("127.0.0.1:0", Some(AUTHKEY))?;
     println!("Server listening on loopback TCP with an authkey");
     let address = listener.address().clone();

@@ -40,7 +40,7 @@ fn die(_x: u64) -> u64 {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let executor = Executor::new(3)?;
     let futures = vec![
         executor.submit(slow_square, (1, 300))?,

@@ -42,7 +42,7 @@ fn consumer(queue: Queue<String>, parent_conn: Connection<(), String>, lock: Loc
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     // for exchanging data between processes safely
     let queue: Queue<String> = Queue::new()?;
     // for synchronization (only one process at a time)

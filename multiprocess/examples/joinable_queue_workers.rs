@@ -29,7 +29,7 @@ fn worker(id: u32, jobs: JoinableQueue<Option<u32>>) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let jobs = JoinableQueue::new()?;
     let workers: Vec<Process> = (1..=4)
         .map(|id| Process::new(worker, (id, jobs.clone())))

@@ -53,7 +53,7 @@ fn ponger(conn: Connection<String, Option<String>>) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (a, b) = Pipe::new::<Option<String>, String>()?;
     let ping = Process::new(pinger, (a, 3u32));
     let pong = Process::new(ponger, (b,));

@@ -29,7 +29,7 @@ fn square_or_die(x: u64) -> u64 {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::new(2)?;
 
     println!("map: {:?}", pool.map(square, 0..10)?);

@@ -40,7 +40,7 @@ fn worker02() {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("ID of main process: {}", std::process::id());
 
     let p1 = Process::new(worker01, ());

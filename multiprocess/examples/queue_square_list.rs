@@ -30,7 +30,7 @@ fn print_queue(queue: Queue<i64>) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let queue: Queue<i64> = Queue::new()?;
     let my_list = vec![1, 4, 5, 6, 7, 4];
     let p1 = Process::new(square_list, (my_list, queue.clone()));

@@ -40,7 +40,7 @@ fn aggregator_with_queue(queue: Queue<u32>, lock: Lock, num_workers: usize) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let queue: Queue<u32> = Queue::new()?; // process-safe: no Lock needed for it
     let lock = Lock::new()?; // protects console output
     let num_workers = 3;

@@ -93,7 +93,7 @@ fn aggregate_data(
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let websites: Vec<String> = ["google.com", "facebook.com", "x.com", "github.com"]
         .map(String::from)
         .to_vec();

@@ -68,7 +68,7 @@ fn python_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> Stri
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let a = ShareableList::new(items![
         "howdy",
         b"HoWdY",

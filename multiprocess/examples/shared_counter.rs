@@ -22,7 +22,7 @@ fn add(id: u32, counter: Value<i32>, times: i32) {
 }
 
 /// The example's body (the tour calls it too).
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let counter = Value::<i32>::new(0)?;
     let processes: Vec<Process> = (1..=4)
         .map(|id| Process::new(add, (id, counter.clone(), 1000)))

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// The factor from the `SLEEP_SCALE` environment variable (default 1.0).
-pub fn factor() -> f64 {
+pub(crate) fn factor() -> f64 {
     std::env::var("SLEEP_SCALE")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -14,6 +14,6 @@ pub fn factor() -> f64 {
 }
 
 /// Sleeps `secs` seconds of simulated work, scaled.
-pub fn sleep(secs: f64) {
+pub(crate) fn sleep(secs: f64) {
     std::thread::sleep(Duration::from_secs_f64(secs * factor()));
 }

@@ -88,7 +88,7 @@ pub use executor::{Executor, ExecutorBuilder, ExecutorMap, MapResults};
 pub use future::TaskFuture;
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
-pub use worker::ChunkCtx;
+pub(crate) use worker::ChunkCtx;
 pub(crate) use worker::run_chunk;
 
 use self::core::{Chunk, Config, Core, InitSpec, Phase};

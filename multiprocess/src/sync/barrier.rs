@@ -85,7 +85,7 @@ const PIDS: usize = 128;
 const ACTION_LABEL: &[u8] = b"multiprocess Barrier action: offset, exe dev, exe ino";
 
 /// The signature of a barrier action: takes nothing, returns nothing.
-pub struct BarrierAction;
+pub(super) struct BarrierAction;
 
 impl Signature for BarrierAction {
     type In<'a> = ();

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 /// Runs `body` on a thread; if it has not finished within `limit`, kills every
 /// child process this test binary started and fails the test.
-pub fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn bounded<T: Send + 'static>(
+    limit: Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
         let _ = tx.send(body());
@@ -34,7 +37,7 @@ pub fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Se
 }
 
 /// Polls `cond` every few milliseconds until it holds or `limit` passes.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if cond() {
@@ -46,7 +49,7 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Whether process `pid` is gone (no /proc entry, or a zombie).
-pub fn pid_gone(pid: u32) -> bool {
+pub(crate) fn pid_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
@@ -57,7 +60,7 @@ pub fn pid_gone(pid: u32) -> bool {
 }
 
 /// A fresh temporary directory for one test.
-pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "multiprocess-test-{tag}-{}-{:?}",
         std::process::id(),
@@ -67,10 +70,10 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     dir
 }
 
-pub const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
 /// This process's resident memory (VmRSS), in KiB.
-pub fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
@@ -80,7 +83,7 @@ pub fn rss_kib() -> u64 {
 }
 
 /// A shared-memory name no other test (or test process) uses.
-pub fn unique_shm_name(tag: &str) -> String {
+pub(crate) fn unique_shm_name(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
@@ -91,12 +94,12 @@ pub fn unique_shm_name(tag: &str) -> String {
 }
 
 /// Whether a named segment `name` exists under /dev/shm.
-pub fn shm_exists(name: &str) -> bool {
+pub(crate) fn shm_exists(name: &str) -> bool {
     std::path::Path::new("/dev/shm").join(name).exists()
 }
 
 /// Asserts that `name` disappears from /dev/shm within `limit`.
-pub fn assert_shm_gone_within(name: &str, limit: Duration) {
+pub(crate) fn assert_shm_gone_within(name: &str, limit: Duration) {
     assert!(
         eventually(limit, || !shm_exists(name)),
         "/dev/shm/{name} still exists after {limit:?}"

@@ -88,8 +88,6 @@ pub use executor::{Executor, ExecutorBuilder, ExecutorMap, MapResults};
 pub use future::TaskFuture;
 pub use result::{AsyncResult, Callbacks, ImapIter};
 pub use task::{Task, TaskReturn};
-pub(crate) use worker::ChunkCtx;
-pub(crate) use worker::run_chunk;
 
 use self::core::{Chunk, Config, Core, InitSpec, Phase};
 use self::job::{Cancel, Job, job_id};

@@ -9,21 +9,8 @@ use serde::de::DeserializeOwned;
 
 use std::marker::PhantomData;
 
-use super::ChunkCtx;
+use super::worker::{ChunkEntry, TaskEntry, run_chunk};
 use crate::sys::code::{self, Body, Signature};
-
-/// The signature of a pool task entry point: runs one chunk of calls whose
-/// encoded arguments are the payload, reporting progress through the
-/// context, and appends the encoded outcomes to the output buffer.
-pub struct ChunkEntry;
-
-impl Signature for ChunkEntry {
-    type In<'a> = (&'a [u8], &'a mut ChunkCtx<'a>, &'a mut Vec<u8>);
-    type Out = ();
-}
-
-/// A pool task entry point (see `sys::code`).
-pub(crate) type TaskEntry = code::Entry<ChunkEntry>;
 
 /// The trampoline of task `F` with arguments `Args`: runs a chunk of calls
 /// of the task (recreated by `sys::code`).
@@ -38,7 +25,7 @@ where
     type Target = F;
 
     fn run(task: F, (payload, ctx, out): <ChunkEntry as Signature>::In<'_>) {
-        super::run_chunk::<F, Args>(task, payload, ctx, out)
+        run_chunk(move |args: Args| task.run(args), payload, ctx, out)
     }
 }
 

@@ -10,18 +10,30 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use super::task::{ChunkEntry, Task};
 use super::wire::{
     ALL_OK, MIXED, Outcome, Progress, RawBytes, ResultMsg, ResultView, TaskView, WorkerArgs,
     decode_list_into, encode_list, put_with_tail,
 };
 use crate::codec;
 use crate::process::{ChildEntry, with_error_text};
-use crate::sys::code;
+use crate::sys::code::{self, Signature};
 
 /// The worker keeps its read and result buffers across chunks up to this
 /// size (larger ones are freed after their chunk).
 const KEEP_BUFFER: usize = 4 << 20;
+
+/// The signature of a pool task entry point: runs one chunk of calls whose
+/// encoded arguments are the payload, reporting progress through the
+/// context, and appends the encoded outcomes to the output buffer.
+pub struct ChunkEntry;
+
+impl Signature for ChunkEntry {
+    type In<'a> = (&'a [u8], &'a mut ChunkCtx<'a>, &'a mut Vec<u8>);
+    type Out = ();
+}
+
+/// A pool task entry point (see `sys::code`).
+pub(crate) type TaskEntry = code::Entry<ChunkEntry>;
 
 /// What a running chunk knows about itself: its number, the calls to skip,
 /// and where to record progress.
@@ -68,9 +80,9 @@ fn install_panic_hook() {
     }));
 }
 
-fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
+fn call<R>(run: impl FnOnce() -> Result<R, String>) -> Outcome<R> {
     IN_TASK.with(|t| t.set(true));
-    let result = catch_unwind(AssertUnwindSafe(|| task.run(args)));
+    let result = catch_unwind(AssertUnwindSafe(run));
     IN_TASK.with(|t| t.set(false));
     match result {
         Ok(Ok(value)) => Outcome::Ok(value),
@@ -98,10 +110,14 @@ fn call<F: Task<Args>, Args>(task: F, args: Args) -> Outcome<F::Output> {
 /// sent as one (`ALL_OK`): no per-call outcome tag to encode or decode. The
 /// first failure or skipped call switches to one `Outcome` per call
 /// (`MIXED`).
-pub(crate) fn run_chunk<F, Args>(task: F, payload: &[u8], ctx: &mut ChunkCtx<'_>, out: &mut Vec<u8>)
-where
-    F: Task<Args>,
+pub(crate) fn run_chunk<Args, R>(
+    task: impl Fn(Args) -> Result<R, String>,
+    payload: &[u8],
+    ctx: &mut ChunkCtx<'_>,
+    out: &mut Vec<u8>,
+) where
     Args: DeserializeOwned + 'static,
+    R: serde::Serialize + 'static,
 {
     let mut items: Vec<Args> = Vec::new();
     match decode_list_into(payload, &mut items) {
@@ -111,14 +127,14 @@ where
                 what: "arguments".into(),
                 message: e.to_string(),
             };
-            let outcomes: Vec<Outcome<F::Output>> = (0..ctx.count)
+            let outcomes: Vec<Outcome<R>> = (0..ctx.count)
                 .map(|_| Outcome::Err(error.clone()))
                 .collect();
             return encode_outcomes(outcomes, out);
         }
     };
-    let mut oks: Vec<F::Output> = Vec::with_capacity(items.len());
-    let mut mixed: Option<Vec<Outcome<F::Output>>> = None;
+    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<Outcome<R>>> = None;
     let mut skip = ctx.skip.iter().copied().peekable();
     let index_word = ctx.progress.index_word();
     let mut started = false;
@@ -134,13 +150,13 @@ where
                 ctx.progress.start(ctx.seq, i);
                 started = true;
             }
-            call(task, args)
+            call(|| task(args))
         };
         match (&mut mixed, outcome) {
             (None, Outcome::Ok(v)) => oks.push(v),
             (Some(m), outcome) => m.push(outcome),
             (None, outcome) => {
-                let mut m: Vec<Outcome<F::Output>> = Vec::with_capacity(ctx.count as usize);
+                let mut m: Vec<Outcome<R>> = Vec::with_capacity(ctx.count as usize);
                 m.extend(oks.drain(..).map(Outcome::Ok));
                 m.push(outcome);
                 mixed = Some(m);

@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{LIMIT, bounded};
-use multiprocess::{
-    Barrier, BarrierTimeoutError, Process, Queue, Semaphore, StartMethod, current_process,
-    get_context,
-};
+use multiprocess::{Barrier, Process, Queue, Semaphore, StartMethod, current_process, get_context};
 
 const LONG: Duration = Duration::from_secs(30);
 const METHODS: [StartMethod; 3] = [
@@ -213,8 +210,11 @@ fn forge(victim: Barrier, other: Barrier, how: u8) {
 }
 
 /// The other participant: waits once and reports whether it passed.
-fn wait_and_report(barrier: Barrier, out: Queue<bool>) {
-    out.put(barrier.wait_timeout(LONG).is_ok()).unwrap();
+/// Waits at the barrier and reports the outcome: `Ok(index)` or the
+/// error's message.
+fn wait_and_report(barrier: Barrier, out: Queue<Result<usize, String>>) {
+    out.put(barrier.wait_timeout(LONG).map_err(|e| e.to_string()))
+        .unwrap();
 }
 
 #[test]
@@ -244,19 +244,28 @@ fn a_forged_action_is_not_run_and_breaks_the_barrier_for_everyone() {
             let out = Queue::new().unwrap();
             let w = get_context(method).process(wait_and_report, (victim.clone(), out.clone()));
             w.start().expect("start");
-            let mine = victim.wait_timeout(LONG);
+            let mine = victim.wait_timeout(LONG).map_err(|e| e.to_string());
             let theirs = out
                 .get_timeout(LONG)
                 .expect("the other participant returned");
             join_ok(&w);
+            // Both fail; the one that arrived last and checked the action
+            // says why, the other sees the plain broken barrier.
+            let refused = "barrier is broken: its action cannot run here: the stored action \
+                           fails authentication under this process tree's key";
+            let (both, why): (Vec<_>, Vec<_>) = [&mine, &theirs]
+                .into_iter()
+                .map(|r| r.as_ref().expect_err("no participant passes"))
+                .partition(|e| e.as_str() == "barrier is broken");
             assert_eq!(
-                mine,
-                Err(BarrierTimeoutError::BrokenBarrier),
-                "{method:?}, forgery {how}"
+                (both.len(), why.len()),
+                (1, 1),
+                "{method:?}, forgery {how}: {mine:?} {theirs:?}"
             );
             assert!(
-                !theirs,
-                "{method:?}, forgery {how}: the other participant passed"
+                why[0].starts_with(refused),
+                "{method:?}, forgery {how}: {}",
+                why[0]
             );
             assert!(victim.is_broken());
             assert_eq!(

@@ -128,6 +128,12 @@ pub const MAX_PARTIES: u32 = 1 << 16;
 /// [`Barrier::reset`] while waiting, a failed action, or the death of a
 /// waiting participant) — Python's `BrokenBarrierError`.
 ///
+/// The participant that found the barrier's action unable to run (a forged
+/// or corrupted action, or a barrier from another process tree) gets the
+/// reason in [`reason`](BrokenBarrierError::reason) and its message, as in
+/// Python the thread that ran a failing action gets that exception; the
+/// others get the plain error.
+///
 /// # Examples
 ///
 /// ```
@@ -137,12 +143,33 @@ pub const MAX_PARTIES: u32 = 1 << 16;
 /// let err = barrier.wait().unwrap_err();
 /// assert!(matches!(err, BrokenBarrierError { .. }));
 /// assert_eq!(err.to_string(), "barrier is broken");
+/// assert_eq!(err.reason(), None);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("barrier is broken")]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct BrokenBarrierError;
+pub struct BrokenBarrierError {
+    reason: Option<String>,
+}
+
+impl BrokenBarrierError {
+    /// Why this caller broke the barrier, when it was this caller that found
+    /// the action unable to run; `None` otherwise.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+impl std::fmt::Display for BrokenBarrierError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            None => f.write_str("barrier is broken"),
+            Some(why) => write!(f, "barrier is broken: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BrokenBarrierError {}
 
 /// Error from [`Barrier::wait_timeout`].
 ///
@@ -167,11 +194,24 @@ pub enum BarrierTimeoutError {
     /// This caller's timeout expired, which broke the barrier for all.
     #[error("timed out waiting at the barrier (it is now broken)")]
     Timeout,
+    /// This caller arrived last and found that the barrier's action cannot
+    /// run here: it fails authentication under this process tree's key
+    /// (forged or corrupted, or a barrier of another tree). Nothing ran and
+    /// the barrier is now broken for all.
+    #[error("barrier is broken: {0}")]
+    ActionRefused(String),
 }
 
 impl From<BarrierTimeoutError> for BrokenBarrierError {
-    fn from(_: BarrierTimeoutError) -> Self {
-        BrokenBarrierError
+    fn from(e: BarrierTimeoutError) -> Self {
+        match e {
+            BarrierTimeoutError::ActionRefused(reason) => BrokenBarrierError {
+                reason: Some(reason),
+            },
+            BarrierTimeoutError::BrokenBarrier | BarrierTimeoutError::Timeout => {
+                BrokenBarrierError::default()
+            }
+        }
     }
 }
 
@@ -345,6 +385,9 @@ enum Outcome {
     Passed(usize),
     Broken,
     TimedOut,
+    /// This caller could not run the action (the reason); it broke the
+    /// barrier.
+    ActionRefused(String),
 }
 
 impl Barrier {
@@ -505,10 +548,9 @@ impl Barrier {
                     return Outcome::Passed(index);
                 }
                 Ok(Err(e)) => {
-                    eprintln!("multiprocess: cannot run the barrier action here: {e}");
                     self.break_locked();
                     self.lock().unlock();
-                    return Outcome::Broken;
+                    return Outcome::ActionRefused(format!("its action cannot run here: {e}"));
                 }
                 Err(panic) => {
                     self.break_locked();
@@ -604,7 +646,10 @@ impl Barrier {
         };
         match self.wait_until(deadline) {
             Outcome::Passed(i) => Ok(i),
-            Outcome::Broken | Outcome::TimedOut => Err(BrokenBarrierError),
+            Outcome::Broken | Outcome::TimedOut => Err(BrokenBarrierError::default()),
+            Outcome::ActionRefused(reason) => Err(BrokenBarrierError {
+                reason: Some(reason),
+            }),
         }
     }
 
@@ -626,7 +671,9 @@ impl Barrier {
     ///
     /// # Errors
     /// [`BarrierTimeoutError::Timeout`] if this caller's timeout expired
-    /// first; [`BarrierTimeoutError::BrokenBarrier`] if it was broken
+    /// first; [`BarrierTimeoutError::ActionRefused`] if this caller arrived
+    /// last and the action cannot run here (nothing ran, the barrier is now
+    /// broken); [`BarrierTimeoutError::BrokenBarrier`] if it was broken
     /// otherwise.
     ///
     /// # Panics
@@ -636,6 +683,7 @@ impl Barrier {
             Outcome::Passed(i) => Ok(i),
             Outcome::Broken => Err(BarrierTimeoutError::BrokenBarrier),
             Outcome::TimedOut => Err(BarrierTimeoutError::Timeout),
+            Outcome::ActionRefused(reason) => Err(BarrierTimeoutError::ActionRefused(reason)),
         }
     }
 
@@ -798,7 +846,7 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(45));
         assert_eq!(h.join().unwrap(), Err(BarrierTimeoutError::BrokenBarrier));
         assert!(b.is_broken());
-        assert_eq!(b.wait(), Err(BrokenBarrierError));
+        assert_eq!(b.wait(), Err(BrokenBarrierError::default()));
         b.reset();
         let b2 = b.clone();
         let h = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)));

@@ -256,6 +256,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "stats /proc/self/exe, which Miri cannot")]
     fn an_offset_resolves_to_the_same_entry() {
         let e = entry::<PushTwice<_>>(seven);
         let back: Entry<Twice> = resolve(e.offset(), exe_identity().unwrap()).unwrap();
@@ -277,6 +278,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "stats /proc/self/exe, which Miri cannot")]
     fn another_executable_is_refused() {
         let e = entry::<PushTwice<_>>(seven);
         let (dev, ino) = exe_identity().unwrap();

@@ -197,6 +197,13 @@ fn forge(victim: Barrier, other: Barrier, how: u8) {
             other_page.read_exact_at(&mut offset, ACTION).unwrap();
             victim_page.write_all_at(&offset, ACTION).unwrap();
         }
+        2 => {
+            // The whole authenticated action of another barrier of this
+            // tree: offset, executable identity, flag and MAC.
+            let mut words = [0u8; (ACTION_MAC + 32 - ACTION) as usize];
+            other_page.read_exact_at(&mut words, ACTION).unwrap();
+            victim_page.write_all_at(&words, ACTION).unwrap();
+        }
         _ => {
             let mut byte = [0u8; 1];
             victim_page
@@ -220,7 +227,11 @@ fn wait_and_report(barrier: Barrier, out: Queue<Result<usize, String>>) {
 #[test]
 fn a_forged_action_is_not_run_and_breaks_the_barrier_for_everyone() {
     bounded(LIMIT, || {
-        for (method, how) in [(StartMethod::ForkServer, 0), (StartMethod::Spawn, 1)] {
+        for (method, how) in [
+            (StartMethod::ForkServer, 0),
+            (StartMethod::Spawn, 1),
+            (StartMethod::ForkServer, 2),
+        ] {
             let victim = Barrier::builder(2).action(legit).build().unwrap();
             let other = Barrier::builder(3).action(evil).build().unwrap();
             let before = LEGIT_RUNS.load(Ordering::SeqCst);

@@ -15,7 +15,7 @@
 //! | 40         | `action`      | offset of the action's entry point (`sys/code.rs`)   |
 //! | 48, 56     | exe dev, ino  | identity of the executable that named the action     |
 //! | 64         | `has_action`  | 1 if there is an action                              |
-//! | 72..104    | `action_mac`  | HMAC-SHA256 of (action, dev, ino) under the tree's authkey |
+//! | 72..104    | `action_mac`  | HMAC-SHA256 of (action, dev, ino, this barrier's memfd dev and inode) under the tree's authkey |
 //! | 128 + 4·i  | `pids[i]`     | pid of the `i`-th arrival of this generation         |
 //!
 //! # Protocol
@@ -35,9 +35,12 @@
 //! The action is named by code offset (`sys/code.rs`), and any holder of the
 //! handle can write this page, so the offset and the executable identity are
 //! stored with an HMAC-SHA256 under the process tree's authkey
-//! (`process/authkey.rs`). The last arrival checks it before resolving the
-//! offset: a forged or corrupted action is not run, and breaks the barrier as
-//! an action that fails does.
+//! (`process/authkey.rs`), which also covers the barrier's own identity (its
+//! memfd's device and inode, the same in every process that maps it), so an
+//! authenticated action copied from another barrier fails too. The last
+//! arrival checks it before resolving the offset: a forged, copied or
+//! corrupted action is not run, and breaks the barrier as an action that
+//! fails does.
 //!
 //! # Crash behaviour
 //! A waiter probes the pids of the generation's arrivals every 100 ms; if one
@@ -81,8 +84,11 @@ const HAS_ACTION: usize = 64;
 const ACTION_MAC: usize = 72;
 const PIDS: usize = 128;
 
-/// What the action's MAC covers the words of.
-const ACTION_LABEL: &[u8] = b"multiprocess Barrier action: offset, exe dev, exe ino";
+/// What the action's MAC covers the words of: the action's code offset, the
+/// executable's identity, and this barrier's own (its memfd's device and
+/// inode), so an authenticated action cannot be copied to another barrier.
+const ACTION_LABEL: &[u8] =
+    b"multiprocess Barrier action: offset, exe dev, exe ino, barrier dev, barrier ino";
 
 /// The signature of a barrier action: takes nothing, returns nothing.
 pub(super) struct BarrierAction;
@@ -292,9 +298,10 @@ impl BarrierBuilder {
     /// The action is stored in the barrier's shared memory with an HMAC
     /// under the process tree's key ([`ProcessInfo::authkey`](crate::ProcessInfo::authkey)),
     /// so a holder of the handle outside the tree cannot make the others
-    /// run code of its choosing: a forged or corrupted action is not run,
-    /// the barrier breaks, and the participant that found it gets
-    /// [`BrokenBarrierError`] with the reason on its stderr.
+    /// run code of its choosing, nor copy another barrier's action: a
+    /// forged, copied or corrupted action is not run, the barrier breaks,
+    /// and the participant that found it gets the reason
+    /// ([`BrokenBarrierError::reason`], [`BarrierTimeoutError::ActionRefused`]).
     ///
     /// # Examples
     ///
@@ -364,8 +371,9 @@ impl BarrierBuilder {
         region.atomic_u32(TIMEOUT_MS).store(ms, Ordering::Relaxed);
         if let Some(action) = self.action {
             let (dev, ino) = code::exe_identity()?;
+            let (region_dev, region_ino) = region.identity()?;
             let words = [action.offset() as u64, dev, ino];
-            let mac = authkey::sign(ACTION_LABEL, &words)?;
+            let mac = authkey::sign(ACTION_LABEL, &[words[0], dev, ino, region_dev, region_ino])?;
             for (at, word) in [ACTION, EXE_DEV, EXE_INO].into_iter().zip(words) {
                 region.atomic_u64(at).store(word, Ordering::Relaxed);
             }
@@ -510,7 +518,12 @@ impl Barrier {
             let word = self.region.atomic_u64(ACTION_MAC + 8 * i);
             chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
         }
-        if !authkey::verify(ACTION_LABEL, &[offset, dev, ino], &mac)? {
+        let (region_dev, region_ino) = self.region.identity()?;
+        if !authkey::verify(
+            ACTION_LABEL,
+            &[offset, dev, ino, region_dev, region_ino],
+            &mac,
+        )? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the stored action fails authentication under this process tree's key \

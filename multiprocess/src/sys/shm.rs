@@ -236,6 +236,20 @@ impl SharedRegion {
         self.fd.as_fd()
     }
 
+    /// What names this region in every process that maps it: the memfd's
+    /// (device, inode), the same through every duplicate of its descriptor
+    /// and never shared by two live regions. Under Miri, where a region is
+    /// private heap memory, its address.
+    pub(crate) fn identity(&self) -> io::Result<(u64, u64)> {
+        #[cfg(miri)]
+        return Ok((0, self.ptr.as_ptr() as u64));
+        #[cfg(not(miri))]
+        {
+            let st = rustix::fs::fstat(&self.fd)?;
+            Ok((st.st_dev, st.st_ino))
+        }
+    }
+
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len

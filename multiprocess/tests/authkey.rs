@@ -216,9 +216,8 @@ fn forge(victim: Barrier, other: Barrier, how: u8) {
     drop((victim, other));
 }
 
-/// The other participant: waits once and reports whether it passed.
-/// Waits at the barrier and reports the outcome: `Ok(index)` or the
-/// error's message.
+/// The other participant: waits once and reports the outcome, `Ok(index)`
+/// or the error's message.
 fn wait_and_report(barrier: Barrier, out: Queue<Result<usize, String>>) {
     out.put(barrier.wait_timeout(LONG).map_err(|e| e.to_string()))
         .unwrap();

@@ -16,5 +16,9 @@
 #  syscall(2) as integers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A machine that has the nightly toolchain but not Miri gets the component.
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    rustup component add --toolchain nightly miri rust-src
+fi
 export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-disable-isolation -Zmiri-permissive-provenance"
 exec cargo +nightly miri test -p multiprocess --lib -- "${1:-}" --test-threads="${MIRI_THREADS:-2}"

@@ -197,10 +197,16 @@ pub(crate) enum Forked {
 /// in the child. A single-threaded process forks into a complete copy, which
 /// is safe. Children should leave through [`exit_now`] so they do not run
 /// the parent's exit handlers.
+///
+/// Flushes stdout and stderr first, as Python's `Process.start` does: output
+/// still in the process's buffer (a `print!` without a newline) would
+/// otherwise be written twice, by the parent and by the child's copy.
 pub(crate) fn fork() -> io::Result<Forked> {
     if thread_count()? > 1 {
         return Err(io::Error::other(FORK_WITH_THREADS));
     }
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
     // SAFETY: the process is single-threaded (checked just above; no other
     // thread can appear in between, since this is the only thread), so the
     // child is a complete and consistent copy of the parent.

@@ -51,7 +51,13 @@ fn driver_entry() {
 #[test]
 fn fork_child_does_not_repeat_unflushed_output() {
     let mut run = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_entry", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "driver_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(DRIVER_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

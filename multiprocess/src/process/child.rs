@@ -103,6 +103,7 @@ pub(crate) fn run_spec(spec: ChildSpec, fds: Vec<OwnedFd>) -> i32 {
         }
     };
     sys::code::note_parent_runs_this_exe();
+    sys::process::set_name(&spec.me.name);
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.me);
     super::authkey::inherit(spec.authkey);
     let args = spec.args;

@@ -131,6 +131,7 @@ struct Tracked {
 
 /// The server's main loop; never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    sys::process::set_helper_name("forksrv");
     let me = std::process::id();
     let mut children: Vec<Tracked> = Vec::new();
     loop {

@@ -280,6 +280,15 @@ pub enum ProcessError {
 /// }
 /// ```
 ///
+/// # Process names
+///
+/// A started child names itself after [`name`](Self::name) in the kernel
+/// (its first 15 bytes: what `ps -o comm`, `top` and `pgrep` show), so
+/// `Process-1`, `PoolWorker-2` or `worker-1` can be told apart. The crate's
+/// helper processes show as `<program>:forksrv` (the fork server) and
+/// `<program>:tracker` (the shared-memory tracker), the program's name cut
+/// to fit. `ps -o args` still shows the program for all of them.
+///
 /// # Caveats
 ///
 /// Dropping a running `Process` does not stop it: the child runs on and is
@@ -553,6 +562,7 @@ impl Process {
                 children.clear();
                 // Forget (do not close) nothing: the pidfds are copies.
                 orphans.clear();
+                sys::process::set_name(&me.name);
                 *identity = Some(me);
                 drop((server, children, orphans, identity));
                 // A forked copy runs its parent's executable.

@@ -348,6 +348,7 @@ fn take_records(buf: &mut Vec<u8>) -> Vec<(u8, String)> {
 /// signalled to that process, which then exits) is always counted before
 /// that exit is: its bytes were buffered before the hang-up was visible.
 pub(crate) fn serve(listener: OwnedFd) -> ! {
+    sys::process::set_helper_name("tracker");
     // Outlive a Ctrl-C of the process group: cleaning up after it is the
     // point. The tracker still exits once its last client is gone.
     sys::signal::ignore_termination_signals();

@@ -197,10 +197,16 @@ pub(crate) enum Forked {
 /// in the child. A single-threaded process forks into a complete copy, which
 /// is safe. Children should leave through [`exit_now`] so they do not run
 /// the parent's exit handlers.
+///
+/// Flushes stdout and stderr first, as Python's `Process.start` does: output
+/// still in the process's buffer (a `print!` without a newline) would
+/// otherwise be written twice, by the parent and by the child's copy.
 pub(crate) fn fork() -> io::Result<Forked> {
     if thread_count()? > 1 {
         return Err(io::Error::other(FORK_WITH_THREADS));
     }
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
     // SAFETY: the process is single-threaded (checked just above; no other
     // thread can appear in between, since this is the only thread), so the
     // child is a complete and consistent copy of the parent.
@@ -224,6 +230,51 @@ pub(crate) fn exit_now(code: i32) -> ! {
     let _ = io::stderr().flush();
     // SAFETY: `_exit` is always safe to call; it never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// The longest name the kernel keeps for a process (`comm`: 16 bytes with
+/// the terminating NUL).
+const NAME_MAX: usize = 15;
+
+/// Names this process as `ps -o comm`, `top` and `pgrep` show it
+/// (`/proc/<pid>/comm`): the first 15 bytes of `name`, cut at a character
+/// boundary (and at a NUL, which cannot be part of it). Call it from the
+/// process's only thread: it names the calling thread, and the main
+/// thread's name is the process's. A failure is ignored; a name is only
+/// for people reading `ps`.
+///
+/// # References
+/// - [`PR_SET_NAME`](https://man7.org/linux/man-pages/man2/PR_SET_NAME.2const.html)
+pub(crate) fn set_name(name: &str) {
+    let name = name.split('\0').next().unwrap_or_default();
+    let name = prefix(name, NAME_MAX);
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// Names a helper process `<program>:<role>` with [`set_name`], the
+/// program's name (the file name of `argv[0]`, which [`spawn_self`] passes
+/// on) cut so that the role fits in the 15 bytes.
+pub(crate) fn set_helper_name(role: &str) {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let program = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let room = NAME_MAX.saturating_sub(role.len() + 1);
+    let program = prefix(&program, room);
+    set_name(&format!("{program}:{role}"));
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Opens a pidfd for `pid`.
@@ -280,4 +331,21 @@ pub(crate) fn cpu_count() -> usize {
     // SAFETY: sysconf only reads a system value.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     if n > 0 { n as usize } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_at_a_character_boundary() {
+        assert_eq!(prefix("Process-1", NAME_MAX), "Process-1");
+        assert_eq!(
+            prefix("a-child-with-a-long-name", NAME_MAX),
+            "a-child-with-a-"
+        );
+        // "é" is two bytes: a cut through it keeps neither.
+        assert_eq!(prefix("ééééééééé", NAME_MAX), "ééééééé");
+        assert_eq!(prefix("abc", 0), "");
+    }
 }

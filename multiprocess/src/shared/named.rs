@@ -143,6 +143,23 @@ pub enum SharedMemoryError {
         /// The name.
         name: String,
     },
+    /// `create` could not allocate the segment's pages: `/dev/shm` (a tmpfs,
+    /// 64 MiB by default in Docker: `--shm-size`) is too small or full
+    /// (`ENOSPC`). Nothing is left behind: the name was removed again.
+    /// (Without the check, the first write to a page beyond the free space
+    /// would kill the process with `SIGBUS`.)
+    #[error(
+        "no room for shared memory segment {name:?} of {size} bytes: \
+         /dev/shm is too small or full ({source})"
+    )]
+    NoSpace {
+        /// The name.
+        name: String,
+        /// The size asked for, in bytes.
+        size: usize,
+        /// The kernel's error.
+        source: io::Error,
+    },
     /// The segment exists but is empty: its creator has not sized it yet.
     #[error("shared memory segment {name:?} is empty")]
     Empty {
@@ -242,7 +259,9 @@ impl SharedMemory {
     /// # Errors
     /// [`ZeroSize`](SharedMemoryError::ZeroSize),
     /// [`InvalidName`](SharedMemoryError::InvalidName),
-    /// [`AlreadyExists`](SharedMemoryError::AlreadyExists), or
+    /// [`AlreadyExists`](SharedMemoryError::AlreadyExists),
+    /// [`NoSpace`](SharedMemoryError::NoSpace) if `/dev/shm` has no room for
+    /// `size` bytes, or
     /// [`Io`](SharedMemoryError::Io) (including a tracker that cannot start:
     /// call [`init`](crate::init) first in `main`).
     pub fn create(name: Option<&str>, size: usize) -> Result<Self, SharedMemoryError> {
@@ -295,6 +314,13 @@ impl SharedMemory {
                 Ok(region) => break (name, region),
                 // A random name collided: draw another, as Python does.
                 Err(e) if given.is_none() && e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                    return Err(SharedMemoryError::NoSpace {
+                        name,
+                        size,
+                        source: e,
+                    });
+                }
                 Err(e) => return Err(SharedMemoryError::from_io(&name, e)),
             }
         };

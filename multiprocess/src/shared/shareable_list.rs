@@ -17,9 +17,13 @@
 //! | 32 + 16 × `len` | `data_len` | the data area: slot `i` at the sum of the capacities before it |
 //!
 //! A slot table entry is two 8-byte words:
-//! - `capacity`: the slot's bytes in the data area, fixed at creation (a
-//!   multiple of 8, at least 8: Python's rule, 8 for a number, a bool or
-//!   `None`, `8 × (n / 8 + 1)` for a string or bytes of `n` bytes);
+//! - `capacity` (bits 0–31): the slot's bytes in the data area, fixed at
+//!   creation (a multiple of 8, at least 8: Python's rule, 8 for a number,
+//!   a bool or `None`, `8 × (n / 8 + 1)` for a string or bytes of `n`
+//!   bytes); bits 32–63 hold the pid of the process whose `set` of the slot
+//!   is under way, 0 when none is (a writer stores it before the odd
+//!   sequence below and clears it after the even one, so a list at rest
+//!   reads as it did before the field existed);
 //! - `state`: the kind of the value now in the slot (bits 32–39: 1 int,
 //!   2 float, 3 bool, 4 str, 5 bytes, 6 None), its length in bytes (bits
 //!   0–31: 8 for int, float and bool, 0 for None, the exact length of a str
@@ -28,6 +32,20 @@
 //!   sequence, writes the value, then stores the new state with the next
 //!   (even) sequence; `get` reads the state, the value, and the state again,
 //!   and starts over if the two differ or the sequence is odd.
+//!
+//! # A write under way
+//!
+//! A reader that finds an odd sequence waits for the writer: it spins
+//! briefly, then sleeps in growing steps (up to [`MAX_PAUSE`]), so a writer
+//! paused by `SIGSTOP` or a debugger costs it almost no CPU. It never calls
+//! a live writer dead: only after waiting [`WRITE_WAIT`], and then only if,
+//! at a probe (every [`park::SLICE`]), the state is still the odd one it saw
+//! and the writer recorded in the capacity word is gone ([`owner_alive`]) —
+//! or none is recorded (a segment written by an older version, or scribbled
+//! on) — does it report [`Corrupt`](ShareableListError::Corrupt). This is the one wait
+//! on shared memory that does not go through [`park`]: a `set` publishes
+//! with plain stores and wakes no one (no syscall per write, and the layout
+//! has no room for a sleepers count), so there is no futex to sleep on.
 //!
 //! An int is an `i64`, a float an `f64`'s bits, a bool an 8-byte 0 or 1, a
 //! str its UTF-8 bytes. An attacher checks the magic, the version, that the
@@ -44,6 +62,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::item::{ALIGN, Item, ItemKind};
 use super::named::{SharedMemory, SharedMemoryError};
+use crate::sync::park::{self, owner_alive};
+use crate::sys::pid::current_pid;
 
 const MAGIC: [u8; 8] = *b"mpShList";
 const VERSION: u32 = 1;
@@ -56,9 +76,21 @@ const MAX_ITEM: usize = LEN_MASK as usize - ALIGN;
 /// Where the state word's sequence number starts, and its bits.
 const SEQ_SHIFT: u32 = 40;
 const SEQ_MASK: u64 = (1 << 24) - 1;
-/// How long a read waits for a write under way before it reports the slot
-/// (a writer killed mid-write leaves the sequence odd until the next set).
+/// How long a read waits for a write under way before it asks whether the
+/// writer still lives (a writer killed mid-write leaves the sequence odd
+/// until the next set).
 const WRITE_WAIT: Duration = Duration::from_secs(1);
+/// Polls of an odd sequence spent spinning (the first half with a spin hint,
+/// the rest yielding) before a reader sleeps: a `set` of a small value takes
+/// well under a microsecond.
+const SPIN_POLLS: u32 = 64;
+/// A reader's first sleep while a write is under way; each next one is
+/// twice as long, up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_micros(20);
+/// The longest sleep of a reader between two looks at a write under way:
+/// what a resumed writer may wait to be seen, and about 1000 wake-ups a
+/// second of a few microseconds each while it is paused.
+const MAX_PAUSE: Duration = Duration::from_millis(1);
 
 /// Errors of [`ShareableList`] operations.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +176,9 @@ fn entry_at(i: usize) -> usize {
     HEADER + i * ENTRY
 }
 
+/// The capacity word's pid field (see the layout).
+const PID_SHIFT: u32 = 32;
+
 /// The offset of slot `i`'s state word.
 fn state_at(i: usize) -> usize {
     entry_at(i) + 8
@@ -181,6 +216,49 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[at..at + 8]);
     u64::from_ne_bytes(w)
+}
+
+/// A reader's wait for a write under way (see the module's "A write under
+/// way"): a short spin, then sleeps growing to [`MAX_PAUSE`]; the writer's
+/// liveness is worth asking once [`WRITE_WAIT`] has passed, then every
+/// [`park::SLICE`].
+#[derive(Default)]
+struct WriteWait {
+    polls: u32,
+    pause: Duration,
+    /// When the next probe is due (set at the first sleep).
+    next_probe: Option<Instant>,
+}
+
+impl WriteWait {
+    /// Whether to ask now if the writer still lives.
+    fn probe_due(&mut self) -> bool {
+        let Some(due) = self.next_probe else {
+            return false;
+        };
+        let now = Instant::now();
+        if now < due {
+            return false;
+        }
+        self.next_probe = Some(now + park::SLICE);
+        true
+    }
+
+    /// One pause before the next look at the slot.
+    fn pause(&mut self) {
+        self.polls += 1;
+        if self.polls <= SPIN_POLLS / 2 {
+            std::hint::spin_loop();
+        } else if self.polls <= SPIN_POLLS {
+            std::thread::yield_now();
+        } else {
+            if self.next_probe.is_none() {
+                self.next_probe = Some(Instant::now() + WRITE_WAIT);
+            }
+            self.pause = (self.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+            std::thread::sleep(self.pause);
+        }
+    }
 }
 
 /// A fixed-length list of ints, floats, bools, strs, bytes and `None`s in a
@@ -240,7 +318,13 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 /// - make a read-modify-write (`a[3] += 1`) atomic;
 /// - survive a writer killed in the middle of a `set`: reads of that slot
 ///   wait a second, then report [`Corrupt`](ShareableListError::Corrupt),
-///   until the next `set` of the slot.
+///   until the next `set` of the slot. A writer that is only paused
+///   (`SIGSTOP`, a debugger) is waited for, as a lock's holder would be:
+///   the reader sleeps (it does not spin a CPU) and returns once the write
+///   completes. The writer's pid, recorded in the slot, tells the two
+///   apart; as for a [`Lock`](crate::Lock)'s holder, a dead writer's pid
+///   already reused by another process keeps readers waiting until that
+///   process exits or the slot is set again.
 ///
 /// So readers need no lock, but writers should share a
 /// [`Lock`](crate::Lock), passed alongside the list:
@@ -578,10 +662,10 @@ impl ShareableList {
         let mut slots = Vec::with_capacity(len);
         let mut used = 0usize;
         for i in 0..len {
-            let capacity = read_u64(&table, i * ENTRY);
+            // The high half is the pid of a write under way, if any.
+            let capacity = read_u64(&table, i * ENTRY) & LEN_MASK;
             let bad_capacity = capacity == 0
                 || capacity % ALIGN as u64 != 0
-                || capacity > (LEN_MASK + 1)
                 || capacity > (data_len - used) as u64;
             if bad_capacity {
                 return Err(corrupt(format!(
@@ -706,6 +790,11 @@ impl ShareableList {
         }
     }
 
+    /// Slot `index`'s capacity word (capacity and the pid of a writer).
+    fn capacity_word(&self, index: usize) -> Result<&AtomicU64, ShareableListError> {
+        Ok(self.shm.atomic_u64(entry_at(index))?)
+    }
+
     /// Slot `index`'s state word.
     fn state_word(&self, index: usize) -> Result<&AtomicU64, ShareableListError> {
         Ok(self.shm.atomic_u64(state_at(index))?)
@@ -741,12 +830,12 @@ impl ShareableList {
         let slot = self.slot(index)?;
         let state = self.state_word(index)?;
         let mut bytes = Vec::new();
-        let mut deadline = None;
+        let mut wait = WriteWait::default();
         loop {
             // The seqlock's read side: the acquire load pairs with the
-            // writer's final release store; `read_at` ends with an acquire
-            // fence, so if it saw any byte of a later write, the second
-            // load sees that write's odd (or a later) state.
+            // writer's release stores; `read_at` ends with an acquire fence,
+            // so if it saw any byte of a later write, the second load sees
+            // that write's odd (or a later) state.
             let before = state.load(Ordering::Acquire);
             if seq_of(before) % 2 == 0 {
                 let (kind, len) = unpack_state(before, slot.capacity)
@@ -756,20 +845,42 @@ impl ShareableList {
                 if state.load(Ordering::Relaxed) == before {
                     return self.decode(index, kind, bytes);
                 }
+                // A write came and went during the copy: read again.
+                continue;
             }
-            // A write is under way: wait for it, within reason.
-            let now = Instant::now();
-            match deadline {
-                None => deadline = Some(now + WRITE_WAIT),
-                Some(d) if now >= d => {
-                    return Err(self.corrupt(format!(
-                        "slot {index}: a write did not finish within {WRITE_WAIT:?} \
-                         (its writer died mid-write?)"
-                    )));
+            // A write is under way: wait for it while its writer lives.
+            if wait.probe_due() {
+                if let Some(reason) = self.writer_gone(index, before)? {
+                    return Err(self.corrupt(reason));
                 }
-                Some(_) => std::thread::yield_now(),
             }
+            wait.pause();
         }
+    }
+
+    /// Why the write under way in slot `index`, seen as state `seen`, will
+    /// never finish, or `None` while it may: its writer (recorded in the
+    /// capacity word) is alive, or the slot has moved on meanwhile.
+    fn writer_gone(&self, index: usize, seen: u64) -> Result<Option<String>, ShareableListError> {
+        // The acquire load of `seen` saw the writer's release store of the
+        // odd state, so the pid it stored before is visible; if this load
+        // sees the writer's clearing instead (a release store after its
+        // final state), the re-load below sees that final state.
+        let pid = (self.capacity_word(index)?.load(Ordering::Acquire) >> PID_SHIFT) as u32;
+        if pid != 0 && owner_alive(pid) {
+            return Ok(None);
+        }
+        if self.state_word(index)?.load(Ordering::Acquire) != seen {
+            return Ok(None);
+        }
+        Ok(Some(if pid == 0 {
+            format!(
+                "slot {index}: a write did not finish within {WRITE_WAIT:?} and no \
+                 writer is recorded (its writer died mid-write?)"
+            )
+        } else {
+            format!("slot {index}: its writer, process {pid}, died mid-write")
+        }))
     }
 
     /// The value of `kind` in `bytes`, read consistently from slot `index`.
@@ -848,18 +959,28 @@ impl ShareableList {
         // that sees any of them also sees the odd state), then the new state
         // with the next, even, sequence. An odd sequence left by a writer
         // that died mid-write is simply moved on.
+        // Around it, the writer's pid in the capacity word, for a reader
+        // that finds the sequence odd to tell a paused writer from a dead
+        // one; the odd state is a release store, so a reader that sees it
+        // sees the pid.
         let state = self.state_word(index)?;
+        let capacity = self.capacity_word(index)?;
         let old = state.load(Ordering::Relaxed);
         let busy = (seq_of(old) + 1) | 1;
+        capacity.store(
+            slot.capacity as u64 | u64::from(current_pid()) << PID_SHIFT,
+            Ordering::Relaxed,
+        );
         state.store(
             (old & !(SEQ_MASK << SEQ_SHIFT)) | ((busy & SEQ_MASK) << SEQ_SHIFT),
-            Ordering::Relaxed,
+            Ordering::Release,
         );
         self.shm.write_at(slot.data, &payload)?;
         state.store(
             pack_state(item.kind(), payload.len(), busy + 1),
             Ordering::Release,
         );
+        capacity.store(slot.capacity as u64, Ordering::Release);
         Ok(())
     }
 

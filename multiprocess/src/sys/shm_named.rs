@@ -1,5 +1,5 @@
-//! Named POSIX shared memory: `shm_open`, `ftruncate`, `fstat`, `mmap`,
-//! `shm_unlink`.
+//! Named POSIX shared memory: `shm_open`, `ftruncate`, `fallocate`,
+//! `fstat`, `mmap`, `shm_unlink`.
 //!
 //! Unlike the anonymous memfd regions of `sys/shm.rs`, a named segment is
 //! reached by *name* (a file under `/dev/shm`) by processes that share no
@@ -21,9 +21,10 @@
 //! - [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html),
 //!   [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html)
 //! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
+//! - [`fallocate(2)`](https://man7.org/linux/man-pages/man2/fallocate.2.html)
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
@@ -51,7 +52,10 @@ fn path(name: &str) -> String {
 
 impl NamedRegion {
     /// Creates segment `name` (`O_CREAT | O_EXCL`, mode 0600) of `len > 0`
-    /// bytes and maps it. On failure after the name was created, the name is
+    /// bytes, allocates its pages ([`reserve`]) and maps
+    /// it. A `/dev/shm` too small for `len` bytes fails with
+    /// [`StorageFull`](io::ErrorKind::StorageFull) (not a `SIGBUS` at the
+    /// first write). On failure after the name was created, the name is
     /// removed again.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
         let fd = rustix::shm::open(
@@ -61,6 +65,7 @@ impl NamedRegion {
         )?;
         let made = (|| {
             rustix::fs::ftruncate(&fd, len as u64)?;
+            reserve(fd.as_fd(), len)?;
             Self::map(&fd)
         })();
         if made.is_err() {
@@ -228,6 +233,32 @@ pub(crate) fn exists(name: &str) -> bool {
 /// Removes segment `name` (`shm_unlink`); mappings stay valid.
 pub(crate) fn unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(path(name).as_str())?)
+}
+
+/// Allocates the first `len` bytes of `fd`'s backing store now
+/// (`fallocate`), so that a tmpfs, `/dev/shm` or memory cgroup too small for
+/// them fails here, with `ENOSPC` (or `ENOMEM`, `EFBIG`), instead of killing
+/// the process with `SIGBUS` at the first touch of a page the kernel cannot
+/// supply. Those three come back as
+/// [`StorageFull`](io::ErrorKind::StorageFull) (the kernel's error inside),
+/// for callers to say what ran out; others as they are. A file system that
+/// cannot reserve (`EOPNOTSUPP`) is left as it was: its pages are allocated
+/// when touched, as without this call.
+///
+/// # References
+/// - [`fallocate(2)`](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+fn reserve(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    use rustix::io::Errno;
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len as u64) {
+            Ok(()) | Err(Errno::OPNOTSUPP) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e @ (Errno::NOSPC | Errno::NOMEM | Errno::FBIG)) => {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, e));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A random 64-bit value from the kernel (`getrandom`), for unique names.

@@ -4,7 +4,8 @@
 //! with SIGCHLD ignored; a pool worker lost with its fork server says why.
 //!
 //! Each check runs in a *driver*: this binary re-executed (under
-//! `env --ignore-signal=SIG` when the driver must ignore SIG) in a process
+//! `env --ignore-signal=SIG`, or bash's `trap '' SIG`, when the driver must
+//! ignore SIG) in a process
 //! group of its own, so signals sent to the group never reach the test
 //! process. A `harness = false` test on libtest-mimic, run on the main
 //! thread, so the driver may use the Fork start method.
@@ -246,14 +247,32 @@ fn run_driver(scenario: &str) -> ! {
     }
 }
 
+/// Whether `env` has `--ignore-signal` (GNU coreutils 9.0 and later).
+fn env_ignores_signals() -> bool {
+    Command::new("env")
+        .args(["--ignore-signal=HUP", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs a driver for `scenario` ignoring `ignore` (if any), in a process
 /// group of its own, and fails with its output unless it succeeds in time.
 fn drive(scenario: &'static str, ignore: Option<&'static str>) -> Result<(), Failed> {
     let exe = std::env::current_exe()?;
     let mut cmd = match ignore {
-        Some(sig) => {
+        // GNU coreutils 9.0+; else bash, whose `trap ''` ignores even SIGCHLD
+        // (dash's does not).
+        Some(sig) if env_ignores_signals() => {
             let mut c = Command::new("env");
             c.arg(format!("--ignore-signal={sig}")).arg(exe);
+            c
+        }
+        Some(sig) => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg(format!("trap '' {sig}; exec \"$0\""))
+                .arg(exe);
             c
         }
         None => Command::new(exe),

@@ -249,7 +249,7 @@ pub(crate) fn try_reap(pidfd: impl AsFd) -> io::Result<Option<i32>> {
 }
 
 /// Error message of [`try_reap`] when the exit status cannot be had.
-pub(crate) const STATUS_LOST_SIGCHLD: &str = "SIGCHLD is ignored in this process, so the kernel \
+const STATUS_LOST_SIGCHLD: &str = "SIGCHLD is ignored in this process, so the kernel \
      reaped the child and its exit status is lost (this kernel cannot report it through the pidfd)";
 
 /// The exit status `struct pidfd_info` (`linux/pidfd.h`) up to `exit_code`:
@@ -263,6 +263,8 @@ struct PidfdInfo {
     exit_code: i32,
 }
 
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
 /// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`, 64 bytes.
 const PIDFD_GET_INFO: libc::c_ulong = 0xC040_FF0B;
 const PIDFD_INFO_EXIT: u64 = 1 << 3;
@@ -274,7 +276,7 @@ const PIDFD_INFO_EXIT: u64 = 1 << 3;
 ///
 /// # References
 /// - [`PIDFD_GET_INFO`](https://man7.org/linux/man-pages/man2/PIDFD_GET_INFO.2const.html)
-pub(crate) fn exit_code_of_reaped(pidfd: impl AsFd) -> Option<i32> {
+fn exit_code_of_reaped(pidfd: impl AsFd) -> Option<i32> {
     let mut info = PidfdInfo {
         mask: PIDFD_INFO_EXIT,
         ..PidfdInfo::default()

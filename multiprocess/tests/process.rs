@@ -363,9 +363,12 @@ fn daemon_outlives_the_thread_that_started_it() {
 }
 
 #[test]
-fn children_start_with_default_signal_dispositions() {
-    // A parent that ignores SIGTERM (an embedding runtime, `nohup`, a shell
-    // trap) must not produce children that ignore terminate().
+fn children_keep_the_parents_ignored_signals() {
+    // A parent that ignores SIGTERM (an embedding runtime, a shell trap)
+    // makes children that ignore it too, as fork and exec do (and Python's
+    // children): terminate() leaves them running, kill() still works. (Until
+    // issue 10 children reset every signal; `tests/signals.rs` covers SIGHUP
+    // and SIGINT, Fork and pools.)
     // Re-run this test binary under `trap '' TERM` and check from inside.
     bounded(LIMIT, || {
         let exe = std::env::current_exe().unwrap();
@@ -404,10 +407,10 @@ fn signal_dispositions_inner() {
         let p = get_context(m).process(sleeps, (60_000,));
         p.start().unwrap();
         p.terminate().unwrap();
+        let code = p.join_timeout(Duration::from_millis(500)).unwrap();
+        p.kill().unwrap();
+        assert_eq!(code, None, "{m:?}: child did not keep SIGTERM ignored");
         let code = p.join_timeout(Duration::from_secs(10)).unwrap();
-        if code.is_none() {
-            p.kill().unwrap(); // do not leave it holding our stdout open
-        }
-        assert_eq!(code, Some(-15), "{m:?}: child ignored SIGTERM");
+        assert_eq!(code, Some(-9), "{m:?}");
     }
 }

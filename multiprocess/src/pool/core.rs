@@ -725,7 +725,14 @@ impl Core {
             let code = match process.join_timeout(Duration::from_secs(5)) {
                 Ok(Some(code)) => Some(code),
                 Ok(None) => continue,
-                Err(ProcessError::StatusLost) | Err(_) => None,
+                // Lost with its fork server: a worker is a daemon, which the
+                // kernel kills with its parent-death signal (SIGKILL) when the
+                // server dies, so that is what ended it (a server that lives
+                // reports the real status; it ignores SIGINT, SIGHUP and
+                // SIGTERM, so a signal sent to the process group is reported
+                // as the worker's own).
+                Err(ProcessError::StatusLost) => Some(-libc::SIGKILL),
+                Err(_) => None,
             };
             lock(&self.watch).retain(|(w, _)| w != id);
             if self.stop_monitor.load(Ordering::SeqCst) {

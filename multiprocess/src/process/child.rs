@@ -33,6 +33,10 @@ pub(crate) struct ChildSpec {
     pub args: Vec<u8>,
     /// The process tree's key (see `authkey.rs`).
     pub authkey: [u8; super::authkey::KEY_LEN],
+    /// The signals the requesting parent ignores (see
+    /// `sys::signal::ignored_set`): the child ignores exactly these, whatever
+    /// the process that forks or execs it (the fork server) ignores.
+    pub ignored_signals: u64,
 }
 
 /// Name and position in the process tree (Python's `_identity`).
@@ -95,6 +99,7 @@ pub(crate) fn recv_spec(sock: impl AsFd) -> io::Result<Option<(ChildSpec, Vec<Ow
 /// Becomes the child described by `spec` and runs its target; returns the
 /// exit code.
 pub(crate) fn run_spec(spec: ChildSpec, fds: Vec<OwnedFd>) -> i32 {
+    sys::signal::apply_ignored_set(spec.ignored_signals);
     let entry = match sys::code::resolve::<super::target::ChildEntry>(spec.entry, spec.exe) {
         Ok(entry) => entry,
         Err(e) => {

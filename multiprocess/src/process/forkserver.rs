@@ -16,7 +16,9 @@
 //! the parent *process* is gone (not merely the thread that started the
 //! server), after killing its daemon children. Daemon children also carry
 //! `PR_SET_PDEATHSIG` towards the server, so they die if the server is
-//! killed. If the server dies, the next request starts a new one.
+//! killed. If the server dies, the next request starts a new one. The
+//! server ignores SIGINT, SIGTERM and SIGHUP (its lifetime follows the
+//! parent's); a child ignores exactly what its requesting parent ignores.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -132,6 +134,14 @@ struct Tracked {
 /// The server's main loop; never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::process::set_helper_name("forksrv");
+    // The server lives exactly as long as its parent process (it exits at
+    // EOF on the control socket), so it shrugs off a Ctrl-C or a hang-up
+    // sent to the whole process group, as CPython's fork server ignores
+    // SIGINT: children it loses that way could not report their exit codes.
+    // It must reap its children, so SIGCHLD has its default disposition.
+    // Each child takes its requesting parent's ignored set (`run_spec`).
+    sys::signal::ignore_termination_signals();
+    sys::signal::default_sigchld();
     let me = std::process::id();
     let mut children: Vec<Tracked> = Vec::new();
     loop {

@@ -510,6 +510,7 @@ impl Process {
             daemon: self.shared.daemon,
             args,
             authkey,
+            ignored_signals: sys::signal::ignored_set(),
         };
         let started = match method {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
@@ -672,7 +673,9 @@ impl Process {
     }
 
     /// Sends SIGTERM (Python's `terminate()`); the exit code becomes `-15`
-    /// unless the child handles the signal. Does nothing once exited.
+    /// unless the child handles or ignores the signal (a child ignores what
+    /// its parent ignored when starting it, as with fork and exec). Does
+    /// nothing once exited.
     pub fn terminate(&self) -> Result<(), ProcessError> {
         self.signal(libc::SIGTERM)
     }

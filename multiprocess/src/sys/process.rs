@@ -34,8 +34,9 @@ pub(crate) struct Started {
 }
 
 /// Re-executes `/proc/self/exe` (the same image, even if the file on disk was
-/// replaced since) with a clean signal state, no inherited descriptors but
-/// stdio and `keep_fd`, and optionally a parent-death signal.
+/// replaced since) with no inherited descriptors but stdio and `keep_fd`,
+/// and optionally a parent-death signal. Signal dispositions follow exec's
+/// rule: ignored signals stay ignored, handled ones become the default.
 ///
 /// # References
 /// - [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
@@ -56,7 +57,7 @@ pub(crate) fn spawn_self(req: &SpawnRequest<'_>) -> io::Result<Started> {
     }
     let die_with_parent = req.die_with_parent;
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (close_range, fcntl, sigaction, prctl,
+    // async-signal-safe system calls (close_range, fcntl, prctl,
     // getppid, getpid, kill); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
@@ -91,7 +92,6 @@ fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Re
     // copy of the parent's descriptor table.
     let keep = unsafe { BorrowedFd::borrow_raw(keep) };
     rustix::io::fcntl_setfd(keep, rustix::io::FdFlags::empty())?;
-    reset_signal_dispositions();
     if die_with_parent {
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
         // The parent may have died before the call above took effect: die
@@ -104,26 +104,6 @@ fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Re
         }
     }
     Ok(())
-}
-
-/// Resets every signal to its default disposition, so a child never inherits
-/// an ignored SIGTERM or SIGINT from an embedding parent. (std resets the
-/// signal mask and SIGPIPE; handlers are reset by exec; this covers SIG_IGN.)
-fn reset_signal_dispositions() {
-    for sig in 1..libc::SIGRTMIN() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL with an empty mask is async-signal-safe
-        // and affects only this (about to exec) process; failures for
-        // signals that cannot be changed are ignored.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
 }
 
 /// Takes ownership of the descriptor whose number is in environment variable
@@ -304,9 +284,66 @@ pub(crate) fn try_reap(pidfd: impl AsFd) -> io::Result<Option<i32>> {
             Ok(None) => return Ok(None),
             Ok(Some(status)) => return Ok(Some(python_exit_code(&status))),
             Err(rustix::io::Errno::INTR) => continue,
+            // Already reaped: by the kernel itself when SIGCHLD is ignored.
+            Err(rustix::io::Errno::CHILD) => {
+                if let Some(code) = exit_code_of_reaped(pidfd.as_fd()) {
+                    return Ok(Some(code));
+                }
+                if super::signal::children_auto_reaped() {
+                    return Err(io::Error::other(STATUS_LOST_SIGCHLD));
+                }
+                return Err(io::Error::from_raw_os_error(libc::ECHILD));
+            }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Error message of [`try_reap`] when the exit status cannot be had.
+const STATUS_LOST_SIGCHLD: &str = "SIGCHLD is ignored in this process, so the kernel \
+     reaped the child and its exit status is lost (this kernel cannot report it through the pidfd)";
+
+/// The exit status `struct pidfd_info` (`linux/pidfd.h`) up to `exit_code`:
+/// the size the kernel calls `PIDFD_INFO_SIZE_VER0`.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
+/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`, 64 bytes.
+const PIDFD_GET_INFO: libc::c_ulong = 0xC040_FF0B;
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// The exit code (Python's convention) of an exited process that someone
+/// else already reaped (the kernel, with SIGCHLD ignored; or init, for an
+/// orphan), as the pidfd keeps it since Linux 6.15. `None` if the kernel is
+/// older, or the process is not reaped yet.
+///
+/// # References
+/// - [`PIDFD_GET_INFO`](https://man7.org/linux/man-pages/man2/PIDFD_GET_INFO.2const.html)
+fn exit_code_of_reaped(pidfd: impl AsFd) -> Option<i32> {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: the ioctl writes at most size_of::<PidfdInfo>() (encoded in
+    // the request number, 64) bytes into `info`, a plain C struct we own.
+    let r = unsafe { libc::ioctl(pidfd.as_fd().as_raw_fd(), PIDFD_GET_INFO as _, &mut info) };
+    if r != 0 || info.mask & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    let status = info.exit_code;
+    Some(if libc::WIFSIGNALED(status) {
+        -libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    })
 }
 
 fn python_exit_code(status: &rustix::process::WaitIdStatus) -> i32 {

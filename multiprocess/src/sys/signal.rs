@@ -1,20 +1,93 @@
-//! Signal dispositions for helper processes.
+//! Signal dispositions for helper processes and children.
+//!
+//! A child of ours keeps exactly the *ignored* signals of the parent that
+//! asked for it, as POSIX `exec` does (ignored dispositions survive exec,
+//! handled ones become the default): a program under `nohup` or started in
+//! the background by a shell (SIGHUP, or SIGINT and SIGQUIT, ignored) gets
+//! children that survive those signals too.
 //!
 //! # References
 //! - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+//! - [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html)
+//!   ("the dispositions of ignored signals are left unchanged")
 
 /// Ignores `SIGINT`, `SIGTERM` and `SIGHUP` in this process, so a Ctrl-C or
 /// a terminal hang-up sent to the whole process group leaves a cleanup helper
 /// running to do its job (as CPython's resource tracker does).
 pub(crate) fn ignore_termination_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: installing SIG_IGN with an empty mask has no memory-safety
-        // preconditions; it only changes this process's disposition.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_IGN;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+        set_disposition(sig, libc::SIG_IGN);
+    }
+}
+
+/// Gives SIGCHLD its default disposition, so this process's exited children
+/// stay waitable (with SIGCHLD ignored the kernel reaps them at once and
+/// their exit status is lost).
+pub(crate) fn default_sigchld() {
+    set_disposition(libc::SIGCHLD, libc::SIG_DFL);
+}
+
+/// Whether SIGCHLD is ignored here (or carries `SA_NOCLDWAIT`): then the
+/// kernel reaps our exited children itself and `wait` finds nothing.
+pub(crate) fn children_auto_reaped() -> bool {
+    match disposition(libc::SIGCHLD) {
+        Some(act) => act.sa_sigaction == libc::SIG_IGN || act.sa_flags & libc::SA_NOCLDWAIT != 0,
+        None => false,
+    }
+}
+
+/// The set of signals this process ignores: bit `N - 1` for signal `N`.
+pub(crate) fn ignored_set() -> u64 {
+    let mut set = 0u64;
+    for sig in changeable_signals() {
+        if disposition(sig).is_some_and(|act| act.sa_sigaction == libc::SIG_IGN) {
+            set |= 1 << (sig - 1);
         }
+    }
+    set
+}
+
+/// Makes this process ignore exactly the signals in `set` (as from
+/// [`ignored_set`]): a signal in it becomes ignored, an ignored signal not
+/// in it gets the default disposition, and handled signals not in it keep
+/// their handler.
+pub(crate) fn apply_ignored_set(set: u64) {
+    for sig in changeable_signals() {
+        let want = set & (1 << (sig - 1)) != 0;
+        let Some(act) = disposition(sig) else {
+            continue;
+        };
+        let is = act.sa_sigaction == libc::SIG_IGN;
+        if want && !is {
+            set_disposition(sig, libc::SIG_IGN);
+        } else if is && !want {
+            set_disposition(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Every signal whose disposition can be changed and fits in a `u64` set.
+fn changeable_signals() -> impl Iterator<Item = i32> {
+    (1..=libc::SIGRTMAX().min(64)).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+}
+
+fn disposition(sig: i32) -> Option<libc::sigaction> {
+    // SAFETY: sigaction with a null new action only reports the current one
+    // into the zeroed struct we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        (libc::sigaction(sig, std::ptr::null(), &mut old) == 0).then_some(old)
+    }
+}
+
+fn set_disposition(sig: i32, handler: libc::sighandler_t) {
+    // SAFETY: installing SIG_IGN or SIG_DFL with an empty mask has no
+    // memory-safety preconditions; it only changes this process's
+    // disposition (failures for signals that cannot change are ignored).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut());
     }
 }

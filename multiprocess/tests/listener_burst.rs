@@ -206,7 +206,7 @@ fn a_burst_of_1000_authenticated_clients_is_served_whole() {
         let (served, failures) = serve(&listener, 1000, Duration::from_secs(90));
         let took = start.elapsed();
         eprintln!("served {served} of 1000 in {took:?}");
-        assert_eq!(served, 1000, "failures: {failures:?}");
+        assert_eq!(served, 1000, "{} handshakes failed", failures.len());
         assert!(failures.is_empty(), "{failures:?}");
         for p in children {
             assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(0));

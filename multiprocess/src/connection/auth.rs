@@ -76,19 +76,20 @@ pub(crate) fn client<S, R>(
 /// is small (under 100 bytes, three in all), so a send never waits on a
 /// fresh socket's buffer and a peer that does not read cannot hold us.
 pub(crate) struct ServerHandshake {
-    step: Step,
+    step: Awaiting,
     /// The connection's own maximum message size, restored at the end.
     max: usize,
     deadline: Instant,
 }
 
-enum Step {
+/// What a [`ServerHandshake`] waits for next.
+enum Awaiting {
     /// Our challenge is sent; waiting for the digest of this message.
-    AwaitDigest(Vec<u8>),
+    Digest(Vec<u8>),
     /// We welcomed the client; waiting for its challenge.
-    AwaitChallenge,
+    Challenge,
     /// We answered its challenge; waiting for `#WELCOME#`.
-    AwaitVerdict,
+    Verdict,
 }
 
 impl ServerHandshake {
@@ -100,11 +101,11 @@ impl ServerHandshake {
         let max = conn.max_message_size();
         conn.set_max_message_size(MAX_MESSAGE);
         let mut hs = ServerHandshake {
-            step: Step::AwaitChallenge,
+            step: Awaiting::Challenge,
             max,
             deadline,
         };
-        let sent = send_challenge(conn).map(|message| hs.step = Step::AwaitDigest(message));
+        let sent = send_challenge(conn).map(|message| hs.step = Awaiting::Digest(message));
         hs.finish(conn, sent)?;
         Ok(hs)
     }
@@ -150,15 +151,15 @@ impl ServerHandshake {
                 }
                 other => map_recv(other)?,
             };
-            match std::mem::replace(&mut self.step, Step::AwaitChallenge) {
-                Step::AwaitDigest(message) => {
+            match std::mem::replace(&mut self.step, Awaiting::Challenge) {
+                Awaiting::Digest(message) => {
                     check_digest(conn, key, &message, &bytes)?;
                 }
-                Step::AwaitChallenge => {
+                Awaiting::Challenge => {
                     send_answer(conn, key, &bytes)?;
-                    self.step = Step::AwaitVerdict;
+                    self.step = Awaiting::Verdict;
                 }
-                Step::AwaitVerdict => {
+                Awaiting::Verdict => {
                     check_verdict(&bytes)?;
                     conn.set_max_message_size(self.max);
                     return Ok(true);

@@ -334,7 +334,11 @@ impl<S, R> Listener<S, R> {
     fn accept_until(&self, deadline: Option<Instant>) -> Result<Connection<S, R>, AcceptError> {
         // Work on this call's own set, so that concurrent accepts never wait
         // for each other; what is left goes back for the next call.
-        let lock = || self.handshaking.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = || {
+            self.handshaking
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
         let mut pending = std::mem::take(&mut *lock());
         let result = self.drive(&mut pending, deadline);
         lock().append(&mut pending);

@@ -337,12 +337,14 @@ pub(crate) fn listen(addr: ListenAddr<'_>) -> io::Result<OwnedFd> {
             fd
         }
         ListenAddr::Path(p) => {
-            let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+            let fd =
+                rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
             rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new(p)?)?;
             fd
         }
         ListenAddr::Abstract(name) => {
-            let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+            let fd =
+                rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
             rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new_abstract_name(name)?)?;
             fd
         }
@@ -364,7 +366,10 @@ pub(crate) fn poll_readable_many(
     ready: &mut Vec<bool>,
     deadline: Option<Instant>,
 ) -> io::Result<bool> {
-    let mut polls: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
     loop {
         let timeout = crate::sys::fd::timespec_until(deadline);
         match rustix::event::poll(&mut polls, timeout.as_ref()) {

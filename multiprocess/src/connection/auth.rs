@@ -24,7 +24,7 @@
 //! forever. Only `{sha256}` is accepted (no legacy HMAC-MD5).
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -56,18 +56,6 @@ impl From<AuthenticationError> for HandshakeFailure {
     }
 }
 
-/// The listener's side: challenge the client, then answer its challenge.
-pub(crate) fn server<S, R>(
-    conn: &Connection<S, R>,
-    key: &[u8],
-    deadline: Instant,
-) -> Result<(), HandshakeFailure> {
-    with_small_messages(conn, || {
-        deliver_challenge(conn, key, deadline)?;
-        answer_challenge(conn, key, deadline)
-    })
-}
-
 /// The client's side: answer the listener's challenge, then challenge it.
 pub(crate) fn client<S, R>(
     conn: &Connection<S, R>,
@@ -78,6 +66,107 @@ pub(crate) fn client<S, R>(
         answer_challenge(conn, key, deadline)?;
         deliver_challenge(conn, key, deadline)
     })
+}
+
+/// The listener's side as a resumable state machine, so that one
+/// listener can drive many handshakes at once: [`start`](Self::start) sends
+/// the challenge, and [`advance`](Self::advance), called whenever the
+/// socket is readable, consumes what has arrived without waiting. The
+/// messages are [`server`]'s, byte for byte. Every handshake message we send
+/// is small (under 100 bytes, three in all), so a send never waits on a
+/// fresh socket's buffer and a peer that does not read cannot hold us.
+pub(crate) struct ServerHandshake {
+    step: Awaiting,
+    /// The connection's own maximum message size, restored at the end.
+    max: usize,
+    deadline: Instant,
+}
+
+/// What a [`ServerHandshake`] waits for next.
+enum Awaiting {
+    /// Our challenge is sent; waiting for the digest of this message.
+    Digest(Vec<u8>),
+    /// We welcomed the client; waiting for its challenge.
+    Challenge,
+    /// We answered its challenge; waiting for `#WELCOME#`.
+    Verdict,
+}
+
+impl ServerHandshake {
+    /// Lowers the connection's maximum message size and sends the challenge.
+    pub(crate) fn start<S, R>(
+        conn: &Connection<S, R>,
+        deadline: Instant,
+    ) -> Result<Self, HandshakeFailure> {
+        let max = conn.max_message_size();
+        conn.set_max_message_size(MAX_MESSAGE);
+        let mut hs = ServerHandshake {
+            step: Awaiting::Challenge,
+            max,
+            deadline,
+        };
+        let sent = send_challenge(conn).map(|message| hs.step = Awaiting::Digest(message));
+        hs.finish(conn, sent)?;
+        Ok(hs)
+    }
+
+    /// When this handshake gives up.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Consumes the messages that have arrived: `Ok(true)` once the peer is
+    /// authenticated, `Ok(false)` if more is awaited (and the deadline has
+    /// not passed), an error if it failed or timed out. Never waits.
+    pub(crate) fn advance<S, R>(
+        &mut self,
+        conn: &Connection<S, R>,
+        key: &[u8],
+    ) -> Result<bool, HandshakeFailure> {
+        let result = self.step_all(conn, key);
+        self.finish(conn, result)
+    }
+
+    /// Restores the maximum message size when the handshake is over.
+    fn finish<S, R, T>(
+        &self,
+        conn: &Connection<S, R>,
+        result: Result<T, HandshakeFailure>,
+    ) -> Result<T, HandshakeFailure> {
+        if result.is_err() {
+            conn.set_max_message_size(self.max);
+        }
+        result
+    }
+
+    fn step_all<S, R>(
+        &mut self,
+        conn: &Connection<S, R>,
+        key: &[u8],
+    ) -> Result<bool, HandshakeFailure> {
+        loop {
+            let bytes = match conn.recv_bytes_timeout(Duration::ZERO) {
+                Err(RecvTimeoutError::Timeout) if Instant::now() < self.deadline => {
+                    return Ok(false);
+                }
+                other => map_recv(other)?,
+            };
+            match std::mem::replace(&mut self.step, Awaiting::Challenge) {
+                Awaiting::Digest(message) => {
+                    check_digest(conn, key, &message, &bytes)?;
+                }
+                Awaiting::Challenge => {
+                    send_answer(conn, key, &bytes)?;
+                    self.step = Awaiting::Verdict;
+                }
+                Awaiting::Verdict => {
+                    check_verdict(&bytes)?;
+                    conn.set_max_message_size(self.max);
+                    return Ok(true);
+                }
+            }
+        }
+    }
 }
 
 /// Runs `f` with the connection's maximum message size lowered to
@@ -126,7 +215,11 @@ fn send<S, R>(conn: &Connection<S, R>, bytes: &[u8]) -> Result<(), HandshakeFail
 
 fn recv<S, R>(conn: &Connection<S, R>, deadline: Instant) -> Result<Vec<u8>, HandshakeFailure> {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    conn.recv_bytes_timeout(timeout).map_err(|e| match e {
+    map_recv(conn.recv_bytes_timeout(timeout))
+}
+
+fn map_recv(r: Result<Vec<u8>, RecvTimeoutError>) -> Result<Vec<u8>, HandshakeFailure> {
+    r.map_err(|e| match e {
         RecvTimeoutError::Timeout => HandshakeFailure::Auth(AuthenticationError::Timeout),
         RecvTimeoutError::Disconnected => HandshakeFailure::Auth(AuthenticationError::Disconnected),
         RecvTimeoutError::Io(e) if e.kind() != io::ErrorKind::InvalidData => {
@@ -143,6 +236,14 @@ fn deliver_challenge<S, R>(
     key: &[u8],
     deadline: Instant,
 ) -> Result<(), HandshakeFailure> {
+    let message = send_challenge(conn)?;
+    let response = recv(conn, deadline)?;
+    check_digest(conn, key, &message, &response)
+}
+
+/// Sends `#CHALLENGE#{sha256}<40 fresh random bytes>`; returns the message
+/// the answer must be the digest of (`{sha256}` and the bytes).
+fn send_challenge<S, R>(conn: &Connection<S, R>) -> Result<Vec<u8>, HandshakeFailure> {
     let mut nonce = [0u8; NONCE_LEN];
     sys::random::fill(&mut nonce).map_err(HandshakeFailure::Io)?;
     let mut message = DIGEST.to_vec();
@@ -150,8 +251,17 @@ fn deliver_challenge<S, R>(
     let mut challenge = CHALLENGE.to_vec();
     challenge.extend_from_slice(&message);
     send(conn, &challenge)?;
-    let response = recv(conn, deadline)?;
-    match verify(key, &message, &response) {
+    Ok(message)
+}
+
+/// Checks the answer to our challenge and tells the peer the verdict.
+fn check_digest<S, R>(
+    conn: &Connection<S, R>,
+    key: &[u8],
+    message: &[u8],
+    response: &[u8],
+) -> Result<(), HandshakeFailure> {
+    match verify(key, message, response) {
         Ok(()) => send(conn, WELCOME),
         Err(e) => {
             // Best effort: the peer may be gone already.
@@ -168,6 +278,16 @@ fn answer_challenge<S, R>(
     deadline: Instant,
 ) -> Result<(), HandshakeFailure> {
     let challenge = recv(conn, deadline)?;
+    send_answer(conn, key, &challenge)?;
+    check_verdict(&recv(conn, deadline)?)
+}
+
+/// Answers a `#CHALLENGE#` with its digest.
+fn send_answer<S, R>(
+    conn: &Connection<S, R>,
+    key: &[u8],
+    challenge: &[u8],
+) -> Result<(), HandshakeFailure> {
     let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(AuthenticationError::Protocol("expected a challenge".into()).into());
     };
@@ -177,8 +297,11 @@ fn answer_challenge<S, R>(
         )
         .into());
     }
-    send(conn, &digest(key, message))?;
-    let reply = recv(conn, deadline)?;
+    send(conn, &digest(key, message))
+}
+
+/// `#WELCOME#` is success, `#FAILURE#` a rejection, anything else an error.
+fn check_verdict(reply: &[u8]) -> Result<(), HandshakeFailure> {
     if reply == WELCOME {
         Ok(())
     } else if reply == FAILURE {

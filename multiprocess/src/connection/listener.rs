@@ -16,6 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{AcceptError, ConnectError, Connection, auth};
@@ -180,9 +181,15 @@ impl Socket {
 ///   over a Unix-socket listener's connections (descriptors are passed with
 ///   `SCM_RIGHTS`) but not over TCP, where `send` fails with
 ///   [`SendError::Encode`](crate::SendError::Encode) and hands the value back.
-/// - `accept` runs the handshake itself, so a client that connects and says
-///   nothing holds it up to the handshake timeout
-///   ([`set_handshake_timeout`](Listener::set_handshake_timeout)).
+/// - `accept` drives the handshakes of all the clients that connected at
+///   once, each bounded by its own handshake timeout
+///   ([`set_handshake_timeout`](Listener::set_handshake_timeout)), and
+///   returns the first that completes: a client that connects and says
+///   nothing delays no one else (Python's `accept` runs them one at a
+///   time). A handshake that fails is that call's error; one still under
+///   way when `accept_timeout` gives up is kept for the next call. The
+///   listening socket's backlog is the system's maximum (`somaxconn`), not
+///   std's 128.
 /// - Both ends must run the same binary (message type tags hash the Rust
 ///   type), as with a `Pipe`. The handshake follows Python's message for
 ///   message, but the framing is this crate's, so a Python `Client` cannot
@@ -194,6 +201,9 @@ pub struct Listener<S, R = S> {
     address: Address,
     authkey: Option<Vec<u8>>,
     closed: AtomicBool,
+    /// Connections accepted whose handshake is under way: an `accept` that
+    /// returns before they finish leaves them here for the next one.
+    handshaking: Mutex<Vec<Handshaking>>,
     handshake_ns: AtomicU64,
     _types: PhantomData<fn(S) -> R>,
 }
@@ -223,25 +233,25 @@ impl<S, R> Listener<S, R> {
         let address = address.into();
         let (socket, address) = match &address {
             Address::Tcp(a) => {
-                let l = TcpListener::bind(a)?;
+                let l = TcpListener::from(socket::listen(socket::ListenAddr::Tcp(a))?);
                 let local = l.local_addr()?;
                 (Socket::Tcp(l), Address::Tcp(local))
             }
-            Address::Unix(p) => (Socket::Unix(UnixListener::bind(p)?), address),
+            Address::Unix(p) => {
+                let fd = socket::listen(socket::ListenAddr::Path(p))?;
+                (Socket::Unix(UnixListener::from(fd)), address)
+            }
             Address::Abstract(name) => {
-                let addr = socket::abstract_addr(name)?;
-                (Socket::Unix(UnixListener::bind_addr(&addr)?), address)
+                let fd = socket::listen(socket::ListenAddr::Abstract(name))?;
+                (Socket::Unix(UnixListener::from(fd)), address)
             }
         };
-        match &socket {
-            Socket::Tcp(l) => l.set_nonblocking(true)?,
-            Socket::Unix(l) => l.set_nonblocking(true)?,
-        }
         Ok(Listener {
             socket,
             address,
             authkey: authkey.map(<[u8]>::to_vec),
             closed: AtomicBool::new(false),
+            handshaking: Mutex::new(Vec::new()),
             handshake_ns: AtomicU64::new(DEFAULT_HANDSHAKE_TIMEOUT.as_nanos() as u64),
             _types: PhantomData,
         })
@@ -298,9 +308,10 @@ impl<S, R> Listener<S, R> {
     }
 
     /// Like [`accept`](Listener::accept), giving up with
-    /// [`AcceptError::Timeout`] if no client connects within `timeout`. The
-    /// handshake that follows a connection has its own timeout
-    /// ([`set_handshake_timeout`](Listener::set_handshake_timeout)).
+    /// [`AcceptError::Timeout`] if no client is connected (and, with a key,
+    /// authenticated) within `timeout`. Each handshake also has its own
+    /// timeout ([`set_handshake_timeout`](Listener::set_handshake_timeout));
+    /// one still under way when this call gives up goes on in the next.
     ///
     /// # Examples
     ///
@@ -321,33 +332,87 @@ impl<S, R> Listener<S, R> {
     }
 
     fn accept_until(&self, deadline: Option<Instant>) -> Result<Connection<S, R>, AcceptError> {
-        let fd = loop {
+        // Work on this call's own set, so that concurrent accepts never wait
+        // for each other; what is left goes back for the next call.
+        let lock = || {
+            self.handshaking
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let mut pending = std::mem::take(&mut *lock());
+        let result = self.drive(&mut pending, deadline);
+        lock().append(&mut pending);
+        result.map(Connection::retype)
+    }
+
+    /// Accepts every waiting client and drives all the handshakes under way
+    /// at once (one `poll` over them and the listening socket, each with
+    /// its own deadline) until one completes, fails, or `deadline` passes.
+    /// Without a key a client is returned as soon as it is accepted.
+    fn drive(
+        &self,
+        pending: &mut Vec<Handshaking>,
+        deadline: Option<Instant>,
+    ) -> Result<Connection<(), ()>, AcceptError> {
+        let unix = matches!(self.socket, Socket::Unix(_));
+        let mut ready = Vec::new();
+        loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(AcceptError::Closed);
             }
-            match socket::accept(self.socket.fd()) {
-                Ok(fd) => break fd,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // A client that gave up before we accepted it: take the next.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(_) if self.closed.load(Ordering::Acquire) => return Err(AcceptError::Closed),
-                Err(e) => return Err(AcceptError::Io(e)),
+            loop {
+                let fd = match socket::accept(self.socket.fd()) {
+                    Ok(fd) => fd,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // A client that gave up before we accepted it: take the next.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Err(_) if self.closed.load(Ordering::Acquire) => {
+                        return Err(AcceptError::Closed);
+                    }
+                    Err(e) => return Err(AcceptError::Io(e)),
+                };
+                let conn = stream_connection(fd, unix).map_err(AcceptError::Io)?;
+                if self.authkey.is_none() {
+                    return Ok(conn);
+                }
+                let timeout = Duration::from_nanos(self.handshake_ns.load(Ordering::Relaxed));
+                let hs = auth::ServerHandshake::start(&conn, far_deadline(timeout))
+                    .map_err(accept_error)?;
+                pending.push(Handshaking { conn, hs });
             }
-            if !socket::poll_readable(self.socket.fd(), deadline).map_err(AcceptError::Io)? {
+            let soonest = pending.iter().map(|p| p.hs.deadline()).min();
+            let wake = match (deadline, soonest) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            let fds: Vec<BorrowedFd<'_>> = std::iter::once(self.socket.fd())
+                .chain(pending.iter().map(|p| p.conn.as_fd()))
+                .collect();
+            socket::poll_readable_many(&fds, &mut ready, wake).map_err(AcceptError::Io)?;
+            drop(fds);
+            let now = Instant::now();
+            if let Some(key) = &self.authkey {
+                for i in (0..pending.len()).rev() {
+                    if !ready[i + 1] && now < pending[i].hs.deadline() {
+                        continue;
+                    }
+                    let p = &mut pending[i];
+                    match p.hs.advance(&p.conn, key) {
+                        Ok(false) => {}
+                        Ok(true) => return Ok(pending.swap_remove(i).conn),
+                        Err(e) => {
+                            // Dropped (closed) here; the failure is this
+                            // call's result, the others stay for the next.
+                            pending.swap_remove(i);
+                            return Err(accept_error(e));
+                        }
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| now >= d) {
                 return Err(AcceptError::Timeout);
             }
-        };
-        let conn = stream_connection(fd, matches!(self.socket, Socket::Unix(_)))
-            .map_err(AcceptError::Io)?;
-        if let Some(key) = &self.authkey {
-            let timeout = Duration::from_nanos(self.handshake_ns.load(Ordering::Relaxed));
-            let until = far_deadline(timeout);
-            auth::server(&conn, key, until).map_err(|e| match e {
-                auth::HandshakeFailure::Auth(e) => AcceptError::Authentication(e),
-                auth::HandshakeFailure::Io(e) => AcceptError::Io(e),
-            })?;
         }
-        Ok(conn)
     }
 
     /// Stops listening (Python's `close`): later accepts fail with
@@ -401,6 +466,19 @@ impl<S, R> fmt::Debug for Listener<S, R> {
             .field("authenticated", &self.authkey.is_some())
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+/// A connection accepted by a [`Listener`] with a key, mid-handshake.
+struct Handshaking {
+    conn: Connection<(), ()>,
+    hs: auth::ServerHandshake,
+}
+
+fn accept_error(e: auth::HandshakeFailure) -> AcceptError {
+    match e {
+        auth::HandshakeFailure::Auth(e) => AcceptError::Authentication(e),
+        auth::HandshakeFailure::Io(e) => AcceptError::Io(e),
     }
 }
 

@@ -301,6 +301,93 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC))
 }
 
+/// Where [`listen`] binds.
+pub(crate) enum ListenAddr<'a> {
+    /// A TCP address.
+    Tcp(&'a std::net::SocketAddr),
+    /// A Unix socket at a path.
+    Path(&'a std::path::Path),
+    /// A Linux abstract Unix socket name (without the leading NUL).
+    Abstract(&'a [u8]),
+}
+
+/// A close-on-exec, non-blocking stream socket bound to `addr` and
+/// listening with the largest backlog the system allows. For TCP it sets
+/// `SO_REUSEADDR` first, as `std::net::TcpListener::bind` does. std listens
+/// with a backlog of 128, which a burst of clients overflows; here the
+/// backlog asked for is `i32::MAX`, which Linux caps at
+/// `/proc/sys/net/core/somaxconn` (4096 by default since 5.4).
+///
+/// # References
+/// - [`socket(2)`](https://man7.org/linux/man-pages/man2/socket.2.html)
+/// - [`bind(2)`](https://man7.org/linux/man-pages/man2/bind.2.html)
+/// - [`listen(2)`](https://man7.org/linux/man-pages/man2/listen.2.html) (the `somaxconn` cap)
+pub(crate) fn listen(addr: ListenAddr<'_>) -> io::Result<OwnedFd> {
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let fd = match addr {
+        ListenAddr::Tcp(a) => {
+            let family = if a.is_ipv4() {
+                AddressFamily::INET
+            } else {
+                AddressFamily::INET6
+            };
+            let fd = rustix::net::socket_with(family, SocketType::STREAM, flags, None)?;
+            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::bind(&fd, a)?;
+            fd
+        }
+        ListenAddr::Path(p) => {
+            let fd =
+                rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+            rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new(p)?)?;
+            fd
+        }
+        ListenAddr::Abstract(name) => {
+            let fd =
+                rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+            rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new_abstract_name(name)?)?;
+            fd
+        }
+    };
+    rustix::net::listen(&fd, i32::MAX)?;
+    Ok(fd)
+}
+
+/// Waits until at least one of `fds` is readable (data, end of stream, a
+/// pending connection, or an error to read), or `deadline` passes (`None`: no
+/// deadline; a past deadline checks once). On return `ready[i]` tells
+/// whether `fds[i]` is; the result is whether any is. EINTR is retried with
+/// the remaining time.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn poll_readable_many(
+    fds: &[BorrowedFd<'_>],
+    ready: &mut Vec<bool>,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    loop {
+        let timeout = crate::sys::fd::timespec_until(deadline);
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ready.clear();
+    ready.extend(polls.iter().map(|p| !p.revents().is_empty()));
+    Ok(ready.iter().any(|&r| r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,8 +180,18 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         }
         let status = fds.remove(0);
         let daemon = spec.daemon;
-        match sys::process::fork() {
+        // The child starts with the server's dispositions (INT, TERM and HUP
+        // ignored): until it has its parent's, those signals wait blocked
+        // rather than being lost (a `terminate()` right after `start()`).
+        let mask = sys::signal::block_termination_signals();
+        let forked = sys::process::fork();
+        if !matches!(forked, Ok(sys::process::Forked::Child)) {
+            sys::signal::restore_mask(&mask);
+        }
+        match forked {
             Ok(sys::process::Forked::Child) => {
+                sys::signal::apply_ignored_set(spec.ignored_signals);
+                sys::signal::restore_mask(&mask);
                 // Keep nothing of the server's: its socket and its children.
                 drop(control);
                 drop(children);

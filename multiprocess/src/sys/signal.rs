@@ -20,6 +20,41 @@ pub(crate) fn ignore_termination_signals() {
     }
 }
 
+/// The signal mask as it was before [`block_termination_signals`].
+pub(crate) struct SavedMask(libc::sigset_t);
+
+/// Blocks `SIGINT`, `SIGTERM` and `SIGHUP` in the calling thread until
+/// [`restore_mask`]. The fork server forks with them blocked: its child
+/// starts with the server's dispositions (these three ignored), and a
+/// signal sent to the new child before it has taken its parent's
+/// dispositions must wait, not be lost. Linux keeps a *blocked* signal
+/// pending even when its disposition is to ignore it.
+pub(crate) fn block_termination_signals() -> SavedMask {
+    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own; pthread_sigmask
+    // only changes the calling thread's mask and writes the old one into
+    // another sigset_t we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        SavedMask(old)
+    }
+}
+
+/// Puts back the mask [`block_termination_signals`] saved; a signal that
+/// arrived in between is delivered now, under the current dispositions.
+pub(crate) fn restore_mask(saved: &SavedMask) {
+    // SAFETY: pthread_sigmask reads a valid sigset_t we own and only changes
+    // the calling thread's mask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &saved.0, std::ptr::null_mut());
+    }
+}
+
 /// Gives SIGCHLD its default disposition, so this process's exited children
 /// stay waitable (with SIGCHLD ignored the kernel reaps them at once and
 /// their exit status is lost).

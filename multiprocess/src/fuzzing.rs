@@ -382,12 +382,16 @@ fn templates() -> &'static Vec<OwnedFd> {
             Value::new(0u64).expect("value"),
         );
         let (_, mut fds) = codec::encode(&objects).expect("encode templates");
+        // The sender's liveness domain leads the table; it goes last here, so
+        // the other slots keep their numbers.
+        let domain = fds.remove(0);
         fds.push(std::fs::File::open("/dev/null").expect("/dev/null").into());
         // A plain socket (not a connection), with a byte waiting.
         let (r, w) = socket::socketpair().expect("socketpair");
         let _ = socket::send_with_fds(w.as_fd(), &[IoSlice::new(b"x")], &[], Wait::Block);
         fds.push(r);
         fds.push(w);
+        fds.push(domain);
         fds
     })
 }
@@ -400,7 +404,8 @@ fn templates() -> &'static Vec<OwnedFd> {
 /// enum with handle variants, `Option<Vec<String>>`, a plain tuple through
 /// both decoders, `Vec<Lock>`, a tuple of handles); byte 1 the side-table
 /// size (0–7); the next that many bytes pick each slot's descriptor among
-/// real objects' descriptors, `/dev/null` and a socket pair; the rest is the
+/// real objects' descriptors, `/dev/null`, a socket pair and a liveness
+/// domain; the rest is the
 /// encoded value.
 pub fn handle_decode(data: &[u8]) -> Result<(), String> {
     let [which, n, rest @ ..] = data else {
@@ -423,7 +428,8 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     // `slots`: where each descriptor of the value's table is in
     // `templates()` (socket 0, rings 1, Queue<String> 2, Queue<u64> 3,
-    // Lock 4, Value 5 and 6, /dev/null 7, sockets 8 and 9).
+    // Lock 4, Value 5 and 6, /dev/null 7, sockets 8 and 9, the liveness
+    // domain 10, which leads the table of every value with handles).
     let mut add =
         |name: &str, which: u8, value: (Vec<u8>, Vec<OwnedFd>), slots: &[u8], tag: u64| {
             let (bytes, fds) = value;
@@ -521,7 +527,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
             queue: Some(Queue::new().expect("queue")),
         })
         .expect("encode"),
-        &[3],
+        &[10, 3],
         codec::type_tag::<Mixed>(),
     );
     add(
@@ -535,7 +541,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         "mixed_counter",
         4,
         codec::encode(&Mixed::Counter(Value::new(5u64).expect("value"))).expect("encode"),
-        &[5, 6],
+        &[10, 5, 6],
         0,
     );
     let (a, _b) = crate::Pipe::new::<String, String>().expect("pipe");
@@ -543,7 +549,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         "mixed_conn",
         4,
         codec::encode(&Mixed::Conn(Box::new(a))).expect("encode"),
-        &[0, 1],
+        &[10, 0, 1],
         0,
     );
     let (a, _b) = crate::Pipe::new::<u64, u64>().expect("pipe");
@@ -558,7 +564,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
             note: Some("n".into()),
         })
         .expect("encode"),
-        &[0, 1, 2, 4],
+        &[10, 0, 1, 2, 4],
         codec::type_tag::<WithHandles>(),
     );
     add(
@@ -569,7 +575,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
             Lock::new().expect("lock"),
         ])
         .expect("encode"),
-        &[4, 4],
+        &[10, 4, 4],
         0,
     );
     let (c, _d) = crate::Pipe::new::<Vec<u8>, Vec<u8>>().expect("pipe");
@@ -577,7 +583,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         "queue_conn",
         8,
         codec::encode(&(Queue::<u64>::new().expect("queue"), c)).expect("encode"),
-        &[3, 0, 1],
+        &[10, 3, 0, 1],
         0,
     );
     out

@@ -161,10 +161,17 @@ fn a_child_holds_only_stdio_and_what_it_was_given() {
             assert_eq!(p.join_timeout(T).unwrap(), Some(0));
             let report = std::fs::read_to_string(&path).unwrap();
             // The queue's and the lock's memfds, the connection's socket and
-            // its rings' memfd: four, all close-on-exec.
-            let memfds = report.matches("/memfd:").count();
+            // its rings' memfd: four; and the tree's liveness domain twice
+            // (the shared descriptor, and the child's own description that
+            // holds its id): all close-on-exec.
+            let liveness = report.matches("/memfd:multiprocess-liveness").count();
+            let memfds = report.matches("/memfd:").count() - liveness;
             let sockets = report.matches("socket:").count();
-            assert_eq!((memfds, sockets), (3, 1), "{m:?}: the child holds {report}");
+            assert_eq!(
+                (memfds, sockets, liveness),
+                (3, 1, 2),
+                "{m:?}: the child holds {report}"
+            );
             assert!(!report.contains("false"), "{m:?}: {report}");
         }
         std::fs::remove_dir_all(dir).unwrap();

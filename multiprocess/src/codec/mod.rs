@@ -44,7 +44,7 @@ pub(crate) use fast::{
     is_bytes, varint,
 };
 pub(crate) use table::take_handle_error;
-use table::{DECODE_TABLE, ENCODE_TABLE, HANDLE_ERROR};
+use table::{DECODE_TABLE, ENCODE_DOMAINS, ENCODE_TABLE, HANDLE_ERROR};
 pub(crate) use table::{deserialize_fd, handle_de_error, handle_error, serialize_fd};
 pub(crate) use tag::type_tag;
 
@@ -81,7 +81,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ) -> Result<(), EncodeError> {
     HANDLE_ERROR.with(|h| h.borrow_mut().take());
     let previous = ENCODE_TABLE.with(|t| t.borrow_mut().replace(std::mem::take(fds)));
+    let previous_domains = ENCODE_DOMAINS.replace(None);
     let result = postcard::to_extend(value, std::mem::take(buf));
+    ENCODE_DOMAINS.set(previous_domains);
     let table = ENCODE_TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
     *fds = table.unwrap_or_default();
     match result {

@@ -8,6 +8,11 @@
 //! so any other serde serializer gets a clear error instead of a number. The
 //! handle error channel ([`handle_error`]) carries the text of those errors
 //! past postcard, which drops it.
+//!
+//! A message with handles also carries, once, the sender's liveness domains
+//! (`sys/liveness.rs`): a handle's index is written with the position of
+//! those domains in the table, and the receiver joins them, so each side
+//! can tell when the other dies, whatever their pid namespaces.
 
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -23,6 +28,10 @@ thread_local! {
     /// postcard drops the text of custom serde errors, so the handle code
     /// leaves its message here for `encode`/`decode` to report.
     pub(super) static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Where the sender's liveness domains sit in the current encode table
+    /// (first index, count), once a handle has put them there.
+    pub(super) static ENCODE_DOMAINS: std::cell::Cell<Option<(u32, u32)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Records `msg` for [`take_handle_error`] and returns it as a serde error:
@@ -70,25 +79,44 @@ pub(crate) fn serialize_fd<S: Serializer>(
                  (as a process argument or in a Connection message)"
             )));
         };
+        let too_many = || handle_error("too many handles".into());
+        let domains = match ENCODE_DOMAINS.get() {
+            Some(domains) => domains,
+            None => {
+                let fds = crate::sys::liveness::domain_fds().map_err(|e| {
+                    handle_error(format!(
+                        "cannot send the liveness domain with a {what}: {e}"
+                    ))
+                })?;
+                let first = u32::try_from(table.len()).map_err(|_| too_many())?;
+                let count = u32::try_from(fds.len()).map_err(|_| too_many())?;
+                table.extend(fds);
+                ENCODE_DOMAINS.set(Some((first, count)));
+                (first, count)
+            }
+        };
         let dup = fd
             .try_clone_to_owned()
             .map_err(|e| handle_error(format!("cannot duplicate the {what} descriptor: {e}")))?;
         table.push(dup);
-        u32::try_from(table.len() - 1).map_err(|_| handle_error("too many handles".into()))
+        let index = u32::try_from(table.len() - 1).map_err(|_| too_many())?;
+        Ok((index, domains.0, domains.1))
     })?;
     serializer.serialize_newtype_struct(HANDLE_TOKEN, &index)
 }
 
-/// Deserializes a handle written by [`serialize_fd`]: takes the descriptor at
-/// the written index out of the current side table.
+/// Deserializes a handle written by [`serialize_fd`]: joins the sender's
+/// liveness domains (the first handle of a message takes them out of the
+/// table) and takes the descriptor at the written index out of the current
+/// side table.
 pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
     what: &'static str,
     deserializer: D,
 ) -> Result<OwnedFd, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename = "$multiprocess::Handle")]
-    struct Index(u32);
-    let Index(index) = Index::deserialize(deserializer)?;
+    struct Index(u32, u32, u32);
+    let Index(index, first, count) = Index::deserialize(deserializer)?;
     DECODE_TABLE.with(|t| {
         let mut t = t.borrow_mut();
         let Some(table) = t.as_mut() else {
@@ -97,7 +125,7 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
             )));
         };
         let len = table.len();
-        match table.get_mut(index as usize) {
+        let fd = match table.get_mut(index as usize) {
             None => Err(handle_de_error(format!(
                 "bad handle index {index} for a {what}: the message carries {len} handle(s)"
             ))),
@@ -106,6 +134,21 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
                     "handle index {index} for a {what} was already used"
                 ))
             }),
+        }?;
+        let domains = (first as usize).checked_add(count as usize);
+        let Some(domains) = domains.and_then(|end| table.get_mut(first as usize..end)) else {
+            return Err(handle_de_error(format!(
+                "bad liveness domains {first}+{count} for a {what}: the message carries {len} handle(s)"
+            )));
+        };
+        for slot in domains {
+            // Taken by an earlier handle of the same message: joined then.
+            if let Some(fd) = slot.take() {
+                crate::sys::liveness::join(fd).map_err(|e| {
+                    handle_de_error(format!("cannot take a {what}: {e}"))
+                })?;
+            }
         }
+        Ok(fd)
     })
 }

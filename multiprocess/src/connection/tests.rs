@@ -592,7 +592,7 @@ fn bad_handle_index_is_an_error_not_a_panic() {
     let (c1, _c2) = Pipe::new::<u8, u8>().unwrap();
     // A payload naming handle 0, sent without any descriptor.
     let (payload, fds) = codec::encode(&c1).unwrap();
-    assert_eq!(fds.len(), 2, "the socket and the shared rings");
+    assert_eq!(fds.len(), 3, "the domain, the socket and the shared rings");
     let header = Header {
         len: payload.len() as u64,
         tag: codec::type_tag::<Connection<u8>>(),
@@ -604,7 +604,7 @@ fn bad_handle_index_is_an_error_not_a_panic() {
     raw_write(&a, &payload);
     let err = b.recv_timeout(LONG).unwrap_err();
     assert!(matches!(err, RecvTimeoutError::Decode(_)), "{err:?}");
-    assert!(err.to_string().contains("bad handle index 0"), "{err}");
+    assert!(err.to_string().contains("bad handle index 1"), "{err}");
     // The stream is still in sync.
     a.send(c1).unwrap();
     b.recv_timeout(LONG).unwrap();

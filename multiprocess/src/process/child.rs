@@ -37,6 +37,10 @@ pub(crate) struct ChildSpec {
     /// `sys::signal::ignored_set`): the child ignores exactly these, whatever
     /// the process that forks or execs it (the fork server) ignores.
     pub ignored_signals: u64,
+    /// How many of the descriptors beside the spec, at the end, are the
+    /// parent's liveness domains (`sys/liveness.rs`), which the child joins
+    /// before it runs anything.
+    pub domains: u32,
 }
 
 /// Name and position in the process tree (Python's `_identity`).
@@ -98,8 +102,18 @@ pub(crate) fn recv_spec(sock: impl AsFd) -> io::Result<Option<(ChildSpec, Vec<Ow
 
 /// Becomes the child described by `spec` and runs its target; returns the
 /// exit code.
-pub(crate) fn run_spec(spec: ChildSpec, fds: Vec<OwnedFd>) -> i32 {
+pub(crate) fn run_spec(spec: ChildSpec, mut fds: Vec<OwnedFd>) -> i32 {
     sys::signal::apply_ignored_set(spec.ignored_signals);
+    let Some(first) = fds.len().checked_sub(spec.domains as usize) else {
+        eprintln!("multiprocess: the start request lacks its liveness domains");
+        return 1;
+    };
+    for fd in fds.split_off(first) {
+        if let Err(e) = sys::liveness::join(fd) {
+            eprintln!("multiprocess: cannot join the parent's liveness domain: {e}");
+            return 1;
+        }
+    }
     let entry = match sys::code::resolve::<super::target::ChildEntry>(spec.entry, spec.exe) {
         Ok(entry) => entry,
         Err(e) => {

@@ -486,10 +486,17 @@ impl Process {
         let Some(entry) = launch.entry() else {
             return fail(StartError::ClosureNeedsFork, launch);
         };
-        let (args, fds) = match launch.encode() {
+        let (args, mut fds) = match launch.encode() {
             Ok(encoded) => encoded,
             Err(e) => return fail(e.into(), launch),
         };
+        // The child joins our liveness domains, so each can judge the other.
+        let domains = match sys::liveness::domain_fds() {
+            Ok(domains) => domains,
+            Err(e) => return fail(e.into(), launch),
+        };
+        let domain_count = domains.len() as u32;
+        fds.extend(domains);
         let exe = match sys::code::exe_identity() {
             Ok(exe) => exe,
             Err(e) => return fail(e.into(), launch),
@@ -511,6 +518,7 @@ impl Process {
             args,
             authkey,
             ignored_signals: sys::signal::ignored_set(),
+            domains: domain_count,
         };
         let started = match method {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
@@ -541,8 +549,12 @@ impl Process {
         };
         let parent_pid = std::process::id();
         let daemon = self.shared.daemon;
-        // The child inherits the key with our memory: make it first.
+        // The child inherits the key and the liveness domain with our
+        // memory: make them first.
         if let Err(e) = authkey::get() {
+            return Err((e.into(), Some(launch)));
+        }
+        if let Err(e) = sys::liveness::ensure_domain() {
             return Err((e.into(), Some(launch)));
         }
         // Hold our own locks across the fork so that no other thread of ours

@@ -65,9 +65,9 @@ use super::{
 };
 use crate::codec;
 use crate::deadline;
+use crate::sync::park::my_id;
 use crate::sync::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 /// Number of slots in the header page; slot 0 is the shared overflow slot.
@@ -385,7 +385,7 @@ impl<T> JoinableQueue<T> {
     /// This process's slot offset, claiming one if needed (the shared
     /// overflow slot 0 if the table is full).
     fn my_slot(&self) -> usize {
-        let me = current_pid();
+        let me = my_id();
         let cached = self.slot_cache.load(Ordering::Relaxed);
         if pid_of(cached) == me {
             let index = (cached & COUNT_MASK) as usize - 1;
@@ -482,7 +482,7 @@ impl<T> JoinableQueue<T> {
     /// [`TaskDoneError::TooManyCalls`] if no taken item is waiting to be
     /// marked done.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        let me = current_pid();
+        let me = my_id();
         let mine = self.my_slot();
         let done = self.decrement(mine)
             || (1..SLOT_COUNT)
@@ -752,7 +752,7 @@ mod tests {
     )]
     fn dead_slot_is_released() {
         let q = JoinableQueue::<u8>::new().unwrap();
-        let dead = crate::sync::raw_lock::tests::dead_pid();
+        let dead = crate::sync::raw_lock::tests::dead_id();
         q.slot(5).store(u64::from(dead) << 32 | 3, Ordering::SeqCst);
         assert_eq!(q.unfinished_tasks(), 3);
         q.join_timeout(Duration::from_secs(2)).unwrap();

@@ -88,11 +88,11 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use crate::sync::park::my_id;
 use crate::sync::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sync::raw_lock::{Acquired, RawLock, SPIN_BUDGET};
 use crate::sys::atomic::AtomicU64;
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 // Header page layout. Producer- and consumer-written words sit on separate
@@ -232,11 +232,11 @@ enum Side {
 #[derive(Default)]
 pub(crate) struct Hooks {
     /// After publishing this many chunks of an item, leave the put lock word
-    /// set to `dead_pid` and return `Incomplete::Crashed` (0: off).
+    /// set to `dead_id` and return `Incomplete::Crashed` (0: off).
     pub(crate) crash_put_after: std::sync::atomic::AtomicUsize,
     /// Same for a consumer, counting chunks taken of an unfinished item.
     pub(crate) crash_get_after: std::sync::atomic::AtomicUsize,
-    pub(crate) dead_pid: AtomicU32,
+    pub(crate) dead_id: AtomicU32,
     /// Pid to record in chunk headers instead of ours (0: off).
     pub(crate) header_pid: AtomicU32,
 }
@@ -275,6 +275,9 @@ impl Ring {
                 ),
             ));
         }
+        // Take a liveness id now (a writer records it), so a shortage of
+        // descriptors is this constructor's error, not a panic in `put`.
+        crate::sys::liveness::register()?;
         let region = SharedRegion::create("multiprocess-queue", HEADER_LEN + capacity)?;
         region
             .atomic_u64(TYPE_TAG_AT)
@@ -297,6 +300,7 @@ impl Ring {
     /// geometry and that it carries items of the type `type_name`.
     pub(crate) fn open(fd: OwnedFd, type_tag: u64, type_name: &str, kind: u32) -> io::Result<Ring> {
         let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        crate::sys::liveness::register()?;
         let region = SharedRegion::from_fd(fd, HEADER_LEN)?;
         if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
             return Err(bad("descriptor is not a multiprocess Queue".into()));
@@ -598,7 +602,7 @@ impl Ring {
                 return p;
             }
         }
-        current_pid()
+        my_id()
     }
 
     #[cfg(test)]
@@ -610,7 +614,7 @@ impl Ring {
     ) -> bool {
         let n = hook.load(Ordering::Relaxed);
         if n != 0 && chunks >= n {
-            lock.force_word(self.hooks.dead_pid.load(Ordering::Relaxed));
+            lock.force_word(self.hooks.dead_id.load(Ordering::Relaxed));
             return true;
         }
         false

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::sync::Lock;
-use crate::sync::raw_lock::tests::dead_pid;
+use crate::sync::raw_lock::tests::dead_id;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -230,7 +230,7 @@ fn put_timeout_mid_item_aborts_cleanly() {
 )]
 fn consumer_dying_mid_item_leaves_queue_working() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
-    q.ring.hooks.dead_pid.store(dead_pid(), Ordering::Relaxed);
+    q.ring.hooks.dead_id.store(dead_id(), Ordering::Relaxed);
     let producer = {
         let q = q.clone();
         std::thread::spawn(move || {
@@ -263,7 +263,7 @@ fn consumer_dying_mid_item_leaves_queue_working() {
 )]
 fn producer_dying_mid_item_then_new_producer() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
-    q.ring.hooks.dead_pid.store(dead_pid(), Ordering::Relaxed);
+    q.ring.hooks.dead_id.store(dead_id(), Ordering::Relaxed);
     q.ring.hooks.crash_put_after.store(2, Ordering::Relaxed);
     let consumer = {
         let c = remap(&q);
@@ -290,8 +290,8 @@ fn producer_dying_mid_item_then_new_producer() {
 )]
 fn consumer_drops_partial_item_of_a_dead_writer() {
     let q: Queue<Vec<u8>> = small(64 * 1024);
-    let dead = dead_pid();
-    q.ring.hooks.dead_pid.store(dead, Ordering::Relaxed);
+    let dead = dead_id();
+    q.ring.hooks.dead_id.store(dead, Ordering::Relaxed);
     q.ring.hooks.header_pid.store(dead, Ordering::Relaxed);
     q.ring.hooks.crash_put_after.store(1, Ordering::Relaxed);
     let big = encoded(&pattern(5, 200_000));

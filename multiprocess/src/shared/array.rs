@@ -67,6 +67,8 @@ impl<T: Pod> Block<T> {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|n| n.checked_add(data_at::<T>()))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "array too large"))?;
+        // Take a liveness id now (the lock records it; see `sync/shared.rs`).
+        crate::sys::liveness::register()?;
         let region = SharedRegion::create(what, bytes)?;
         region
             .atomic_u32(KIND_AT)
@@ -89,6 +91,7 @@ impl<T: Pod> Block<T> {
     /// of `kind`; `what` names the handle type in errors.
     pub(crate) fn open(fd: OwnedFd, kind: Kind, what: &str) -> io::Result<Self> {
         let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+        crate::sys::liveness::register()?;
         let region = SharedRegion::from_fd(fd, 64)?;
         if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
             return Err(bad(format!("descriptor is not a multiprocess {what}")));

@@ -20,7 +20,8 @@
 //! - `capacity` (bits 0–31): the slot's bytes in the data area, fixed at
 //!   creation (a multiple of 8, at least 8: Python's rule, 8 for a number,
 //!   a bool or `None`, `8 × (n / 8 + 1)` for a string or bytes of `n`
-//!   bytes); bits 32–63 hold the pid of the process whose `set` of the slot
+//!   bytes); bits 32–63 hold the liveness id (not the pid: see
+//!   `sys/liveness.rs`) of the process whose `set` of the slot
 //!   is under way, 0 when none is (a writer stores it before the odd
 //!   sequence below and clears it after the even one, so a list at rest
 //!   reads as it did before the field existed);
@@ -62,8 +63,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::item::{ALIGN, Item, ItemKind};
 use super::named::{SharedMemory, SharedMemoryError};
+use crate::sync::park::my_id;
 use crate::sync::park::{self, owner_alive};
-use crate::sys::pid::current_pid;
 
 const MAGIC: [u8; 8] = *b"mpShList";
 const VERSION: u32 = 1;
@@ -176,7 +177,22 @@ fn entry_at(i: usize) -> usize {
     HEADER + i * ENTRY
 }
 
-/// The capacity word's pid field (see the layout).
+/// Makes this process judgeable by, and able to judge, every other user
+/// of a list, which may share no process tree with it (attached by name):
+/// joins the per-user liveness domain of named segments and takes an id
+/// (see `sys/liveness.rs`).
+fn join_liveness(name: &str) -> Result<(), ShareableListError> {
+    crate::sys::liveness::join_named()
+        .and_then(|()| crate::sys::liveness::register().map(drop))
+        .map_err(|source| {
+            ShareableListError::SharedMemory(SharedMemoryError::Io {
+                name: name.to_owned(),
+                source,
+            })
+        })
+}
+
+/// The capacity word's writer-id field (see the layout).
 const PID_SHIFT: u32 = 32;
 
 /// The offset of slot `i`'s state word.
@@ -321,10 +337,12 @@ impl WriteWait {
 ///   until the next `set` of the slot. A writer that is only paused
 ///   (`SIGSTOP`, a debugger) is waited for, as a lock's holder would be:
 ///   the reader sleeps (it does not spin a CPU) and returns once the write
-///   completes. The writer's pid, recorded in the slot, tells the two
-///   apart; as for a [`Lock`](crate::Lock)'s holder, a dead writer's pid
-///   already reused by another process keeps readers waiting until that
-///   process exits or the slot is set again.
+///   completes. The writer's liveness id, recorded in the slot, tells the
+///   two apart, as for a [`Lock`](crate::Lock)'s holder: the kernel
+///   releases it when the writer dies, so neither pid reuse nor a writer in
+///   another pid namespace is mistaken. A reader that cannot judge the
+///   writer (it shares no process tree and no handle with it, having only
+///   attached by name) never reports `Corrupt` for it: it waits.
 ///
 /// So readers need no lock, but writers should share a
 /// [`Lock`](crate::Lock), passed alongside the list:
@@ -482,6 +500,7 @@ impl ShareableList {
         I: IntoIterator,
         I::Item: Into<Item>,
     {
+        join_liveness(name.unwrap_or("psm_"))?;
         let items: Vec<Item> = items.into_iter().map(Into::into).collect();
         let too_large = |len| ShareableListError::TooLarge { len };
         let mut slots = Vec::with_capacity(items.len());
@@ -592,6 +611,7 @@ impl ShareableList {
     }
 
     fn attach_with(name: &str, track: bool) -> Result<Self, ShareableListError> {
+        join_liveness(name)?;
         // Check the layout before registering, so a failed attach does not
         // make this process a holder of someone else's segment.
         let mut list = Self::open(SharedMemory::attach_untracked(name)?)?;
@@ -866,20 +886,20 @@ impl ShareableList {
         // odd state, so the pid it stored before is visible; if this load
         // sees the writer's clearing instead (a release store after its
         // final state), the re-load below sees that final state.
-        let pid = (self.capacity_word(index)?.load(Ordering::Acquire) >> PID_SHIFT) as u32;
-        if pid != 0 && owner_alive(pid) {
+        let id = (self.capacity_word(index)?.load(Ordering::Acquire) >> PID_SHIFT) as u32;
+        if id != 0 && owner_alive(id) {
             return Ok(None);
         }
         if self.state_word(index)?.load(Ordering::Acquire) != seen {
             return Ok(None);
         }
-        Ok(Some(if pid == 0 {
+        Ok(Some(if id == 0 {
             format!(
                 "slot {index}: a write did not finish within {WRITE_WAIT:?} and no \
                  writer is recorded (its writer died mid-write?)"
             )
         } else {
-            format!("slot {index}: its writer, process {pid}, died mid-write")
+            format!("slot {index}: its writer (liveness id {id}) died mid-write")
         }))
     }
 
@@ -959,16 +979,16 @@ impl ShareableList {
         // that sees any of them also sees the odd state), then the new state
         // with the next, even, sequence. An odd sequence left by a writer
         // that died mid-write is simply moved on.
-        // Around it, the writer's pid in the capacity word, for a reader
+        // Around it, the writer's liveness id in the capacity word, for a reader
         // that finds the sequence odd to tell a paused writer from a dead
         // one; the odd state is a release store, so a reader that sees it
-        // sees the pid.
+        // sees the id.
         let state = self.state_word(index)?;
         let capacity = self.capacity_word(index)?;
         let old = state.load(Ordering::Relaxed);
         let busy = (seq_of(old) + 1) | 1;
         capacity.store(
-            slot.capacity as u64 | u64::from(current_pid()) << PID_SHIFT,
+            slot.capacity as u64 | u64::from(my_id()) << PID_SHIFT,
             Ordering::Relaxed,
         );
         state.store(

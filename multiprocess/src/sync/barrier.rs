@@ -59,6 +59,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::park::my_id;
 use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use super::raw_lock::{Acquired, RawLock, SPIN_BUDGET};
 use super::shared::{self, shared_handle};
@@ -67,7 +68,6 @@ use crate::process::authkey;
 use crate::sys::atomic::{AtomicU32, AtomicU64};
 use crate::sys::code::{self, Body, Signature};
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpBarr01");
@@ -551,7 +551,7 @@ impl Barrier {
             self.lock().unlock();
             return Outcome::Broken;
         }
-        self.pid(index).store(current_pid(), Ordering::Relaxed);
+        self.pid(index).store(my_id(), Ordering::Relaxed);
         self.count().store(index as u32 + 1, Ordering::Relaxed);
         if index + 1 == parties {
             match std::panic::catch_unwind(|| self.run_action()) {
@@ -615,7 +615,7 @@ impl Barrier {
     fn probe_arrivals(&self, g: u32) {
         self.enter();
         if self.generation().load(Ordering::Relaxed) == g {
-            let me = current_pid();
+            let me = my_id();
             let arrived = self.count().load(Ordering::Relaxed) as usize;
             let dead = (0..arrived.min(self.parties() as usize)).any(|i| {
                 let pid = self.pid(i).load(Ordering::Relaxed);
@@ -908,7 +908,7 @@ mod tests {
         // Plant an arrival by a dead process.
         b.enter();
         b.pid(0)
-            .store(crate::sync::raw_lock::tests::dead_pid(), Ordering::Relaxed);
+            .store(crate::sync::raw_lock::tests::dead_id(), Ordering::Relaxed);
         b.count().store(1, Ordering::Relaxed);
         b.lock().unlock();
         let t = Instant::now();

@@ -57,13 +57,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::park::my_id;
 use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use super::raw_lock::Acquired;
 use super::shared;
 use super::{Lock, RLock};
 use crate::deadline;
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpCond01");
@@ -127,7 +127,7 @@ impl Slots {
     /// Claims a slot for the caller (lock held); `None` if all are in use by
     /// live processes.
     fn claim(&self) -> Option<usize> {
-        let me = current_pid();
+        let me = my_id();
         let free = (0..SLOTS)
             .find(|&i| self.pid(i).load(Ordering::Relaxed) == 0)
             .or_else(|| {
@@ -165,7 +165,7 @@ impl Slots {
             .collect();
         // Oldest (largest age) first.
         waiting.sort_unstable_by_key(|w| std::cmp::Reverse(w.0));
-        let me = current_pid();
+        let me = my_id();
         let mut woken = 0;
         for (_, i) in waiting {
             if woken == n {
@@ -714,7 +714,7 @@ mod tests {
             let i = cond.slots.claim().unwrap();
             cond.slots
                 .pid(i)
-                .store(crate::sync::raw_lock::tests::dead_pid(), Ordering::Relaxed);
+                .store(crate::sync::raw_lock::tests::dead_id(), Ordering::Relaxed);
         }
         let live = spawn_waiter(&cond, Duration::from_secs(10));
         wait_for_waiters(&cond, 2);
@@ -789,7 +789,11 @@ mod tests {
     fn travels_as_a_handle() {
         let cond = Condition::new().unwrap();
         let (bytes, fds) = codec::encode(&cond).unwrap();
-        assert_eq!(fds.len(), 2);
+        assert_eq!(
+            fds.len(),
+            3,
+            "lock, condition words and the liveness domain"
+        );
         let back: Condition = codec::decode(&bytes, fds).unwrap();
         let _g = cond.acquire();
         assert!(back.try_acquire().is_none());

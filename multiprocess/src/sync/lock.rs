@@ -76,6 +76,8 @@ impl Lock {
     /// # Errors
     /// If the memfd cannot be created or mapped (out of descriptors or memory).
     pub fn new() -> io::Result<Lock> {
+        // Take a liveness id now (see `shared::create`).
+        crate::sys::liveness::register()?;
         let region = SharedRegion::create("multiprocess-lock", LEN)?;
         region.atomic_u64(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok(Lock {
@@ -85,6 +87,7 @@ impl Lock {
 
     /// Maps a lock received as a descriptor, checking it is one.
     fn from_fd(fd: std::os::fd::OwnedFd) -> io::Result<Lock> {
+        crate::sys::liveness::register()?;
         let region = SharedRegion::from_fd(fd, LEN)?;
         if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != MAGIC {
             return Err(io::Error::new(
@@ -190,8 +193,8 @@ impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Lock");
         match self.raw().owner() {
-            Some(pid) => d.field("owner_pid", &pid),
-            None => d.field("owner_pid", &format_args!("none")),
+            Some(pid) => d.field("owner_id", &pid),
+            None => d.field("owner_id", &format_args!("none")),
         };
         d.finish()
     }
@@ -261,7 +264,7 @@ impl Drop for LockGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::raw_lock::tests::dead_pid;
+    use crate::sync::raw_lock::tests::dead_id;
     use std::sync::atomic::AtomicU64;
     use std::time::Instant;
 
@@ -346,7 +349,7 @@ mod tests {
     )]
     fn dead_owner_is_taken_over_within_a_second() {
         let lock = Lock::new().unwrap();
-        let pid = dead_pid();
+        let pid = dead_id();
         lock.raw_for_test().force_word(pid);
         assert!(lock.is_locked());
         let t = Instant::now();
@@ -368,7 +371,7 @@ mod tests {
     fn dead_owner_blocking_acquire() {
         let lock = Lock::new().unwrap();
         lock.raw_for_test()
-            .force_word(dead_pid() | super::super::raw_lock::WAITERS);
+            .force_word(dead_id() | super::super::raw_lock::WAITERS);
         let l2 = lock.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -389,7 +392,7 @@ mod tests {
     fn travels_as_a_handle() {
         let lock = Lock::new().unwrap();
         let (bytes, fds) = codec::encode(&lock).unwrap();
-        assert_eq!(fds.len(), 1);
+        assert_eq!(fds.len(), 2, "the region and the liveness domain");
         let back: Lock = codec::decode(&bytes, fds).unwrap();
         let _g = lock.acquire();
         assert!(back.is_locked(), "decoded handle shares the word");

@@ -50,8 +50,12 @@
 //! # Liveness
 //!
 //! [`owner_alive`] is the one function that decides whether a process
-//! recorded in shared memory (as a pid, today) is alive; every probe of
-//! every primitive calls it.
+//! recorded in shared memory is alive; every probe of every primitive calls
+//! it. Shared words record a process by its liveness id ([`my_id`]), never
+//! by its pid: `sys/liveness.rs` gives ids that the kernel releases when the
+//! process dies, so a probe is fooled neither by pid reuse nor by a holder
+//! in another pid namespace. The rule: never take over from an owner that
+//! cannot be proven dead, never keep waiting on one that is proven dead.
 //!
 //! # Panics
 //! [`park`] panics if the kernel rejects `FUTEX_WAIT` on a mapped, aligned
@@ -62,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::{current_pid, is_alive};
+pub(crate) use crate::sys::liveness::my_id;
 
 /// How long a waiter sleeps between probes of the owner's liveness.
 #[cfg(not(loom))]
@@ -72,14 +76,14 @@ pub(crate) const SLICE: Duration = Duration::from_millis(100);
 #[cfg(loom)]
 pub(crate) const SLICE: Duration = Duration::from_secs(3600);
 
-/// Whether the process recorded as an owner or peer (by its pid) is alive.
-/// The calling process always is.
+/// Whether the process recorded as an owner or peer (by its liveness id,
+/// [`my_id`]) is alive. The calling process always is; id 0 (no one) never
+/// is.
 ///
-/// This is the only place that judges liveness for the waits of `sync/`
-/// and `queue/`; see `sys::pid::is_alive` for how, and its caveat on pid
-/// reuse.
-pub(crate) fn owner_alive(pid: u32) -> bool {
-    pid == current_pid() || is_alive(pid)
+/// This is the only place that judges liveness for the waits of `sync/`,
+/// `queue/` and `shared/`; see `sys/liveness.rs` for how.
+pub(crate) fn owner_alive(id: u32) -> bool {
+    crate::sys::liveness::is_alive(id)
 }
 
 /// How a waiter spins before it sleeps.
@@ -435,7 +439,7 @@ mod tests {
 
     #[test]
     fn the_caller_is_alive() {
-        assert!(owner_alive(current_pid()));
+        assert!(owner_alive(my_id()));
         assert!(!owner_alive(0));
     }
 }

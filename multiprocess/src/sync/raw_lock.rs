@@ -5,11 +5,12 @@
 //! | word                 | meaning                                               |
 //! |----------------------|-------------------------------------------------------|
 //! | `0`                  | free                                                  |
-//! | `pid`                | held by process `pid`; nobody sleeps on the futex     |
-//! | `pid \| WAITERS`     | held by `pid`; some process may sleep on the futex    |
+//! | `id`                 | held by process `id`; nobody sleeps on the futex      |
+//! | `id \| WAITERS`      | held by `id`; some process may sleep on the futex     |
 //!
-//! `pid` occupies bits 0..22 (Linux `PID_MAX_LIMIT` is 2^22) and `WAITERS` is
-//! bit 31. Ownership is per *process*: threads of one process share its pid.
+//! `id` is the holder's liveness id ([`park::my_id`], not its pid: see
+//! `sys/liveness.rs`) in bits 0..22, and `WAITERS` is bit 31. Ownership is
+//! per *process*: threads of one process share its id.
 //!
 //! # Transitions
 //!
@@ -32,20 +33,17 @@
 //! liveness probe so the word needs no kernel cooperation.
 //!
 //! # Caveats
-//! - Pid reuse: if the dead owner's pid is reused by a new process before a
-//!   waiter probes it, the lock looks held until that process exits. Linux
-//!   allocates pids cyclically up to `pid_max`, so this needs the pid space
-//!   to wrap around within one slice.
 //! - A process that forks while holding the lock leaves the child believing
 //!   it holds it too; the word still names the parent.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::park::my_id;
 use super::park::{self, Phase, Poll, SleepOn, Spin, Wait, owner_alive};
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::{PID_MASK, current_pid};
+use crate::sys::liveness::ID_MASK;
 
 /// Set while some process may be asleep on the word.
 pub(crate) const WAITERS: u32 = 1 << 31;
@@ -88,13 +86,13 @@ impl<'a> RawLock<'a> {
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         self.word
-            .compare_exchange(0, current_pid(), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, my_id(), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Takes the lock if it is free or its owner is dead; never sleeps.
     pub(crate) fn try_lock_or_recover(&self) -> Option<Acquired> {
-        let me = current_pid();
+        let me = my_id();
         loop {
             let v = self.word.load(Ordering::Relaxed);
             if v == 0 {
@@ -124,7 +122,7 @@ impl<'a> RawLock<'a> {
 
     #[cold]
     fn lock_slow(&self, deadline: Option<Instant>) -> Option<Acquired> {
-        let me = current_pid();
+        let me = my_id();
         park::park(
             &WAIT,
             deadline,
@@ -183,7 +181,7 @@ impl<'a> RawLock<'a> {
 
     /// If the word still reads `v` and its owner is dead, CAS it to ours.
     fn take_over_if_dead(&self, v: u32, me: u32) -> Option<Acquired> {
-        if owner_alive(v & PID_MASK) {
+        if owner_alive(v & ID_MASK) {
             return None;
         }
         // Keep WAITERS: other processes may be asleep on the word.
@@ -210,9 +208,9 @@ impl<'a> RawLock<'a> {
         self.word.load(Ordering::Relaxed) != 0
     }
 
-    /// The pid of the holder, if held (a snapshot).
+    /// The liveness id of the holder, if held (a snapshot).
     pub(crate) fn owner(&self) -> Option<u32> {
-        match self.word.load(Ordering::Relaxed) & PID_MASK {
+        match self.word.load(Ordering::Relaxed) & ID_MASK {
             0 => None,
             pid => Some(pid),
         }
@@ -229,12 +227,9 @@ impl<'a> RawLock<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    /// The pid of a process that has exited and been reaped.
-    pub(crate) fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
+    /// The liveness id of a process that has exited.
+    pub(crate) fn dead_id() -> u32 {
+        crate::sys::liveness::dead_id()
     }
 
     #[test]
@@ -242,8 +237,8 @@ pub(crate) mod tests {
         let w = AtomicU32::new(0);
         let l = RawLock::new(&w);
         assert!(l.try_lock());
-        assert_eq!(w.load(Ordering::Relaxed), std::process::id());
-        assert_eq!(l.owner(), Some(std::process::id()));
+        assert_eq!(w.load(Ordering::Relaxed), my_id());
+        assert_eq!(l.owner(), Some(my_id()));
         assert!(!l.try_lock());
         assert_eq!(
             l.try_lock_or_recover(),
@@ -262,9 +257,9 @@ pub(crate) mod tests {
     fn dead_owner_is_recovered_without_sleeping() {
         let w = AtomicU32::new(0);
         let l = RawLock::new(&w);
-        l.force_word(dead_pid() | WAITERS);
+        l.force_word(dead_id() | WAITERS);
         assert_eq!(l.try_lock_or_recover(), Some(Acquired::OwnerDied));
-        assert_eq!(w.load(Ordering::Relaxed), std::process::id() | WAITERS);
+        assert_eq!(w.load(Ordering::Relaxed), my_id() | WAITERS);
         l.unlock();
     }
 
@@ -276,7 +271,7 @@ pub(crate) mod tests {
     fn short_deadline_still_recovers_dead_owner() {
         let w = AtomicU32::new(0);
         let l = RawLock::new(&w);
-        l.force_word(dead_pid());
+        l.force_word(dead_id());
         let d = Instant::now() + Duration::from_millis(10);
         assert_eq!(l.lock(Some(d)), Some(Acquired::OwnerDied));
     }

@@ -32,10 +32,11 @@ use std::sync::atomic::Ordering;
 use crate::sys::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+use super::park::my_id;
 use super::raw_lock::{Acquired, RawLock};
 use super::shared::{self, shared_handle};
 use crate::deadline;
-use crate::sys::pid::{current_pid, current_tid};
+use crate::sys::pid::current_tid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpRLock1");
@@ -120,8 +121,7 @@ impl RLock {
 
     /// Whether the calling thread holds the lock.
     pub(crate) fn held_by_me(&self) -> bool {
-        self.raw().owner() == Some(current_pid())
-            && self.tid().load(Ordering::Relaxed) == current_tid()
+        self.raw().owner() == Some(my_id()) && self.tid().load(Ordering::Relaxed) == current_tid()
     }
 
     /// Takes one more level if this thread holds the lock, else acquires it
@@ -278,10 +278,10 @@ impl fmt::Debug for RLock {
         let mut d = f.debug_struct("RLock");
         match self.raw().owner() {
             Some(pid) => d
-                .field("owner_pid", &pid)
+                .field("owner_id", &pid)
                 .field("owner_tid", &self.tid().load(Ordering::Relaxed))
                 .field("count", &self.count().load(Ordering::Relaxed)),
-            None => d.field("owner_pid", &format_args!("none")),
+            None => d.field("owner_id", &format_args!("none")),
         };
         d.finish()
     }
@@ -341,7 +341,7 @@ impl Drop for RLockGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::raw_lock::tests::dead_pid;
+    use crate::sync::raw_lock::tests::dead_id;
 
     #[test]
     fn reentrant_three_times() {
@@ -379,7 +379,7 @@ mod tests {
     )]
     fn dead_owner_is_taken_over_at_depth_one() {
         let l = RLock::new().unwrap();
-        l.raw().force_word(dead_pid());
+        l.raw().force_word(dead_id());
         l.tid().store(12345, Ordering::Relaxed);
         l.count().store(7, Ordering::Relaxed);
         let g = l.acquire_timeout(Duration::from_secs(5)).unwrap();

@@ -52,13 +52,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::park::my_id;
 use super::park::{self, Poll, SleepOn, Spin, Wait, owner_alive};
 use super::raw_lock::SPIN_BUDGET;
 use super::shared::{self, shared_handle};
 use crate::deadline;
 use crate::sys::atomic::AtomicU32;
 use crate::sys::futex;
-use crate::sys::pid::current_pid;
 use crate::sys::shm::SharedRegion;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"mpSema01");
@@ -136,7 +136,7 @@ impl RawSemaphore {
     /// This process's holder slot, claimed if need be; `None` if all are
     /// taken by other processes.
     fn my_slot(&self) -> Option<usize> {
-        let me = current_pid();
+        let me = my_id();
         let hint = self.slot_hint.load(Ordering::Relaxed);
         if hint == NO_SLOT {
             return None;
@@ -188,7 +188,7 @@ impl RawSemaphore {
 
     /// Returns the guarded permits of dead holders to the count.
     fn recover(&self) {
-        let me = current_pid();
+        let me = my_id();
         for i in 0..HOLDERS {
             let pid = self.holder_pid(i);
             let p = pid.load(Ordering::Relaxed);
@@ -634,7 +634,7 @@ mod tests {
         assert!(s.raw.try_acquire());
         s.raw
             .holder_pid(1)
-            .store(crate::sync::raw_lock::tests::dead_pid(), Ordering::Relaxed);
+            .store(crate::sync::raw_lock::tests::dead_id(), Ordering::Relaxed);
         s.raw.holder_held(1).store(1, Ordering::Relaxed);
         let t = Instant::now();
         let g = s
@@ -651,7 +651,9 @@ mod tests {
     fn a_full_holder_table_leaves_permits_untracked() {
         let s = Semaphore::new(2).unwrap();
         for i in 0..HOLDERS {
-            s.raw.holder_pid(i).store(1, Ordering::Relaxed); // init: alive
+            s.raw
+                .holder_pid(i)
+                .store(crate::sys::liveness::live_id(), Ordering::Relaxed);
         }
         let g = s.acquire();
         assert_eq!(s.raw.slot_hint.load(Ordering::Relaxed), NO_SLOT);

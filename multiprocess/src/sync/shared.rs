@@ -14,6 +14,9 @@ pub(crate) const MAGIC_AT: usize = 0;
 
 /// Creates a zeroed region of `len` bytes stamped with `magic`.
 pub(crate) fn create(name: &str, len: usize, magic: u64) -> io::Result<Arc<SharedRegion>> {
+    // Take a liveness id now, so a shortage of descriptors is this
+    // constructor's error rather than a panic at the first acquire.
+    crate::sys::liveness::register()?;
     let region = SharedRegion::create(name, len)?;
     region.atomic_u64(MAGIC_AT).store(magic, Ordering::Release);
     Ok(Arc::new(region))
@@ -27,6 +30,7 @@ pub(crate) fn open(
     magic: u64,
     what: &str,
 ) -> io::Result<Arc<SharedRegion>> {
+    crate::sys::liveness::register()?;
     let region = SharedRegion::from_fd(fd, min_len)?;
     if region.atomic_u64(MAGIC_AT).load(Ordering::Acquire) != magic {
         return Err(io::Error::new(

@@ -14,6 +14,7 @@ pub(crate) mod code;
 pub(crate) mod count_alloc;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod liveness;
 #[cfg(loom)]
 pub(crate) mod model;
 pub(crate) mod pid;

@@ -40,8 +40,9 @@
 //!
 //! Slot 0 is shared and never released: processes beyond the slot table
 //! (more than ~440 taking items at once) count there, and their death is not
-//! detected. A dead consumer's pid reused by a new process before a joiner
-//! probes makes the new process inherit the count (see `sys::pid`).
+//! detected. Consumers are recorded by liveness id, not pid
+//! (`sys/liveness.rs`), so a new process that got a dead consumer's pid does
+//! not inherit its count.
 
 use std::fmt;
 use std::io;

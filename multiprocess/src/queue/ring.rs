@@ -11,7 +11,7 @@
 //!
 //! Records are `[header: u64][payload]`, padded to 8 bytes; the payload may
 //! wrap around the end of the ring. The header holds the payload length (u32),
-//! flags (`FIRST`, `LAST`, `ABORT`) and the writer's pid.
+//! flags (`FIRST`, `LAST`, `ABORT`) and the writer's liveness id.
 //!
 //! - Producers serialize on the *put lock*, consumers on the *get lock*
 //!   (both [`RawLock`]s, robust to owner death), so a producer and a consumer
@@ -77,7 +77,7 @@
 //! - A consumer that meets a continuation chunk where an item should start
 //!   drops it (a consumer died mid-item); one that meets `FIRST` or `ABORT`
 //!   mid-item drops the partial item (its producer died or gave up).
-//! - A consumer waiting for a continuation probes the writer's pid every
+//! - A consumer waiting for a continuation probes the writer's liveness id every
 //!   100 ms and drops the partial item when the writer is gone.
 //! - A consumer dying before it advances `head` leaves the item in place.
 //! - Header bytes that cannot be valid (length past `tail`) discard every

@@ -16,10 +16,10 @@
 //! | 48, 56     | exe dev, ino  | identity of the executable that named the action     |
 //! | 64         | `has_action`  | 1 if there is an action                              |
 //! | 72..104    | `action_mac`  | HMAC-SHA256 of (action, dev, ino, this barrier's memfd dev and inode) under the tree's authkey |
-//! | 128 + 4·i  | `pids[i]`     | pid of the `i`-th arrival of this generation         |
+//! | 128 + 4·i  | `pids[i]`     | liveness id of the `i`-th arrival of this generation |
 //!
 //! # Protocol
-//! - wait: under `lock`, fail if `BROKEN`; else record the pid at index
+//! - wait: under `lock`, fail if `BROKEN`; else record the liveness id at index
 //!   `count` and increment it. The last arrival runs the action, clears
 //!   `count` and bit `g+1` of `broken_bits`, stores `gen = g+1` and wakes
 //!   every sleeper. The others release `lock`, spin a few µs and then
@@ -43,7 +43,7 @@
 //! fails does.
 //!
 //! # Crash behaviour
-//! A waiter probes the pids of the generation's arrivals every 100 ms; if one
+//! A waiter probes the liveness ids of the generation's arrivals every 100 ms; if one
 //! is dead it breaks the barrier, so the others get [`BrokenBarrierError`]
 //! within about 100 ms of a death. A process that dies holding `lock` (a few
 //! instructions, or while running the action) is taken over by the raw lock,

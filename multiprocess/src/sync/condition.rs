@@ -9,7 +9,7 @@
 //! |-----------------|---------------|-----------------------------------------------|
 //! | 0               | magic         | `mpCond01`                                    |
 //! | 8               | `next_ticket` | arrival counter, for FIFO notification        |
-//! | 64 + 16·i       | slot `i`: `pid` | the waiting process (0: slot free)          |
+//! | 64 + 16·i       | slot `i`: `id`  | the waiting process's liveness id (0: free) |
 //! | 68 + 16·i       | slot `i`: `state` | `FREE`, `WAITING`, `NOTIFIED`, `ABANDONED` (futex word) |
 //! | 72 + 16·i       | slot `i`: `ticket` | its arrival number                       |
 //!
@@ -23,7 +23,7 @@
 //!   `WAITING → ABANDONED`; if the CAS loses, a notifier got there first and
 //!   the wait counts as notified. Re-acquire the lock, free the slot.
 //! - notify(n): (lock held) walk `WAITING` slots oldest first; a slot whose
-//!   pid is dead is freed and skipped; otherwise CAS `WAITING → NOTIFIED` and
+//!   process is dead is freed and skipped; otherwise CAS `WAITING → NOTIFIED` and
 //!   `FUTEX_WAKE` that slot's word, until `n` succeeded.
 //!
 //! So a waiter that timed out is never counted (its CAS to `ABANDONED` beat

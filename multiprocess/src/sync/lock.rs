@@ -52,9 +52,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"mpLock01");
 /// - Non-reentrant: ownership is per process, so a second `acquire` from the
 ///   same process (any thread) waits for the first guard to drop; from the
 ///   same thread that is a deadlock. A reentrant `RLock` comes separately.
-/// - A dead holder is recognised by its pid no longer existing. If the pid is
-///   reused by a new process within the ~100 ms probe interval, the lock looks
-///   held until that process exits.
+/// - A dead holder is recognised by its liveness id, which the kernel
+///   releases when it dies (the liveness rule in `SECURITY.md`):
+///   neither a new process that got its pid nor a live holder in another pid
+///   namespace is mistaken.
 /// - A process forked (not spawned) while holding the lock leaves the child
 ///   with a guard it must not drop.
 #[derive(Clone)]

@@ -8,7 +8,7 @@
 //! | 8      | `count`    | permits available (the futex word)                     |
 //! | 12     | `sleepers` | how many callers may be in a futex wait (a hint)        |
 //! | 16     | `bound`    | the initial value for a bounded semaphore, else `u32::MAX` |
-//! | 64 + 8·i | holder `i`: `pid` | a process holding guarded permits (0: free, `u32::MAX`: being reclaimed) |
+//! | 64 + 8·i | holder `i`: `id` | the liveness id of a process holding guarded permits (0: free, `u32::MAX`: being reclaimed) |
 //! | 68 + 8·i | holder `i`: `held` | how many guarded permits it holds          |
 //!
 //! # Transitions
@@ -26,7 +26,7 @@
 //!   from any process returns one. The slot index is cached per handle, so
 //!   this is one more atomic on each side.
 //! - recovery: a blocking acquire that has slept [`park::SLICE`] without a permit
-//!   probes the pids of the holder slots; for a dead one it CASes `pid` to
+//!   probes the liveness ids of the holder slots; for a dead one it CASes `id` to
 //!   `u32::MAX` (one winner), swaps `held` to 0, frees the slot and adds the
 //!   permits back to `count` (never above `bound`), waking sleepers.
 //!

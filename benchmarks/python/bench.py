@@ -361,6 +361,20 @@ def pool_apply_async_roundtrip(name, reps, batch):
     emit(name, "µs", samples)
 
 
+def pool_maxtasksperchild1(name, reps):
+    n = 200
+    samples = []
+    with mp.Pool(2, maxtasksperchild=1) as pool:
+        pool.map(square, range(20), chunksize=1)
+        for _ in range(reps):
+            t = time.perf_counter()
+            r = pool.map(square, range(n), chunksize=1)
+            samples.append(n / (time.perf_counter() - t))
+            if len(r) != n or r[-1] != (n - 1) ** 2:
+                raise RuntimeError("wrong map result")
+    emit(name, "tasks/s", samples)
+
+
 def main():
     name = sys.argv[1]
     quick = "--quick" in sys.argv[2:]
@@ -391,6 +405,7 @@ def main():
         "pool/map_100k_ints": lambda: pool_map_100k_ints(name, pick(quick, 5, 20)),
         "pool/apply_async_roundtrip": lambda: pool_apply_async_roundtrip(name, pick(quick, 5, 10),
                                                                          pick(quick, 2000, 10_000)),
+        "pool/maxtasksperchild1_200": lambda: pool_maxtasksperchild1(name, pick(quick, 2, 5)),
     }
     if name not in table:
         sys.exit(f"unknown workload {name}")

@@ -167,6 +167,12 @@ const WORKLOADS: &[Workload] = &[
         notes: "Pool of 2 workers: apply_async(square, (i,)).get(), one at a time; time per round trip.",
     },
     Workload {
+        name: "pool/maxtasksperchild1_200",
+        python: true,
+        targets: &[SpeedupAtLeast(2.0)],
+        notes: "Pool of 2 workers with maxtasksperchild=1: map(square, range(200)) with chunksize=1, so every task retires its worker and a new one starts. Rust: the default start method (fork server); Python: its default on Linux (fork in 3.11).",
+    },
+    Workload {
         name: "alloc/queue_u64",
         python: false,
         targets: &[RustAtMost(0.0)],

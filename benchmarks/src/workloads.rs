@@ -105,6 +105,7 @@ pub(crate) fn run(name: &str, quick: bool) -> Result<()> {
         "pool/map_chunksize1" => pool_map_chunksize1(&out, quick),
         "pool/map_100k_ints" => pool_map_100k_ints(&out, quick),
         "pool/apply_async_roundtrip" => pool_apply_async_roundtrip(&out, quick),
+        "pool/maxtasksperchild1_200" => pool_maxtasksperchild1(&out, quick),
         _ => Err(format!("unknown workload {name}").into()),
     }
 }
@@ -464,6 +465,28 @@ fn pool_apply_async_roundtrip(out: &Out, quick: bool) -> Result<()> {
         samples.push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
     }
     out.rust("µs", samples);
+    Ok(())
+}
+
+/// 200 one-task chunks on 2 workers that each retire after one task: the
+/// cost of replacing a worker, per task.
+fn pool_maxtasksperchild1(out: &Out, quick: bool) -> Result<()> {
+    let (reps, n) = (pick(quick, 2, 5), 200u64);
+    let pool = multiprocess::Pool::builder()
+        .processes(2)
+        .maxtasksperchild(1)
+        .build()?;
+    pool.with_chunksize(1).map(pool_square, 0..20u64)?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = pool.with_chunksize(1).map(pool_square, 0..n)?;
+        samples.push(n as f64 / t.elapsed().as_secs_f64());
+        if r.len() as u64 != n || r[n as usize - 1] != (n - 1) * (n - 1) {
+            return Err("wrong map result".into());
+        }
+    }
+    out.rust("tasks/s", samples);
     Ok(())
 }
 

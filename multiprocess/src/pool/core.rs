@@ -103,6 +103,10 @@ struct Worker {
 pub(crate) struct State {
     pub phase: Phase,
     workers: Vec<Worker>,
+    /// Workers that have run their `maxtasksperchild` budget and are
+    /// exiting on their own: already replaced, kept until their exit is
+    /// reported (or the pool stops).
+    retiring: Vec<Worker>,
     pending: VecDeque<Chunk>,
     next_seq: u64,
     next_worker: u64,
@@ -120,7 +124,9 @@ pub(crate) struct Core {
     /// touch, about as much as encoding into it.
     spare: Mutex<Vec<Vec<u8>>>,
     /// A pipe whose read end the monitor polls beside the pidfds: a byte
-    /// written at shutdown wakes it at once, so the pool can join it.
+    /// written at shutdown wakes it at once, so the pool can join it, and
+    /// one written when a worker starts makes it watch that worker now
+    /// rather than at its next tick.
     monitor_wake: (OwnedFd, OwnedFd),
     /// Chunks submitted and not yet delivered (or cancelled).
     unfinished: AtomicUsize,
@@ -140,6 +146,7 @@ impl Core {
             state: Mutex::new(State {
                 phase: Phase::Running,
                 workers: Vec::new(),
+                retiring: Vec::new(),
                 pending: VecDeque::new(),
                 next_seq: 0,
                 next_worker: 0,
@@ -209,6 +216,7 @@ impl Core {
         let pid = process.pid().unwrap_or(0);
         let process = Arc::new(process);
         lock(&self.watch).push((id, process.clone()));
+        crate::sys::fd::poke(&self.monitor_wake.1);
         Ok(Worker {
             id,
             process,
@@ -479,24 +487,36 @@ impl Core {
                     body,
                 } => {
                     self.record_time(nanos);
-                    let chunk = {
+                    let (chunk, cannot_replace) = {
                         let mut st = lock(&self.state);
-                        let chunk = st
-                            .workers
-                            .iter_mut()
-                            .find(|w| w.id == worker)
-                            .and_then(|w| {
-                                w.last_progress = Instant::now();
-                                let pos = w.inflight.iter().position(|c| c.seq == seq)?;
-                                w.inflight.remove(pos)
-                            });
+                        let mut cannot_replace = None;
+                        let pos = st.workers.iter().position(|w| w.id == worker);
+                        let chunk = pos.and_then(|i| {
+                            let w = &mut st.workers[i];
+                            w.last_progress = Instant::now();
+                            let at = w.inflight.iter().position(|c| c.seq == seq)?;
+                            w.inflight.remove(at)
+                        });
+                        if let Some(i) = pos
+                            && st.workers[i].budget == Some(0)
+                            && st.workers[i].inflight.is_empty()
+                        {
+                            cannot_replace = self.retire(&mut st, i, usize::from(chunk.is_some()));
+                        }
                         self.pump(&mut st);
-                        chunk
+                        (chunk, cannot_replace)
                     };
                     if let Some(chunk) = chunk {
                         guarded(|| chunk.job.deliver(chunk.first, chunk.count, body.0));
                         self.finish_chunks(1);
                         self.recycle(chunk.payload);
+                    }
+                    if let Some(e) = cannot_replace {
+                        self.break_pool(BrokenWhy {
+                            message: format!("cannot replace a retired worker: {e}"),
+                            pid: None,
+                            signal: None,
+                        });
                     }
                 }
                 ResultView::Exited { worker, code } => self.worker_exited(worker, code),
@@ -505,6 +525,50 @@ impl Core {
                     pid: None,
                     signal: None,
                 }),
+            }
+        }
+    }
+
+    /// Replaces a worker that has run its whole `maxtasksperchild` budget
+    /// (its last result has just been processed, so it is exiting on its
+    /// own), without waiting for its exit: the replacement starts while the
+    /// old worker exits. `finishing` chunks are delivered but still counted
+    /// as unfinished. Returns the error if no replacement could start and
+    /// no worker is left.
+    fn retire(&self, st: &mut State, pos: usize, finishing: usize) -> Option<PoolError> {
+        let worker = st.workers.remove(pos);
+        st.retiring.push(worker);
+        let wanted = self.wants_workers(st, finishing);
+        self.replace_worker(st, wanted)
+    }
+
+    /// Whether a worker that left should be replaced: always while the pool
+    /// runs, and after `close` while work beyond the `finished` chunks is
+    /// outstanding.
+    fn wants_workers(&self, st: &State, finished: usize) -> bool {
+        match st.phase {
+            Phase::Running => true,
+            Phase::Closed => self.unfinished.load(Ordering::Acquire) > finished,
+            _ => false,
+        }
+    }
+
+    /// Starts a worker in place of one that left, if `wanted` and the pool
+    /// is short of workers. Returns the error if it could not start and no
+    /// worker is left (the pool cannot go on).
+    fn replace_worker(&self, st: &mut State, wanted: bool) -> Option<PoolError> {
+        if !wanted || st.workers.len() >= self.config.processes {
+            return None;
+        }
+        match self.start_worker(st) {
+            Ok(w) => {
+                st.workers.push(w);
+                None
+            }
+            Err(e) if st.workers.is_empty() => Some(e),
+            Err(e) => {
+                eprintln!("multiprocess: cannot replace a pool worker: {e}");
+                None
             }
         }
     }
@@ -518,11 +582,28 @@ impl Core {
         let mut finished = 0;
         {
             let mut st = lock(&self.state);
-            let Some(pos) = st.workers.iter().position(|w| w.id == id) else {
-                return;
-            };
             let signal = code.filter(|c| *c < 0).map(|c| -c);
             let exitcode = code.filter(|c| *c >= 0);
+            let Some(pos) = st.workers.iter().position(|w| w.id == id) else {
+                // A retired worker (already replaced): only an abnormal exit
+                // matters, and only to an executor.
+                let Some(r) = st.retiring.iter().position(|w| w.id == id) else {
+                    return;
+                };
+                let pid = st.retiring.remove(r).pid;
+                if self.config.break_on_death
+                    && code != Some(0)
+                    && matches!(st.phase, Phase::Running | Phase::Closed)
+                {
+                    drop(st);
+                    self.break_pool(BrokenWhy {
+                        message: death_text(pid, signal, exitcode),
+                        pid: Some(pid),
+                        signal,
+                    });
+                }
+                return;
+            };
             let abrupt = code != Some(0) || !st.workers[pos].inflight.is_empty();
             if self.config.break_on_death
                 && abrupt
@@ -576,29 +657,19 @@ impl Core {
             for chunk in requeue.into_iter().rev() {
                 st.pending.push_front(chunk);
             }
-            let wanted = match st.phase {
-                Phase::Running => true,
-                Phase::Closed => self.unfinished.load(Ordering::Acquire) > finished,
-                _ => false,
-            };
-            if wanted && st.workers.len() < self.config.processes {
-                match self.start_worker(&mut st) {
-                    Ok(w) => st.workers.push(w),
-                    Err(e) if st.workers.is_empty() => {
-                        drop(st);
-                        for (job, index, error) in failed {
-                            job.fail(index, error);
-                        }
-                        self.finish_chunks(finished);
-                        self.break_pool(BrokenWhy {
-                            message: format!("cannot replace a dead worker: {e}"),
-                            pid: None,
-                            signal: None,
-                        });
-                        return;
-                    }
-                    Err(e) => eprintln!("multiprocess: cannot replace a pool worker: {e}"),
+            let wanted = self.wants_workers(&st, finished);
+            if let Some(e) = self.replace_worker(&mut st, wanted) {
+                drop(st);
+                for (job, index, error) in failed {
+                    job.fail(index, error);
                 }
+                self.finish_chunks(finished);
+                self.break_pool(BrokenWhy {
+                    message: format!("cannot replace a dead worker: {e}"),
+                    pid: None,
+                    signal: None,
+                });
+                return;
             }
             self.pump(&mut st);
         }
@@ -617,6 +688,7 @@ impl Core {
             chunks.extend(w.inflight);
             processes.push(w.process);
         }
+        processes.extend(st.retiring.drain(..).map(|w| w.process));
         let n = chunks.len();
         for chunk in chunks {
             guarded(|| chunk.job.cancel(why));
@@ -653,16 +725,20 @@ impl Core {
         true
     }
 
-    /// After `close`: waits for all work, then stops the workers.
+    /// After `close`: waits for all work, then stops the workers (and waits
+    /// for retired ones to finish exiting).
     pub(crate) fn join_closed(&self) {
         self.wait_idle();
-        let workers: Vec<Worker> = {
+        let (workers, retiring): (Vec<Worker>, Vec<Worker>) = {
             let mut st = lock(&self.state);
             if matches!(st.phase, Phase::Terminated) {
                 return;
             }
             st.phase = Phase::Terminated;
-            st.workers.drain(..).collect()
+            (
+                st.workers.drain(..).collect(),
+                st.retiring.drain(..).collect(),
+            )
         };
         for w in &workers {
             put_while_alive(w, |_| {
@@ -671,7 +747,7 @@ impl Core {
                     .is_ok()
             });
         }
-        for w in &workers {
+        for w in workers.iter().chain(&retiring) {
             if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
                 let _ = w.process.kill();
                 let _ = w.process.join_timeout(Duration::from_secs(5));
@@ -712,8 +788,14 @@ impl Core {
                     );
                     match ready {
                         Ok(Some(i)) if i < watched.len() => i,
-                        // The wake pipe (shutdown), or the tick: look again.
-                        Ok(_) => continue,
+                        // The wake pipe (shutdown, or a worker started):
+                        // look again.
+                        Ok(Some(_)) => {
+                            crate::sys::fd::drain(&self.monitor_wake.0);
+                            continue;
+                        }
+                        // The tick: look again.
+                        Ok(None) => continue,
                         Err(_) => {
                             std::thread::sleep(MONITOR_TICK);
                             continue;

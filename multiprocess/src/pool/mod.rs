@@ -46,9 +46,10 @@
 //! die with the pool's process.
 //!
 //! **Lifetimes.** `maxtasksperchild` is a per-worker budget of chunks: the
-//! pool never gives a worker more, and the worker exits after running them;
-//! its exit is handled like any other (empty window), and a replacement
-//! starts. An initializer that fails makes the pool *broken*
+//! pool never gives a worker more, and the worker exits after running them.
+//! Its replacement starts as soon as its last result is processed, while it
+//! exits (not when the monitor reports the exit), so `maxtasksperchild(1)`
+//! costs a process start per task and no more. An initializer that fails makes the pool *broken*
 //! ([`PoolError::Broken`]) instead of respawning workers forever.
 //!
 //! **Executor.** [`Executor`] (`executor.rs`) is the same machinery with

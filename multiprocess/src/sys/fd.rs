@@ -87,3 +87,10 @@ pub(crate) fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn poke(write_end: impl AsFd) {
     let _ = rustix::io::write(write_end, &[1]);
 }
+
+/// Empties a [`wake_pipe`]'s read end (it is non-blocking), so that it is
+/// readable again only after the next [`poke`].
+pub(crate) fn drain(read_end: impl AsFd) {
+    let mut buf = [0u8; 64];
+    while matches!(rustix::io::read(&read_end, &mut buf[..]), Ok(n) if n > 0) {}
+}

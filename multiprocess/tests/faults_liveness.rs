@@ -201,12 +201,14 @@ fn check_kept(held: &Held, conn: &Connection<Held, u8>, pause: &dyn Fn(bool)) {
             "a live holder's task was dropped"
         ),
         Held::Queue(q) => {
-            // First item: stopped mid-put while a consumer waits for the
-            // rest of it; resumed, it must arrive whole.
+            // First item: the producer fills the ring and waits for room;
+            // stopped there, mid-put, while a consumer takes what is in the
+            // ring and waits for the rest; resumed, the item must arrive
+            // whole.
+            std::thread::sleep(Duration::from_millis(300));
+            pause(true);
             let q2 = q.clone();
             let consumer = std::thread::spawn(move || q2.get_timeout(Duration::from_secs(60)));
-            std::thread::sleep(Duration::from_millis(200));
-            pause(true);
             std::thread::sleep(HOLD);
             pause(false);
             let item = consumer.join().unwrap().expect("the stopped put's item");

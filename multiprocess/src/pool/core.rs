@@ -165,14 +165,39 @@ impl Core {
     }
 
     /// Starts the initial workers; on failure, kills those already started.
+    /// Workers that cannot fit `RLIMIT_NOFILE` are `TooManyWorkers`: found
+    /// up front from a lower bound of their cost, or when a start fails
+    /// with `EMFILE` (or near the limit, where the cause may be buried in
+    /// another error's text).
     pub(crate) fn start_workers(&self) -> Result<(), PoolError> {
+        let processes = self.config.processes;
+        let per_worker = fds_per_worker(self.config.method);
+        let open = crate::sys::fd::open_count().ok();
+        let (soft, _) = crate::sys::fd::open_limit();
+        if let (Some(open), Some(limit)) = (open, soft) {
+            let needed = open + per_worker * processes as u64;
+            if needed > limit {
+                return Err(PoolError::TooManyWorkers {
+                    processes,
+                    needed,
+                    limit,
+                });
+            }
+        }
         let mut st = lock(&self.state);
-        for _ in 0..self.config.processes {
+        for _ in 0..processes {
             match self.start_worker(&mut st) {
                 Ok(w) => st.workers.push(w),
                 Err(e) => {
                     let workers = std::mem::take(&mut st.workers);
                     drop(st);
+                    // Counted while the started workers still hold theirs.
+                    let e = match (open, soft) {
+                        (Some(open), Some(limit)) => {
+                            limit_error(e, processes, workers.len(), open, per_worker, limit)
+                        }
+                        _ => e,
+                    };
                     kill_all(&workers);
                     return Err(e);
                 }
@@ -213,6 +238,15 @@ impl Core {
             .start_method(self.config.method)
             .target(worker_main, (args,));
         process.start()?;
+        // The worker has its own copies of the two regions now (the start
+        // dropped the arguments), and a replacement gets fresh ones: close
+        // ours and keep the mappings, so a worker costs the parent only the
+        // descriptors of its `Process` (its pidfd, and with the fork server
+        // the socket its exit code comes on) and `Pool::new(cpu_count())`
+        // fits `ulimit -n 1024` on a 256-CPU host. Nothing per task changes.
+        let (mut tasks, mut progress) = (tasks, progress);
+        tasks.release_descriptor();
+        progress.release_descriptor();
         let pid = process.pid().unwrap_or(0);
         let process = Arc::new(process);
         lock(&self.watch).push((id, process.clone()));
@@ -828,6 +862,59 @@ impl Core {
     pub(crate) fn pids(&self) -> Vec<u32> {
         lock(&self.state).workers.iter().map(|w| w.pid).collect()
     }
+}
+
+/// The fewest descriptors a running worker costs the pool's process: its
+/// pidfd, and with the fork server the socket its exit code comes on (its
+/// queue regions' descriptors are closed once it has them; see
+/// `start_worker`).
+fn fds_per_worker(method: StartMethod) -> u64 {
+    match method {
+        StartMethod::ForkServer => 2,
+        _ => 1,
+    }
+}
+
+/// `e`, a failure to start worker `started + 1` of `processes`, as
+/// `TooManyWorkers` if the open-file limit caused it: `EMFILE` somewhere in
+/// its chain, or the process within a few descriptors of `limit` (a start
+/// takes a handful at once). The figure is what the started workers cost
+/// each (at least `per_worker`) times `processes`, plus the `open` before.
+fn limit_error(
+    e: PoolError,
+    processes: usize,
+    started: usize,
+    open: u64,
+    per_worker: u64,
+    limit: u64,
+) -> PoolError {
+    let now = crate::sys::fd::open_count().unwrap_or(0);
+    if !(has_emfile(&e) || now + 16 >= limit) {
+        return e;
+    }
+    let measured = match started {
+        0 => 0,
+        n => now.saturating_sub(open) / n as u64,
+    };
+    PoolError::TooManyWorkers {
+        processes,
+        needed: open + measured.max(per_worker) * processes as u64,
+        limit,
+    }
+}
+
+/// Whether `EMFILE` (this process's open-file limit) is in `e`'s chain.
+fn has_emfile(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EMFILE)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// What broke an executor: a worker's abrupt death, in words.

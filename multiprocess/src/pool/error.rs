@@ -156,6 +156,25 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a pool worker: {0}")]
     Start(#[from] StartError),
+    /// The workers do not fit the process's open-file limit
+    /// (`RLIMIT_NOFILE`, `ulimit -n`): each costs the pool a descriptor or
+    /// two (its pidfd, and with the fork server the socket its exit code
+    /// comes on). Checked before any worker starts, and reported instead of
+    /// a bare `EMFILE` if the limit is reached while they start; the
+    /// workers already started are stopped.
+    #[error(
+        "a pool of {processes} workers needs about {needed} open descriptors, but \
+         RLIMIT_NOFILE is {limit} (the soft limit; `ulimit -n`): raise it or use fewer workers"
+    )]
+    TooManyWorkers {
+        /// The workers asked for.
+        processes: usize,
+        /// About how many descriptors the process would hold with them all
+        /// running (those already open included).
+        needed: u64,
+        /// The soft `RLIMIT_NOFILE`.
+        limit: u64,
+    },
     /// The operating system refused (shared memory, threads).
     #[error("pool setup failed: {0}")]
     Io(#[from] std::io::Error),

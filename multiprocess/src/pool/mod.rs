@@ -52,6 +52,15 @@
 //! costs a process start per task and no more. An initializer that fails makes the pool *broken*
 //! ([`PoolError::Broken`]) instead of respawning workers forever.
 //!
+//! **Descriptors.** A worker costs the pool's process one descriptor (its
+//! pidfd), two with the fork server (plus the socket its exit code comes
+//! on): the task queue's and progress words' memfds are closed once the
+//! worker has its copies (the mappings stay; a replacement gets fresh
+//! ones), so `Pool::new(cpu_count())` fits `ulimit -n 1024` on a 256-CPU
+//! host. Workers that cannot fit `RLIMIT_NOFILE` are
+//! [`PoolError::TooManyWorkers`], up front from that lower bound or from
+//! the `EMFILE` met while starting them.
+//!
 //! **Executor.** [`Executor`] (`executor.rs`) is the same machinery with
 //! one-call chunks whose job is a future's state, and one rule changed: an
 //! abrupt worker death breaks the pool (Python's `BrokenProcessPool`)

@@ -370,6 +370,18 @@ impl Progress {
         self.0.atomic_u64(INDEX)
     }
 
+    /// Closes the parent's descriptor of the region once the worker has its
+    /// copy (see `Queue::release_descriptor`); returns whether it did.
+    pub(crate) fn release_descriptor(&mut self) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(region) => {
+                region.release_fd();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// `(seq, index)` as last recorded.
     pub(crate) fn read(&self) -> (u64, u64) {
         (

@@ -622,6 +622,21 @@ impl<T> Queue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(self) {}
+
+    /// Closes this process's descriptor of the queue's memory, keeping the
+    /// mapping, if this is the process's only handle (no clone shares it);
+    /// returns whether it did. For a queue this process never passes on
+    /// again (the pool's per-worker task queue once the worker has its
+    /// copy), so it costs no descriptor; passing it on afterwards panics.
+    pub(crate) fn release_descriptor(&mut self) -> bool {
+        match Arc::get_mut(&mut self.ring) {
+            Some(ring) => {
+                ring.release_fd();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl<T> Clone for Queue<T> {

@@ -366,6 +366,12 @@ impl Ring {
         &self.region
     }
 
+    /// Closes this process's descriptor, keeping the mapping (see
+    /// `SharedRegion::release_fd`).
+    pub(crate) fn release_fd(&mut self) {
+        self.region.release_fd();
+    }
+
     /// The item limit (0: none).
     pub(crate) fn maxsize(&self) -> u64 {
         self.maxsize

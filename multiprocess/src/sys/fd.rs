@@ -1,5 +1,6 @@
 //! Descriptor utilities shared by the other `sys` modules: close-on-exec
-//! control and waiting for readiness with a deadline.
+//! control, waiting for readiness with a deadline, and the open-file count
+//! and limit.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -93,4 +94,17 @@ pub(crate) fn poke(write_end: impl AsFd) {
 pub(crate) fn drain(read_end: impl AsFd) {
     let mut buf = [0u8; 64];
     while matches!(rustix::io::read(&read_end, &mut buf[..]), Ok(n) if n > 0) {}
+}
+
+/// How many descriptors this process has open (the entries of
+/// `/proc/self/fd`, less the one the listing itself uses).
+pub(crate) fn open_count() -> io::Result<u64> {
+    let n = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(n.saturating_sub(1))
+}
+
+/// This process's `RLIMIT_NOFILE`: `(soft, hard)`, `None` for unlimited.
+pub(crate) fn open_limit() -> (Option<u64>, Option<u64>) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (limit.current, limit.maximum)
 }

@@ -59,8 +59,10 @@ pub(crate) struct SharedRegion {
     ptr: NonNull<u8>,
     len: usize,
     /// Under Miri there is no memfd: see [`create`](SharedRegion::create).
+    /// `None` once [`release_fd`](SharedRegion::release_fd) closed it (the
+    /// mapping stays valid without it).
     #[cfg(not(miri))]
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     /// Under loom: the region's words as loom objects (see [`Model`]).
     #[cfg(loom)]
     model: Model,
@@ -227,7 +229,7 @@ impl SharedRegion {
         Ok(Self {
             ptr,
             len,
-            fd,
+            fd: Some(fd),
             #[cfg(loom)]
             model: Model::new(len),
         })
@@ -236,12 +238,28 @@ impl SharedRegion {
     /// The memfd, to be duplicated into another process.
     ///
     /// # Panics
-    /// Under Miri, which has no memfd (see `create`).
+    /// Under Miri, which has no memfd (see `create`), and after
+    /// [`release_fd`](SharedRegion::release_fd).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         #[cfg(miri)]
         panic!("a shared region under Miri is heap memory with no descriptor");
         #[cfg(not(miri))]
-        self.fd.as_fd()
+        self.fd
+            .as_ref()
+            .expect("a shared region whose descriptor was released cannot be passed on")
+            .as_fd()
+    }
+
+    /// Closes this process's descriptor of the region, keeping the mapping
+    /// (a `MAP_SHARED` mapping holds its own reference to the memfd). For a
+    /// region this process will never pass on again: the pool's per-worker
+    /// regions, once the worker has its copy, so a wide pool does not cost
+    /// a descriptor per region (`RLIMIT_NOFILE`). Afterwards
+    /// [`fd`](SharedRegion::fd) panics and
+    /// [`identity`](SharedRegion::identity) fails.
+    pub(crate) fn release_fd(&mut self) {
+        #[cfg(not(miri))]
+        drop(self.fd.take());
     }
 
     /// What names this region in every process that maps it: the memfd's
@@ -253,7 +271,11 @@ impl SharedRegion {
         return Ok((0, self.ptr.as_ptr() as u64));
         #[cfg(not(miri))]
         {
-            let st = rustix::fs::fstat(&self.fd)?;
+            let fd = self
+                .fd
+                .as_ref()
+                .ok_or_else(|| io::Error::other("the shared region's descriptor was released"))?;
+            let st = rustix::fs::fstat(fd)?;
             Ok((st.st_dev, st.st_ino))
         }
     }
@@ -534,6 +556,32 @@ mod tests {
         let mut v = b"<".to_vec();
         b.append_to(100, 5, &mut v);
         assert_eq!(v, b"<hello");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps a memfd; Miri has no memfd_create or mmap")]
+    fn a_released_descriptor_keeps_the_mapping() {
+        use std::os::fd::AsRawFd;
+        let mut a = SharedRegion::create("test", 4096).unwrap();
+        let b = SharedRegion::from_fd(a.fd().try_clone_to_owned().unwrap(), 64).unwrap();
+        let link = format!("/proc/self/fd/{}", a.fd().as_raw_fd());
+        let (_, ino) = a.identity().unwrap();
+        a.release_fd();
+        // The descriptor is closed (its number is free, or another file's:
+        // `b` keeps the memfd, so its inode is no one else's)...
+        let now = std::fs::metadata(&link).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.ino()
+        });
+        assert_ne!(now, Some(ino));
+        assert!(a.identity().is_err());
+        // ...and the memory still shared.
+        a.atomic_u64(8).store(7, Ordering::SeqCst);
+        assert_eq!(b.atomic_u64(8).load(Ordering::SeqCst), 7);
+        b.write_bytes(100, b"back");
+        let mut out = [0u8; 4];
+        a.read_bytes(100, &mut out);
+        assert_eq!(&out, b"back");
     }
 
     #[test]

@@ -45,6 +45,13 @@ const MAX_NAME: usize = 254;
 /// `_untracked` constructors (Python's `track=False`) skip the registration:
 /// such a segment lives until someone unlinks it.
 ///
+/// **Who owns a name:** the process tree that created it. A tracker only
+/// ever unlinks names created in its own tree; a segment this tree only
+/// attached (made by another launch of the program, or another program)
+/// is never unlinked by it, whoever exits or is killed: attaching is safe.
+/// (Python's tracker unlinks what a process merely attached: gh-82300.)
+/// Anyone may still call [`unlink`](Self::unlink) explicitly.
+///
 /// # Examples
 ///
 /// ```
@@ -105,8 +112,8 @@ const MAX_NAME: usize = 254;
 ///   a process that makes no further tracked call is not re-registered.
 /// - The tracker of a process tree is found through the chain of parent
 ///   processes running the same executable; a process running a different
-///   executable has a tracker of its own, so attach there with
-///   [`attach_untracked`](Self::attach_untracked) (Python's gh-82300).
+///   executable (or launched separately) has a tracker of its own, which
+///   never unlinks a segment that process only attached.
 #[derive(Debug)]
 pub struct SharedMemory {
     name: String,
@@ -325,7 +332,7 @@ impl SharedMemory {
             }
         };
         if track {
-            if let Err(e) = tracker::register(&name) {
+            if let Err(e) = tracker::register(&name, true) {
                 let _ = shm_named::unlink(&name);
                 return Err(SharedMemoryError::Io { name, source: e });
             }
@@ -364,9 +371,11 @@ impl SharedMemory {
     }
 
     /// Attaches without registering with the tracker (Python's
-    /// `track=False`, gh-82300): this process's exit never causes the segment
-    /// to be unlinked. Use it in a process that did not create the segment
-    /// and is not in the creator's process tree.
+    /// `track=False`). A tracked [`attach`](Self::attach) is already safe
+    /// for a segment of another process tree (its tracker never unlinks
+    /// what its tree only attached); untracked, this process does not even
+    /// count as a holder in its own tree, so the creator's tree may unlink
+    /// the segment once its own processes are gone.
     ///
     /// # Examples
     ///
@@ -391,7 +400,7 @@ impl SharedMemory {
         let name = validate(name)?;
         let region = NamedRegion::open(name).map_err(|e| SharedMemoryError::from_io(name, e))?;
         if track {
-            tracker::register(name).map_err(|e| SharedMemoryError::Io {
+            tracker::register(name, false).map_err(|e| SharedMemoryError::Io {
                 name: name.to_owned(),
                 source: e,
             })?;
@@ -409,7 +418,7 @@ impl SharedMemory {
     /// gets this process as a holder.
     pub(crate) fn track(&mut self) -> Result<(), SharedMemoryError> {
         if !self.tracked {
-            tracker::register(&self.name).map_err(|e| SharedMemoryError::Io {
+            tracker::register(&self.name, false).map_err(|e| SharedMemoryError::Io {
                 name: self.name.clone(),
                 source: e,
             })?;

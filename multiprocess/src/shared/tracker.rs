@@ -21,11 +21,20 @@
 //! exiting is retried, never silently lost.
 //!
 //! **Protocol.** Client to tracker, one record per message: an op byte, a
-//! length byte, the name. `R` registers the name as held by this connection
-//! (a process sends it on every create and attach: the name may have been
-//! unlinked and created again since its last `R`; the tracker counts a
-//! process once per name); `U` says the name was unlinked, so the tracker
-//! forgets it for every holder.
+//! length byte, the name. `C` (created) and `R` (attached) register the
+//! name as held by this connection (a process sends one on every create and
+//! attach: the name may have been unlinked and created again since; the
+//! tracker counts a process once per name); `U` says the name was unlinked,
+//! so the tracker forgets it for every holder.
+//!
+//! **Who owns a name.** The tree that created it. The tracker unlinks a
+//! name only if a process of its own tree created it (sent `C`) and every
+//! holder of the tree is gone without unlinking it. A name the tree only
+//! attached (`R`: created by another launch of the program, or by another
+//! program) is never unlinked by this tracker: when its last holder here
+//! goes, the tracker just forgets it. (Python's resource tracker unlinks
+//! whatever a process registered, attached or not: gh-82300.) Anyone may
+//! still unlink a name explicitly (`SharedMemory::unlink`).
 //!
 //! **Cleanup.** A connection closes when its process exits or is killed
 //! (nothing else holds it: the socket is close-on-exec and a forked child
@@ -57,6 +66,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 const FIRST_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const OP_REGISTER: u8 = b'R';
+const OP_CREATED: u8 = b'C';
 const OP_UNLINK: u8 = b'U';
 const GREETING: u8 = b'K';
 
@@ -65,8 +75,9 @@ struct Client {
     sock: OwnedFd,
     /// The process that opened the connection; a forked child opens its own.
     owner: u32,
-    /// Names this process registered, sent again to a restarted tracker.
-    names: BTreeSet<String>,
+    /// Names this process registered (and whether it created them), sent
+    /// again to a restarted tracker.
+    names: BTreeMap<String, bool>,
     /// When `names` reaches this size, names unlinked since are dropped.
     prune_at: usize,
 }
@@ -198,7 +209,7 @@ fn with_client<T>(f: impl Fn(&mut Client) -> io::Result<T>) -> io::Result<T> {
             *guard = Some(Client {
                 sock: open()?,
                 owner: me,
-                names: BTreeSet::new(),
+                names: BTreeMap::new(),
                 prune_at: PRUNE_MIN,
             });
         }
@@ -210,8 +221,8 @@ fn with_client<T>(f: impl Fn(&mut Client) -> io::Result<T>) -> io::Result<T> {
                 let names = std::mem::take(&mut client.names);
                 let prune_at = client.prune_at;
                 let sock = open()?;
-                for n in &names {
-                    sock::send_all(&sock, &record(OP_REGISTER, n))?;
+                for (n, &created) in &names {
+                    sock::send_all(&sock, &record(op_of(created), n))?;
                 }
                 *client = Client {
                     sock,
@@ -238,21 +249,32 @@ pub(crate) fn connect() -> io::Result<()> {
     with_client(|_| Ok(()))
 }
 
-/// Registers `name` as held by this process.
+fn op_of(created: bool) -> u8 {
+    if created { OP_CREATED } else { OP_REGISTER }
+}
+
+/// Registers `name` as held by this process, which `created` it (so its
+/// tree owns it) or attached it (so its tree's tracker must never unlink
+/// it).
 ///
 /// Sent every time, not once per name: another process may have unlinked
 /// the name since this one registered it (the tracker then forgot every hold
 /// on it) and created it again, and this process holds the new segment now.
-/// The tracker ignores a hold it already has.
-pub(crate) fn register(name: &str) -> io::Result<()> {
+/// The tracker ignores a hold it already has (but learns a creation).
+pub(crate) fn register(name: &str, created: bool) -> io::Result<()> {
     with_client(|c| {
-        sock::send_all(&c.sock, &record(OP_REGISTER, name))?;
-        if c.names.insert(name.to_owned()) && c.names.len() >= c.prune_at {
+        sock::send_all(&c.sock, &record(op_of(created), name))?;
+        let was = c.names.insert(name.to_owned(), created);
+        if was.is_none() && c.names.len() >= c.prune_at {
             // Names other processes unlinked would stay here for good (a
             // long-lived process attaching many segments grows without
             // bound): forget the ones that are gone, amortized.
-            c.names.retain(|n| sys::shm_named::exists(n));
+            c.names.retain(|n, _| sys::shm_named::exists(n));
             c.prune_at = (2 * c.names.len()).max(PRUNE_MIN);
+        }
+        if was == Some(true) {
+            // Created before: it stays ours on a re-registration.
+            c.names.insert(name.to_owned(), true);
         }
         Ok(())
     })
@@ -274,19 +296,29 @@ struct Peer {
     names: BTreeSet<String>,
 }
 
-/// The tracker's state: who holds which name.
+/// The tracker's state: who holds which name, and whether this tree
+/// created it (only then may the tracker unlink it).
 #[derive(Default)]
 struct Table {
-    holders: BTreeMap<String, usize>,
+    holders: BTreeMap<String, Holders>,
     leaked_any: bool,
+}
+
+#[derive(Default)]
+struct Holders {
+    count: usize,
+    created_here: bool,
 }
 
 impl Table {
     /// Applies one record from `peers[i]`.
     fn apply(&mut self, peers: &mut [Peer], i: usize, op: u8, name: String) {
         match op {
-            OP_REGISTER if peers[i].names.insert(name.clone()) => {
-                *self.holders.entry(name).or_insert(0) += 1;
+            OP_REGISTER | OP_CREATED => {
+                let new = peers[i].names.insert(name.clone());
+                let h = self.holders.entry(name).or_default();
+                h.count += usize::from(new);
+                h.created_here |= op == OP_CREATED;
             }
             OP_UNLINK => {
                 self.holders.remove(&name);
@@ -302,13 +334,16 @@ impl Table {
     fn release(&mut self, peer: Peer) {
         let mut leaked = Vec::new();
         for name in peer.names {
-            let Some(count) = self.holders.get_mut(&name) else {
+            let Some(h) = self.holders.get_mut(&name) else {
                 continue;
             };
-            *count -= 1;
-            if *count == 0 {
+            h.count -= 1;
+            if h.count == 0 {
+                let created_here = h.created_here;
                 self.holders.remove(&name);
-                if sys::shm_named::unlink(&name).is_ok() {
+                // Another tree's name, only attached here: not ours to
+                // unlink.
+                if created_here && sys::shm_named::unlink(&name).is_ok() {
                     leaked.push(name);
                 }
             }

@@ -588,8 +588,9 @@ impl ShareableList {
     }
 
     /// Like [`attach`](Self::attach) without registering with the tracker,
-    /// as [`SharedMemory::attach_untracked`]: for a process that is not in
-    /// the creator's process tree.
+    /// as [`SharedMemory::attach_untracked`]. (A tracked `attach` is already
+    /// safe from another process tree: a tracker never unlinks what its
+    /// tree only attached.)
     ///
     /// # Examples
     ///

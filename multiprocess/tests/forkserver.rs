@@ -44,6 +44,21 @@ fn fork_servers() -> Vec<u32> {
     found
 }
 
+/// Waits (at most 60 s) for `go` to exist, then exits with `code`.
+fn waits_then_exits(go: String, code: i32) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::path::Path::new(&go).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Exit in an order unlike the start order and the join order below.
+    std::thread::sleep(Duration::from_millis((code as u64 * 37) % 300));
+    std::process::exit(code);
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
 fn kill(pid: u32) {
     let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
@@ -92,5 +107,76 @@ fn children_of_a_killed_server_end_with_status_lost() {
         ));
         assert!(!p.is_alive());
         assert_eq!(p.exitcode(), None);
+    });
+}
+
+/// 200 fork-server children running at once cost the parent one descriptor
+/// each (the pidfd; the server reports every exit code on one channel), and
+/// each one's exit code comes right, joined in an order unlike their exit
+/// order, with some dropped unjoined (their reports must not be taken for
+/// another's).
+#[test]
+fn two_hundred_children_cost_one_descriptor_each_and_report_their_own_codes() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    bounded(Duration::from_secs(120), || {
+        const N: usize = 200;
+        let ctx = get_context(StartMethod::ForkServer);
+        // Make sure the server runs before counting.
+        let p = ctx.process(succeed, ());
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        drop(p);
+        let go = std::env::temp_dir().join(format!("mp-fs-go-{}", std::process::id()));
+        let _ = std::fs::remove_file(&go);
+        let go_name = go.to_str().unwrap().to_string();
+        let base = fd_count();
+        let children: Vec<_> = (0..N)
+            .map(|i| {
+                let p = ctx.process(waits_then_exits, (go_name.clone(), (i % 256) as i32));
+                p.start().unwrap();
+                p
+            })
+            .collect();
+        let running = fd_count();
+        eprintln!(
+            "{N} fork-server children: {} descriptors ({:.2} each), {base} before",
+            running - base,
+            (running - base) as f64 / N as f64
+        );
+        assert!(
+            running <= base + N + 8,
+            "{N} children hold {} descriptors",
+            running - base
+        );
+        assert!(children.iter().all(|p| p.is_alive()));
+        std::fs::write(&go, b"").unwrap();
+        // Drop every fifth unjoined, some at once and some after they exit.
+        let mut kept = Vec::new();
+        let mut late = Vec::new();
+        for (i, p) in children.into_iter().enumerate() {
+            match i % 10 {
+                0 => drop(p),
+                5 => late.push(p),
+                _ => kept.push((i, p)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        drop(late);
+        // Join from the last started: not the exit order.
+        for (i, p) in kept.iter().rev() {
+            assert_eq!(
+                p.join_timeout(LIMIT).unwrap(),
+                Some((i % 256) as i32),
+                "child {i}"
+            );
+        }
+        // Reports come once each: a second look agrees.
+        for (i, p) in &kept {
+            assert_eq!(p.exitcode(), Some((i % 256) as i32));
+            assert!(!p.is_alive());
+        }
+        drop(kept);
+        let _ = std::fs::remove_file(&go);
+        assert!(fd_count() <= base + 2, "{} left", fd_count() - base);
     });
 }

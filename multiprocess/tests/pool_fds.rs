@@ -1,8 +1,8 @@
 //! Descriptors a pool costs its parent: a `Pool` or `Executor` of 256
 //! workers (`cpu_count()` on a 256-CPU host) starts and works under the
 //! common `ulimit -n 1024`, holding about one descriptor per worker (the
-//! pidfd; plus, with the fork server, the socket on which the server
-//! reports the worker's exit code), and a pool that does not fit the limit
+//! pidfd, with the fork server too: it reports every exit code on one
+//! channel), and a pool that does not fit the limit
 //! fails with an error naming `RLIMIT_NOFILE`, leaving nothing behind.
 //!
 //! Each check runs in a child started for it, so the limit it sets does not
@@ -41,13 +41,10 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Descriptors the parent may hold per worker: the pidfd, and with the fork
-/// server the exit-status socket.
-fn allowed_per_worker(method: StartMethod) -> usize {
-    match method {
-        StartMethod::ForkServer => 2,
-        _ => 1,
-    }
+/// Descriptors the parent may hold per worker: the pidfd, whatever the start
+/// method (the fork server reports every exit code on one channel).
+fn allowed_per_worker(_method: StartMethod) -> usize {
+    1
 }
 
 /// Under `ulimit -n 1024`: a pool and an executor of `workers` work, and
@@ -183,10 +180,11 @@ fn too_wide(report: Queue<String>) {
         etext.contains("RLIMIT_NOFILE") && etext.contains("64"),
         "{etext}"
     );
-    // A pool that passes the up-front estimate (two per worker) but not
+    // A pool that passes the up-front estimate (one per worker, and the two
+    // the pool itself holds when it counts) but not
     // the descriptors a start takes for a moment: the limit is reached
     // while the workers start, and that EMFILE is reported the same way.
-    let k = (64 - fd_count()) / 2;
+    let k = 64 - fd_count() - 2;
     let late = Pool::new(k).expect_err("a pool at the edge of the limit");
     let ltext = late.to_string();
     assert!(

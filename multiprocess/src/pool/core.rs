@@ -865,14 +865,11 @@ impl Core {
 }
 
 /// The fewest descriptors a running worker costs the pool's process: its
-/// pidfd, and with the fork server the socket its exit code comes on (its
-/// queue regions' descriptors are closed once it has them; see
-/// `start_worker`).
-fn fds_per_worker(method: StartMethod) -> u64 {
-    match method {
-        StartMethod::ForkServer => 2,
-        _ => 1,
-    }
+/// pidfd, whatever the start method (the fork server reports exit codes on
+/// one channel for all its children; the worker's queue regions'
+/// descriptors are closed once it has them; see `start_worker`).
+fn fds_per_worker(_method: StartMethod) -> u64 {
+    1
 }
 
 /// `e`, a failure to start worker `started + 1` of `processes`, as

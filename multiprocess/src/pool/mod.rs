@@ -53,8 +53,8 @@
 //! ([`PoolError::Broken`]) instead of respawning workers forever.
 //!
 //! **Descriptors.** A worker costs the pool's process one descriptor (its
-//! pidfd), two with the fork server (plus the socket its exit code comes
-//! on): the task queue's and progress words' memfds are closed once the
+//! pidfd, whatever the start method; the fork server reports exit codes on
+//! one channel for all its children): the task queue's and progress words' memfds are closed once the
 //! worker has its copies (the mappings stay; a replacement gets fresh
 //! ones), so `Pool::new(cpu_count())` fits `ulimit -n 1024` on a 256-CPU
 //! host. Workers that cannot fit `RLIMIT_NOFILE` are

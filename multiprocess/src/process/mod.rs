@@ -322,9 +322,10 @@ enum State {
 struct Running {
     pid: u32,
     pidfd: Arc<OwnedFd>,
-    /// For fork-server children: where the server writes the exit code.
-    /// `None` for direct children, and once the server is found dead.
-    status: Option<Arc<OwnedFd>>,
+    /// For fork-server children: the channel the server reports exit codes
+    /// on, and this child's request id there. `None` for direct children,
+    /// and once the server is found dead.
+    status: Option<(Arc<forkserver::StatusChannel>, u64)>,
     /// The fork server that started this child died.
     server_died: bool,
 }
@@ -524,7 +525,7 @@ impl Process {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
                 pid: s.pid,
                 pidfd: Arc::new(s.pidfd),
-                status: Some(Arc::new(s.status)),
+                status: Some((s.status, s.id)),
                 server_died: false,
             }),
             _ => spawn(&spec, fds, self.shared.daemon),
@@ -631,12 +632,20 @@ impl Process {
                     _ => return Err(ProcessError::NotStarted),
                 }
             };
-            let fd = match &status {
-                Some(status) => status.as_ref(),
-                None => pidfd.as_ref(),
-            };
-            if sys::fd::wait_readable(fd, deadline)? == sys::fd::Ready::TimedOut {
+            if sys::fd::wait_readable(pidfd.as_ref(), deadline)? == sys::fd::Ready::TimedOut {
                 return Ok(None);
+            }
+            if let Some((channel, _)) = status {
+                // The child has exited; its report follows once the server
+                // reaps it. Another joiner may take the channel's bytes
+                // into the table first, so look again every few ms.
+                let slice = Instant::now() + Duration::from_millis(5);
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                if channel.wait_readable(until)? == sys::fd::Ready::TimedOut
+                    && deadline.is_some_and(|d| d <= until)
+                {
+                    return poll_state(&mut lock(&self.shared.state));
+                }
             }
         }
     }
@@ -721,25 +730,17 @@ fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
         State::Lost => return Err(ProcessError::StatusLost),
         State::Running(r) => match &r.status {
             None => sys::process::try_reap(r.pidfd.as_ref())?,
-            Some(status) => {
-                let now = Some(Instant::now());
-                if sys::fd::wait_readable(status.as_ref(), now)? == sys::fd::Ready::TimedOut {
-                    return Ok(None);
+            Some((channel, id)) => match channel.status(*id)? {
+                forkserver::Status::Exited(code) => Some(code),
+                forkserver::Status::Pending => return Ok(None),
+                forkserver::Status::Lost => {
+                    // The server died: from now on watch the child's
+                    // pidfd, and report the loss once it has exited.
+                    r.status = None;
+                    r.server_died = true;
+                    return poll_state(state);
                 }
-                let mut buf = [0u8; 4];
-                let mut fds = Vec::new();
-                match sys::socket::recv_exact_with_fds(status.as_ref(), &mut buf, &mut fds) {
-                    Ok(()) => Some(i32::from_le_bytes(buf)),
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        // The server died: from now on watch the child's
-                        // pidfd, and report the loss once it has exited.
-                        r.status = None;
-                        r.server_died = true;
-                        return poll_state(state);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            },
         },
         _ => return Ok(None),
     };
@@ -755,6 +756,13 @@ impl Drop for Shared {
             self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
             State::Starting,
         );
+        if let State::Running(r) = &state
+            && let Some((channel, id)) = &r.status
+        {
+            // The server reaps it; its report is of no use now.
+            channel.forget(*id);
+            return;
+        }
         if let State::Running(r) = state
             && r.status.is_none()
             && !r.server_died

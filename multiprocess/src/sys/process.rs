@@ -187,20 +187,24 @@ pub(crate) fn fork() -> io::Result<Forked> {
     }
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
+    // With SIGCHLD ignored the kernel would reap a child that exits at once
+    // before `pidfd_open` finds it (ESRCH): keep it a zombie until then. The
+    // child gets the parent's disposition back as it starts (the guard
+    // drops in both).
+    let unreaped = super::signal::keep_children_unreaped();
     // SAFETY: the process is single-threaded (checked just above; no other
     // thread can appear in between, since this is the only thread), so the
     // child is a complete and consistent copy of the parent.
-    match unsafe { libc::fork() } {
+    let forked = match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         pid => {
             let pid = pid as u32;
-            Ok(Forked::Parent(Started {
-                pid,
-                pidfd: pidfd_open(pid)?,
-            }))
+            pidfd_open(pid).map(|pidfd| Forked::Parent(Started { pid, pidfd }))
         }
-    }
+    };
+    drop(unreaped);
+    forked
 }
 
 /// Flushes stdout and stderr and ends the process at once with `code`,

@@ -71,6 +71,38 @@ pub(crate) fn children_auto_reaped() -> bool {
     }
 }
 
+/// SIGCHLD's disposition, saved by [`keep_children_unreaped`] while it is
+/// the default, and put back on drop.
+pub(crate) struct SavedSigchld(Option<libc::sigaction>);
+
+/// If the kernel reaps this process's children itself (SIGCHLD ignored, or
+/// `SA_NOCLDWAIT`), switches to the default disposition until the returned
+/// value drops, so a child that exits at once stays a zombie long enough for
+/// `pidfd_open`. Only for a single-threaded process (the `Fork` start
+/// method): the disposition is process-wide. A zombie made meanwhile stays
+/// after the disposition is put back, for `waitid` on its pidfd.
+pub(crate) fn keep_children_unreaped() -> SavedSigchld {
+    if !children_auto_reaped() {
+        return SavedSigchld(None);
+    }
+    let saved = disposition(libc::SIGCHLD);
+    default_sigchld();
+    SavedSigchld(saved)
+}
+
+impl Drop for SavedSigchld {
+    fn drop(&mut self) {
+        if let Some(act) = self.0.take() {
+            // SAFETY: `act` is the disposition `sigaction` reported for
+            // SIGCHLD (SIG_IGN or a flagged default/handler) a moment ago;
+            // reinstalling it has no memory-safety preconditions.
+            unsafe {
+                libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// The set of signals this process ignores: bit `N - 1` for signal `N`.
 pub(crate) fn ignored_set() -> u64 {
     let mut set = 0u64;

@@ -266,7 +266,16 @@ fn make(k: usize) -> (Obj, Option<Connection<u8, u8>>, Option<SharedMemory>) {
 /// and acknowledges each (with its descriptor count when probed).
 fn sink(conn: Connection<u64, Obj>) {
     loop {
-        let reply = match conn.recv().unwrap() {
+        // One line, not a backtrace, when the parent is gone (it failed an
+        // assertion): the parent's message stays the last thing in the log.
+        let obj = match conn.recv() {
+            Ok(obj) => obj,
+            Err(e) => {
+                eprintln!("leaks sink: stopping, the parent's connection says: {e}");
+                std::process::exit(1);
+            }
+        };
+        let reply = match obj {
             Obj::Stop => return,
             Obj::Probe => (fd_count() * 1_000_000 + map_count()) as u64,
             Obj::Queue(q) => q.get().unwrap(),

@@ -79,7 +79,10 @@
 //!   mid-item drops the partial item (its producer died or gave up).
 //! - A consumer waiting for a continuation probes the writer's liveness id every
 //!   100 ms and drops the partial item when the writer is gone.
-//! - A consumer dying before it advances `head` leaves the item in place.
+//! - A consumer dying before it advances `head` leaves the item in place;
+//!   one dying after advancing it but before waking the producers asleep
+//!   for room is covered by the next consumer, which wakes them when it
+//!   takes the get lock over.
 //! - Header bytes that cannot be valid (length past `tail`) discard every
 //!   published byte rather than read out of bounds.
 
@@ -818,6 +821,11 @@ impl Ring {
                 .atomic_u32(DATA_WAITERS_AT)
                 .store(0, Ordering::SeqCst);
             self.refresh_tail();
+            // It may also have died between storing a new `head` and waking
+            // the producers asleep for room: wake them now, or a producer
+            // sleeps on while the ring has room and this consumer waits for
+            // its data.
+            self.notify(SPACE_EPOCH_AT, SPACE_WAITERS_AT);
         }
         let result = self.get_locked(out, strip, deadline, lock, slot);
         #[cfg(test)]

@@ -77,8 +77,9 @@ fn rounds(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// What the holder is sent, one primitive per round.
-#[derive(Serialize, Deserialize)]
+/// What the holder is sent, one primitive per round (a clone: the test
+/// keeps its own handles).
+#[derive(Clone, Serialize, Deserialize)]
 enum Held {
     Lock(Lock),
     RLock(RLock),
@@ -387,7 +388,7 @@ fn ns_round(round: usize) {
         .accept_timeout(RECOVER)
         .expect("the holder connects");
     let held = make(primitive);
-    conn.send(held_clone(&held)).unwrap();
+    conn.send(held.clone()).unwrap();
     assert_eq!(conn.recv_timeout(RECOVER).unwrap(), 1, "{primitive}: held");
     let unshare_pid = ns.0.id();
     let pause = |stop: bool| {
@@ -412,19 +413,6 @@ fn ns_round(round: usize) {
         std::thread::sleep(Duration::from_millis(5));
     }
     check_recovered(&held);
-}
-
-/// A second handle to the same objects (what is sent; the test keeps its own).
-fn held_clone(held: &Held) -> Held {
-    match held {
-        Held::Lock(l) => Held::Lock(l.clone()),
-        Held::RLock(l) => Held::RLock(l.clone()),
-        Held::Semaphore(s) => Held::Semaphore(s.clone()),
-        Held::Condition(c) => Held::Condition(c.clone()),
-        Held::Barrier(a, b) => Held::Barrier(a.clone(), b.clone()),
-        Held::Joinable(q) => Held::Joinable(q.clone()),
-        Held::Queue(q) => Held::Queue(q.clone()),
-    }
 }
 
 #[test]
@@ -488,7 +476,7 @@ fn reuse_round(round: usize) -> Result<bool, String> {
     let (ours, theirs) = Pipe::new::<Held, u8>().unwrap();
     let holder = get_context(StartMethod::Spawn).process(hold, (theirs,));
     holder.start().unwrap();
-    ours.send(held_clone(&held)).unwrap();
+    ours.send(held.clone()).unwrap();
     assert_eq!(ours.recv_timeout(RECOVER).unwrap(), 1, "{primitive}: held");
     if let Held::Barrier(a, b) = &held {
         let end = Instant::now() + RECOVER;

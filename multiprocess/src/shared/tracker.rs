@@ -264,17 +264,20 @@ fn op_of(created: bool) -> u8 {
 pub(crate) fn register(name: &str, created: bool) -> io::Result<()> {
     with_client(|c| {
         sock::send_all(&c.sock, &record(op_of(created), name))?;
-        let was = c.names.insert(name.to_owned(), created);
-        if was.is_none() && c.names.len() >= c.prune_at {
+        // Created before, it stays ours on a later attach.
+        let new = match c.names.get_mut(name) {
+            Some(ours) => {
+                *ours |= created;
+                false
+            }
+            None => c.names.insert(name.to_owned(), created).is_none(),
+        };
+        if new && c.names.len() >= c.prune_at {
             // Names other processes unlinked would stay here for good (a
             // long-lived process attaching many segments grows without
             // bound): forget the ones that are gone, amortized.
             c.names.retain(|n, _| sys::shm_named::exists(n));
             c.prune_at = (2 * c.names.len()).max(PRUNE_MIN);
-        }
-        if was == Some(true) {
-            // Created before: it stays ours on a re-registration.
-            c.names.insert(name.to_owned(), true);
         }
         Ok(())
     })

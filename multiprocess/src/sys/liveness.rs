@@ -130,6 +130,34 @@ impl State {
     fn ensure_tree(&mut self) -> io::Result<()> {
         self.counter().map(drop)
     }
+
+    /// Adds the domain `make` opens, unless one with `key` is known; if
+    /// this process has an id, it holds the same byte there first (`what`
+    /// names the domain in the error when another process holds it).
+    fn adopt(
+        &mut self,
+        key: (u64, u64),
+        what: &str,
+        make: impl FnOnce() -> io::Result<Domain>,
+    ) -> io::Result<()> {
+        if self.domains.iter().any(|d| d.key == key) {
+            return Ok(());
+        }
+        let mut domain = make()?;
+        let id = ID.load(Ordering::Relaxed);
+        if id != 0 && !domain.hold(id)? {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "this process's liveness id {id} is taken in {what} by another \
+                     process: the two could not tell each other's deaths apart, so \
+                     it is refused"
+                ),
+            ));
+        }
+        self.domains.push(domain);
+        Ok(())
+    }
 }
 
 /// The domains, behind a spin lock that `pthread_atfork` can hold across a
@@ -442,25 +470,7 @@ pub(crate) fn domain_fds() -> io::Result<Vec<OwnedFd>> {
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn join(fd: OwnedFd) -> io::Result<()> {
     let key = key_of(fd.as_fd())?;
-    with_state(|s| {
-        if s.domains.iter().any(|d| d.key == key) {
-            return Ok(());
-        }
-        let mut domain = Domain::open(fd, key)?;
-        let id = ID.load(Ordering::Relaxed);
-        if id != 0 && !domain.hold(id)? {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "this process's liveness id {id} is taken in the received \
-                     domain by another process: the two could not tell each \
-                     other's deaths apart, so the handle is refused"
-                ),
-            ));
-        }
-        s.domains.push(domain);
-        Ok(())
-    })
+    with_state(|s| s.adopt(key, "the received domain", || Domain::open(fd, key)))
 }
 
 /// Joins the per-user domain of named shared memory,
@@ -496,25 +506,16 @@ pub(crate) fn join_named() -> io::Result<()> {
     }
     let key = (st.st_dev, st.st_ino);
     with_state(|s| {
-        if s.domains.iter().any(|d| d.key == key) {
-            return Ok(());
-        }
-        let mut domain = Domain {
-            shared: Shared::Named(fd),
-            key,
-            mine: None,
-        };
-        let id = ID.load(Ordering::Relaxed);
-        if id != 0 && !domain.hold(id)? {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("this process's liveness id {id} is taken in {path} by another process"),
-            ));
-        }
-        s.domains.push(domain);
-        JOINED.store(true, Ordering::Release);
-        Ok(())
-    })
+        s.adopt(key, &path, || {
+            Ok(Domain {
+                shared: Shared::Named(fd),
+                key,
+                mine: None,
+            })
+        })
+    })?;
+    JOINED.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// How many domains this process knows (tests).

@@ -314,6 +314,8 @@ mod init;
 mod pool;
 mod process;
 mod queue;
+#[cfg(feature = "redis")]
+pub mod remote;
 mod shared;
 mod sync;
 mod sys;
@@ -332,6 +334,10 @@ pub use connection::{
     RecvTimeoutError, SendError, TryRecvError,
 };
 pub use init::init;
+
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use linkme as __linkme;
 pub use pool::{
     AsCompleted, AsyncResult, Callbacks, Chunked, DoneAndNotDone, Executor, ExecutorBuilder,
     ExecutorError, ExecutorMap, ImapIter, MapResults, Pool, PoolBuilder, PoolError, ReturnWhen,

@@ -57,6 +57,15 @@ pub enum TaskError {
     /// The pool was terminated before the task finished.
     #[error("the pool was terminated before the task finished")]
     Cancelled,
+    /// A remote task was handed to workers `deliveries` times and every
+    /// one of them died, froze or was cut off before finishing it (a
+    /// [`remote`](crate::remote) pool's `max_deliveries`); other tasks are
+    /// unaffected.
+    #[error("the task was lost with its worker {deliveries} times (max_deliveries); giving up")]
+    WorkerLost {
+        /// How many times the task was handed out.
+        deliveries: u32,
+    },
 }
 
 fn worker_died_text(pid: u32, signal: Option<i32>, exitcode: Option<i32>) -> String {
@@ -178,6 +187,32 @@ pub enum PoolError {
     /// The operating system refused (shared memory, threads).
     #[error("pool setup failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The Redis server of a [`remote`](crate::remote) pool failed the call.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(#[from] crate::remote::BackendError),
+    /// No live worker of a [`remote`](crate::remote) pool can run the task:
+    /// none is running, or none is of the caller's build (`why` names the
+    /// builds). Nothing was submitted.
+    #[cfg(feature = "redis")]
+    #[error("no worker can run the task: {why}")]
+    NoWorkers {
+        /// What the pool saw: the caller's build id and the live workers'.
+        why: String,
+    },
+    /// The function was not registered with
+    /// [`remote_task!`](crate::remote_task), so no remote worker could run
+    /// it; nothing was sent.
+    #[cfg(feature = "redis")]
+    #[error(
+        "{name} is not registered for remote runs: add multiprocess::remote_task!({short}) next to it"
+    )]
+    NotRegistered {
+        /// The function's type name.
+        name: String,
+        /// Its last path segment.
+        short: String,
+    },
 }
 
 /// Why an [`Executor`](super::Executor) call or a [`TaskFuture`](super::TaskFuture) gave no result.

@@ -87,6 +87,11 @@ mod task;
 mod wire;
 mod worker;
 
+#[cfg(feature = "redis")]
+pub(crate) use wire::Outcome;
+#[cfg(feature = "redis")]
+pub(crate) use worker::{call as call_task, install_panic_hook as install_task_panic_hook};
+
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 

@@ -66,7 +66,7 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Installs a panic hook that, while a task runs, keeps the panic's message
 /// and backtrace for the pool instead of printing them (the caller gets
 /// them in a `TaskError`, as Python re-raises a task's exception).
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if IN_TASK.with(Cell::get) {
@@ -80,7 +80,7 @@ fn install_panic_hook() {
     }));
 }
 
-fn call<R>(run: impl FnOnce() -> Result<R, String>) -> Outcome<R> {
+pub(crate) fn call<R>(run: impl FnOnce() -> Result<R, String>) -> Outcome<R> {
     IN_TASK.with(|t| t.set(true));
     let result = catch_unwind(AssertUnwindSafe(run));
     IN_TASK.with(|t| t.set(false));

@@ -32,6 +32,8 @@ use crate::{process, shared, sys};
 /// [`init_before_main!`](crate::init_before_main) once instead.
 pub fn init() {
     process::note_init_called();
+    #[cfg(feature = "redis")]
+    crate::remote::serve_if_worker();
     if let Some(bootstrap) = inherited_fd(process::BOOTSTRAP_ENV, "bootstrap") {
         process::run_spawned(bootstrap)
     }

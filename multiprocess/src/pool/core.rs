@@ -978,3 +978,21 @@ fn guarded(f: impl FnOnce()) {
         eprintln!("multiprocess: a pool callback panicked");
     }
 }
+
+impl super::job::Backlog for Core {
+    fn cancel_seq(&self, seq: u64, why: &Cancel) {
+        self.cancel_pending(|c| c.seq == seq, why);
+    }
+
+    fn cancel_job(&self, job: usize, why: &Cancel) {
+        self.cancel_pending(|c| super::job::job_id(&c.job) == job, why);
+    }
+
+    fn is_pending(&self, seq: u64) -> bool {
+        Core::is_pending(self, seq)
+    }
+
+    fn broken_why(&self) -> Option<BrokenWhy> {
+        Core::broken_why(self)
+    }
+}

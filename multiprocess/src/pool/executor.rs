@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::core::Core;
 use super::error::{ExecutorError, PoolError, TaskError};
 use super::future::{Shared, TaskFuture};
-use super::job::{BrokenWhy, Cancel, Job, job_id};
+use super::job::{Backlog, BrokenWhy, Cancel, Job};
 use super::lock::lock;
 use super::result::ImapIter;
 use super::task::Task;
@@ -33,7 +33,7 @@ use super::{Pool, PoolBuilder};
 use crate::process::{StartMethod, Target};
 
 impl ExecutorError {
-    pub(super) fn broken(why: BrokenWhy) -> ExecutorError {
+    pub(crate) fn broken(why: BrokenWhy) -> ExecutorError {
         ExecutorError::BrokenPool {
             message: why.message,
             pid: why.pid,
@@ -41,10 +41,12 @@ impl ExecutorError {
         }
     }
 
-    pub(super) fn from_cancel(why: &Cancel) -> ExecutorError {
+    pub(crate) fn from_cancel(why: &Cancel) -> ExecutorError {
         match why {
             Cancel::Broken(b) => ExecutorError::broken(b.clone()),
             Cancel::Cancelled | Cancel::Terminated => ExecutorError::Cancelled,
+            #[cfg(feature = "redis")]
+            Cancel::Backend(e) => ExecutorError::Pool(PoolError::Backend(e.clone())),
         }
     }
 
@@ -283,7 +285,7 @@ impl Executor {
         let seq = core.submit(chunks).map_err(err)?;
         Ok(TaskFuture {
             shared,
-            core: Arc::downgrade(core),
+            core: Arc::downgrade(core) as Weak<dyn Backlog>,
             seq,
         })
     }
@@ -492,13 +494,12 @@ impl ExecutorMap<'_> {
             .pool
             .submit_iter_seqs(entry, items, self.chunksize.unwrap_or(1), true)
             .map_err(|e| ExecutorError::from_pool(core, e))?;
-        Ok(MapResults {
+        Ok(MapResults::new(
             iter,
-            core: Arc::downgrade(core),
+            Arc::downgrade(core) as Weak<dyn Backlog>,
             job,
             deadline,
-            finished: false,
-        })
+        ))
     }
 }
 
@@ -509,11 +510,30 @@ impl ExecutorMap<'_> {
 /// closing Python's `map` generator does.
 pub struct MapResults<R> {
     iter: ImapIter<R>,
-    core: Weak<Core>,
+    core: Weak<dyn Backlog>,
     /// The job's identity (`job::job_id`), to withdraw its chunks.
     job: usize,
     deadline: Option<Instant>,
     finished: bool,
+}
+
+impl<R> MapResults<R> {
+    /// Results read from `iter`, whose not-yet-started calls `core` can
+    /// withdraw (as job `job`).
+    pub(crate) fn new(
+        iter: ImapIter<R>,
+        core: Weak<dyn Backlog>,
+        job: usize,
+        deadline: Option<Instant>,
+    ) -> MapResults<R> {
+        MapResults {
+            iter,
+            core,
+            job,
+            deadline,
+            finished: false,
+        }
+    }
 }
 
 impl<R> fmt::Debug for MapResults<R> {
@@ -528,7 +548,7 @@ impl<R> MapResults<R> {
     fn cancel_rest(&mut self) {
         if let Some(core) = self.core.upgrade() {
             let job = self.job;
-            core.cancel_pending(|c| job_id(&c.job) == job, &Cancel::Cancelled);
+            core.cancel_job(job, &Cancel::Cancelled);
         }
     }
 }

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::core::Core;
 use super::error::{ExecutorError, TaskError};
-use super::job::{Cancel, Job};
+use super::job::{Backlog, Cancel, Job};
 use super::lock::{lock, wait_until};
 use super::result::decode_outcomes;
 use super::wire::Outcome;
@@ -38,13 +37,13 @@ struct Inner<R> {
 
 /// A future's state, shared between the [`TaskFuture`] and the pool's
 /// result thread (for which it is the job of a one-call chunk).
-pub(super) struct Shared<R> {
+pub(crate) struct Shared<R> {
     inner: Mutex<Inner<R>>,
     cv: Condvar,
 }
 
 impl<R> Shared<R> {
-    pub(super) fn new() -> Shared<R> {
+    pub(crate) fn new() -> Shared<R> {
         Shared {
             inner: Mutex::new(Inner {
                 state: State::Pending,
@@ -168,10 +167,10 @@ impl<R: DeserializeOwned + Send + 'static> Job for Shared<R> {
 /// # Ok::<(), multiprocess::ExecutorError>(())
 /// ```
 pub struct TaskFuture<R> {
-    pub(super) shared: Arc<Shared<R>>,
-    pub(super) core: Weak<Core>,
+    pub(crate) shared: Arc<Shared<R>>,
+    pub(crate) core: Weak<dyn Backlog>,
     /// The sequence number of its one-call chunk.
-    pub(super) seq: u64,
+    pub(crate) seq: u64,
 }
 
 impl<R> fmt::Debug for TaskFuture<R> {
@@ -205,7 +204,7 @@ impl<R> TaskFuture<R> {
             return self.cancelled();
         }
         if let Some(core) = self.core.upgrade() {
-            core.cancel_pending(|c| c.seq == self.seq, &Cancel::Cancelled);
+            core.cancel_seq(self.seq, &Cancel::Cancelled);
         }
         self.cancelled()
     }

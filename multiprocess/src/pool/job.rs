@@ -22,6 +22,9 @@ pub(crate) enum Cancel {
     Broken(BrokenWhy),
     /// Cancelled before it started (the executor's `cancel`).
     Cancelled,
+    /// A remote pool's server failed the work (lost its data, unreachable).
+    #[cfg(feature = "redis")]
+    Backend(crate::remote::BackendError),
 }
 
 impl Cancel {
@@ -29,8 +32,26 @@ impl Cancel {
         match self {
             Cancel::Terminated | Cancel::Cancelled => PoolError::Terminated,
             Cancel::Broken(b) => PoolError::Broken(b.message.clone()),
+            #[cfg(feature = "redis")]
+            Cancel::Backend(e) => PoolError::Backend(e.clone()),
         }
     }
+}
+
+/// Where submitted calls wait until a worker takes them: what a
+/// [`TaskFuture`](super::TaskFuture) or an executor's map results ask to
+/// withdraw calls that have not started. The local pool's `Core` and the
+/// remote pool each are one.
+pub(crate) trait Backlog: Send + Sync {
+    /// Withdraws the call with sequence number `seq` if no worker took it,
+    /// cancelling its job with `why`.
+    fn cancel_seq(&self, seq: u64, why: &Cancel);
+    /// Withdraws the calls of job `job` (see [`job_id`]) no worker took.
+    fn cancel_job(&self, job: usize, why: &Cancel);
+    /// Whether the call `seq` still waits for a worker.
+    fn is_pending(&self, seq: u64) -> bool;
+    /// Why the pool broke, if it did.
+    fn broken_why(&self) -> Option<BrokenWhy>;
 }
 
 /// The receiving end of submitted work, as the pool's result thread sees it.

@@ -87,10 +87,17 @@ mod task;
 mod wire;
 mod worker;
 
+/// What the remote pool (`crate::remote`) shares with this one: the jobs
+/// results land in, the list codec, and the chunk runner.
 #[cfg(feature = "redis")]
-pub(crate) use wire::Outcome;
-#[cfg(feature = "redis")]
-pub(crate) use worker::{call as call_task, install_panic_hook as install_task_panic_hook};
+pub(crate) mod shared_with_remote {
+    pub(crate) use super::auto_chunksize;
+    pub(crate) use super::future::Shared;
+    pub(crate) use super::job::{Backlog, BrokenWhy, Cancel, Job, job_id};
+    pub(crate) use super::result::{IterJob, ListJob};
+    pub(crate) use super::wire::encode_list;
+    pub(crate) use super::worker::{install_panic_hook, run_plain_chunk};
+}
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -333,7 +340,7 @@ impl PoolBuilder {
 }
 
 /// Python's automatic chunk size: `ceil(len / (4 * processes))`.
-fn auto_chunksize(len: usize, processes: usize) -> usize {
+pub(crate) fn auto_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(4 * processes).max(1)
 }
 

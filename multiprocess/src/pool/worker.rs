@@ -172,6 +172,45 @@ pub(crate) fn run_chunk<Args, R>(
     }
 }
 
+/// Runs a chunk without a shared-memory context (a remote worker's): decodes
+/// the calls' arguments, runs each, and encodes the outcomes into `out` in
+/// the same format as [`run_chunk`], so the same jobs receive them.
+#[cfg(feature = "redis")]
+pub(crate) fn run_plain_chunk<Args, R>(
+    task: impl Fn(Args) -> Result<R, String>,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) where
+    Args: DeserializeOwned + 'static,
+    R: serde::Serialize + 'static,
+{
+    let mut items: Vec<Args> = Vec::new();
+    if let Err(e) = decode_list_into(payload, &mut items) {
+        let error = TaskError::Decode {
+            what: "arguments".into(),
+            message: e.to_string(),
+        };
+        return encode_outcomes::<R>(vec![Outcome::Err(error)], out);
+    }
+    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<Outcome<R>>> = None;
+    for args in items {
+        match (&mut mixed, call(|| task(args))) {
+            (None, Outcome::Ok(v)) => oks.push(v),
+            (Some(m), outcome) => m.push(outcome),
+            (None, outcome) => {
+                let mut m: Vec<Outcome<R>> = oks.drain(..).map(Outcome::Ok).collect();
+                m.push(outcome);
+                mixed = Some(m);
+            }
+        }
+    }
+    match mixed {
+        Some(outcomes) => encode_outcomes(outcomes, out),
+        None => encode_all_ok(oks, out),
+    }
+}
+
 /// Encodes the results of a chunk whose calls all succeeded (`ALL_OK`);
 /// falls back to [`encode_outcomes`] if a result does not serialize.
 fn encode_all_ok<R: serde::Serialize + 'static>(results: Vec<R>, out: &mut Vec<u8>) {

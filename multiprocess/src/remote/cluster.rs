@@ -138,6 +138,8 @@ struct Inner {
     client: redis::Client,
     /// The URL without its password (what handles carry and errors show).
     url: String,
+    /// The URL as given (local workers started by this process get it).
+    full_url: String,
     opts: Options,
     /// Idle connections, each with the pid that opened it.
     idle: Mutex<Vec<(u32, redis::Connection)>>,
@@ -197,6 +199,7 @@ impl Cluster {
         let mut probe = Inner {
             client,
             url: public,
+            full_url: url.to_owned(),
             opts,
             idle: Mutex::new(Vec::new()),
             epoch: String::new(),
@@ -224,6 +227,12 @@ impl Cluster {
         };
         registry_insert(&cluster, url);
         Ok(cluster)
+    }
+
+    /// The URL as given, password included (for workers this process
+    /// starts; never in a handle or a message).
+    pub(crate) fn full_url(&self) -> &str {
+        &self.inner.full_url
     }
 
     pub(crate) fn opts(&self) -> &Options {

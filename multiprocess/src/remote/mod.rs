@@ -44,16 +44,24 @@
 
 mod cluster;
 mod error;
+mod executor;
+mod pool;
 mod registry;
 mod server;
+mod stream;
+mod worker;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::BackendError;
+pub use executor::Executor;
+pub use pool::{Chunked, Pool, Worker};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};
 
 #[doc(hidden)]
 pub use registry::{__TASKS, __TaskEntry, __describe, __run};
+
+pub(crate) use worker::serve_if_worker;
 
 /// The environment variable that makes a process a remote worker: its
 /// value is the server's URL, and [`init`](fn@crate::init) serves tasks

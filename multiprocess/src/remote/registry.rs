@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::TaskError;
-use crate::pool::{Outcome, Task, call_task};
+use crate::pool::Task;
+use crate::pool::shared_with_remote::run_plain_chunk;
 
 /// One registered function (made by [`remote_task!`](crate::remote_task)).
 #[doc(hidden)]
@@ -24,8 +24,8 @@ pub struct __TaskEntry {
     pub name: &'static str,
     /// The fn item's type and its signature's fingerprint.
     pub describe: fn() -> (TypeId, String),
-    /// Runs a chunk: postcard `Vec<Args>` in, postcard
-    /// `Vec<Outcome<Output>>` out.
+    /// Runs a chunk: the pool's encoded argument list in, its encoded
+    /// chunk outcomes out.
     pub run: fn(&[u8]) -> Vec<u8>,
 }
 
@@ -50,54 +50,16 @@ pub(crate) fn fingerprint<Args: 'static, R: 'static>() -> String {
     )
 }
 
-/// Runs a chunk of calls of `f` (the registry's runner).
+/// Runs a chunk of calls of `f` (the registry's runner): the local
+/// pool's list encoding in, its chunk-outcome encoding out.
 #[doc(hidden)]
 pub fn __run<F, Args>(f: F, payload: &[u8]) -> Vec<u8>
 where
     F: Task<Args>,
     Args: DeserializeOwned + Send + 'static,
 {
-    let outcomes: Vec<Outcome<F::Output>> = match crate::codec::decode_plain::<Vec<Args>>(payload) {
-        Ok(items) => items
-            .into_iter()
-            .map(|args| call_task(|| f.run(args)))
-            .collect(),
-        Err(e) => {
-            return encode_outcomes::<F::Output>(vec![Outcome::Err(TaskError::Decode {
-                what: "arguments".into(),
-                message: e.to_string(),
-            })]);
-        }
-    };
-    encode_outcomes(outcomes)
-}
-
-/// Encodes a chunk's outcomes; a result that will not encode becomes
-/// `Unserializable` (the others survive).
-fn encode_outcomes<R: Serialize>(outcomes: Vec<Outcome<R>>) -> Vec<u8> {
     let mut out = Vec::new();
-    if crate::codec::encode_plain_into(&outcomes, &mut out) {
-        return out;
-    }
-    let fixed: Vec<Outcome<R>> = outcomes
-        .into_iter()
-        .map(|o| {
-            let mut probe = Vec::new();
-            match o {
-                Outcome::Ok(v) if !crate::codec::encode_plain_into(&v, &mut probe) => {
-                    let message = match crate::codec::encode(&v) {
-                        Ok(_) => "the result holds an OS handle, which cannot leave this machine"
-                            .to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    Outcome::Err(TaskError::Unserializable { message })
-                }
-                other => other,
-            }
-        })
-        .collect();
-    out.clear();
-    let _ = crate::codec::encode_plain_into(&fixed, &mut out);
+    run_plain_chunk(move |args: Args| f.run(args), payload, &mut out);
     out
 }
 

@@ -106,6 +106,18 @@ fn prepare_exec_child(keep: RawFd, die_with_parent: bool, parent: Pid) -> io::Re
     Ok(())
 }
 
+/// Reads environment variable `name` and removes it, so this process's
+/// children do not see it. Called from `init()` only (see below).
+#[cfg(feature = "redis")]
+pub(crate) fn take_env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    // SAFETY: `init()` runs first in `main` (or before it, from a
+    // constructor), before the program starts other threads that could read
+    // the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    Some(value)
+}
+
 /// Takes ownership of the descriptor whose number is in environment variable
 /// `name` (set by [`spawn_self`]), removes the variable so grandchildren do not
 /// see it, and marks the descriptor close-on-exec again. `None` when the

@@ -1,0 +1,231 @@
+//! The remote pool's wire: the key layout of a pool, the fields of a task
+//! and a result entry, the Lua scripts, and parsing of stream replies.
+//!
+//! Keys of pool `P` in namespace `ns` (all share the hash tag `{ns:P}`):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `mp:{ns:P}:config` | hash | `lease_ms`, `max_deliveries` (set by callers, read by workers) |
+//! | `mp:{ns:P}:workers` | hash | worker id → `build pid host fns` |
+//! | `mp:{ns:P}:w:<worker>` | string, PX lease | the worker is alive |
+//! | `mp:{ns:P}:t:<build>` | stream, group `w` | task chunks for workers of one build |
+//! | `mp:{ns:P}:l:<caller>` | string, PX ttl | the caller is alive (its results are wanted) |
+//! | `mp:{ns:P}:r:<caller>` | stream | the caller's results, read by cursor |
+//! | `mp:{ns:P}:d:<caller>:<map>` | bitmap | chunks of one call already finished |
+//!
+//! A task entry: `f` function name, `g` its signature's fingerprint, `c` caller, `m` map, `k` chunk number,
+//! `s` first input position, `n` call count, `p` encoded arguments. A
+//! result entry: `m`, `s`, `n`, and `b` (the chunk's encoded outcomes), `e`
+//! (an encoded `TaskError` for every call) or `x` (the delivery count of a
+//! chunk given up as lost).
+
+use redis::Value;
+
+/// The consumer group of every task stream.
+pub(crate) const GROUP: &str = "w";
+
+/// One stream entry: its id and its fields.
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Entry {
+    pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub(crate) fn text(&self, name: &[u8]) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub(crate) fn number(&self, name: &[u8]) -> Option<u64> {
+        self.text(name).and_then(|v| v.parse().ok())
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The entries of an `XRANGE`/`XCLAIM` reply (a list of `[id, fields]`;
+/// deleted entries, `[id, nil]`, are skipped).
+pub(crate) fn entries(v: &Value) -> Vec<Entry> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else {
+                return None;
+            };
+            let id = String::from_utf8(bytes(pair.first()?)?).ok()?;
+            let Value::Array(flat) = pair.get(1)? else {
+                return None;
+            };
+            let fields = flat
+                .chunks(2)
+                .filter_map(|kv| Some((bytes(kv.first()?)?, bytes(kv.get(1)?)?)))
+                .collect();
+            Some(Entry { id, fields })
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply for one stream (nil on a
+/// timeout: none).
+pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .flat_map(|s| match s {
+                Value::Array(pair) => pair.get(1).map(entries).unwrap_or_default(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(streams) => streams.iter().flat_map(|(_, e)| entries(e)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Finishes chunks: for each, if its caller is alive and no result of it
+/// was stored yet (first to set its bit), stores the result; then
+/// acknowledges and deletes the task entry either way.
+///
+/// KEYS[1] the task stream. ARGV: prefix, group, ttl (ms), then 8 per
+/// chunk: entry id, caller, map, chunk number, first, count, kind
+/// (`b`/`e`/`x`), body. Returns how many results were stored.
+pub(crate) const FINISH: &str = r"
+local prefix, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local stored = 0
+local i = 4
+while i + 7 <= #ARGV do
+  local id, caller, map, k = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
+  if redis.call('EXISTS', prefix .. 'l:' .. caller) == 1 then
+    local done = prefix .. 'd:' .. caller .. ':' .. map
+    if redis.call('SETBIT', done, k, 1) == 0 then
+      redis.call('PEXPIRE', done, ttl)
+      local res = prefix .. 'r:' .. caller
+      redis.call('XADD', res, '*', 'm', map, 's', ARGV[i+4], 'n', ARGV[i+5], ARGV[i+6], ARGV[i+7])
+      redis.call('PEXPIRE', res, ttl)
+      stored = stored + 1
+    end
+  end
+  redis.call('XACK', KEYS[1], group, id)
+  redis.call('XDEL', KEYS[1], id)
+  i = i + 8
+end
+return stored
+";
+
+/// Keeps a worker's leases on the entries it still owns (resets their idle
+/// time without counting a delivery), and returns the ids it no longer
+/// owns (another worker reclaimed them: its result will be the one kept,
+/// or this one if it finishes first; the bitmap keeps one).
+///
+/// KEYS[1] the task stream. ARGV: group, worker id, entry ids….
+pub(crate) const RENEW: &str = r"
+local group, me = ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == me then
+    redis.call('XCLAIM', KEYS[1], group, me, 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+";
+
+/// Withdraws task entries no worker has taken yet (not in the group's
+/// pending list); returns how many were withdrawn.
+///
+/// KEYS[1] the task stream. ARGV: group, entry ids….
+pub(crate) const WITHDRAW: &str = r"
+local n = 0
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if not p[1] then
+    n = n + redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+";
+
+/// Whether a task entry is still waiting for a worker (present, and not in
+/// the pending list). KEYS[1] the task stream; ARGV: group, entry id.
+pub(crate) const WAITING: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if p[1] then return 0 end
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if e[1] then return 1 end
+return 0
+";
+
+/// 16 random hex digits: ids of workers, callers and maps.
+pub(crate) fn random_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = crate::sys::random::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What a worker publishes about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker's id (random, per start).
+    pub id: String,
+    /// Its executable's build id (SHA-256, hex).
+    pub build: String,
+    /// Its pid, in its own pid namespace.
+    pub pid: u32,
+    /// Its host name.
+    pub host: String,
+    /// The functions it can run.
+    pub functions: Vec<String>,
+}
+
+impl WorkerInfo {
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.build,
+            self.pid,
+            self.host,
+            self.functions.join(",")
+        )
+    }
+
+    pub(crate) fn decode(id: &str, s: &str) -> Option<WorkerInfo> {
+        let mut parts = s.splitn(4, ' ');
+        Some(WorkerInfo {
+            id: id.to_owned(),
+            build: parts.next()?.to_owned(),
+            pid: parts.next()?.parse().ok()?,
+            host: parts.next()?.to_owned(),
+            functions: parts
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
+
+/// This machine's host name (for [`WorkerInfo`]).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

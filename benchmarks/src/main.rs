@@ -9,6 +9,7 @@
 //! prints one table, writes JSON and draws an SVG chart. See BENCHMARKS.md.
 
 mod floors;
+mod remote;
 mod report;
 mod sys;
 mod workloads;
@@ -202,7 +203,80 @@ const WORKLOADS: &[Workload] = &[
         targets: &[RustAtMost(1.0)],
         notes: "send_bytes + recv_bytes of 1 KiB: recv_bytes returns a new Vec, so 1 is the least possible.",
     },
+    // remote/*: multiprocess::remote on a redis-server the runner starts
+    // (skipped without one); see remote.rs.
+    Workload {
+        name: "remote/local_pool_2w",
+        python: false,
+        targets: &[],
+        notes: "Reference for the remote rows: the local Pool of 2 workers, map(square, 0..N) at chunksize 1, N = 100k (quick 20k); pool/map_chunksize1 without Python.",
+    },
+    Workload {
+        name: "remote/map_c1_1w",
+        python: false,
+        targets: &[],
+        notes: REMOTE_MAP,
+    },
+    Workload {
+        name: "remote/map_c1_2w",
+        python: false,
+        targets: &[RustAtLeast(30_000.0)],
+        notes: REMOTE_MAP,
+    },
+    Workload {
+        name: "remote/map_c1_4w",
+        python: false,
+        targets: &[],
+        notes: REMOTE_MAP,
+    },
+    Workload {
+        name: "remote/sleep1ms_1w",
+        python: false,
+        targets: &[],
+        notes: "remote::Pool, 1 worker: map(sleep_1ms, 0..2000) (quick 200) at chunksize 1; the base of the scaling rows.",
+    },
+    Workload {
+        name: "remote/sleep1ms_2w",
+        python: false,
+        targets: &[RustAtLeast(80.0)],
+        notes: REMOTE_SCALING,
+    },
+    Workload {
+        name: "remote/sleep1ms_4w",
+        python: false,
+        targets: &[RustAtLeast(80.0)],
+        notes: REMOTE_SCALING,
+    },
+    Workload {
+        name: "remote/apply_p50_2w",
+        python: false,
+        targets: &[RustAtMost(500.0)],
+        notes: REMOTE_APPLY,
+    },
+    Workload {
+        name: "remote/apply_p99_2w",
+        python: false,
+        targets: &[],
+        notes: REMOTE_APPLY,
+    },
+    Workload {
+        name: "remote/rq_1w",
+        python: true,
+        targets: &[],
+        notes: REMOTE_RQ,
+    },
+    Workload {
+        name: "remote/rq_2w",
+        python: true,
+        targets: &[SpeedupAtLeast(20.0)],
+        notes: REMOTE_RQ,
+    },
 ];
+
+const REMOTE_MAP: &str = "remote::Pool with N local workers (this binary re-executed) on a redis-server started by the runner (no persistence): map(square, 0..100k) (quick 5k) at chunksize 1, one stream entry per task and one per result. Clock from the call to the last result.";
+const REMOTE_SCALING: &str = "Scaling: N workers against 1 on map(sleep_1ms, 0..2000) (quick 200) at chunksize 1, one 1-worker and one N-worker run per sample: (rate_N / rate_1) / N, in % of ideal.";
+const REMOTE_APPLY: &str = "remote::Pool of 2 workers: apply(square, (i,)) one at a time, after 200 warm-up calls; each sample is the percentile of a batch of 2000 (quick 300) latencies.";
+const REMOTE_RQ: &str = "Same server, same task count: Rust = remote::Pool map(square, 0..2000) (quick 200) at chunksize 1 with N workers; Python = RQ 3.0 (python/rq_bench.py): enqueue_many of 2000 jobs of a module-level square, N SimpleWorker processes started before the clock, clock from the first enqueue to all return values fetched.";
 
 fn main() {
     // The spawn floor: a re-execution that does nothing at all.
@@ -296,23 +370,57 @@ fn runner() -> Result<(), Box<dyn std::error::Error>> {
     );
     let limit = Duration::from_secs(if o.quick { 60 } else { 300 });
     let exe = std::env::current_exe()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/bench.py");
+    let python_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+    let script = python_dir.join("bench.py");
+    let rq_script = python_dir.join("rq_bench.py");
+    // One redis-server for every remote/* row (each uses its own keys),
+    // and one check (with at most one pip install) that RQ imports.
+    let remote = selected.iter().any(|w| is_remote(w.name));
+    let server = remote.then(start_redis);
+    let rq = (o.python && server.as_ref().is_some_and(Result::is_ok))
+        .then(|| selected.iter().any(|w| is_rq(w.name)))
+        .filter(|&any| any)
+        .map(|_| ensure_rq(&rq_script, o.quick));
     let mut rows = Vec::new();
     for w in selected {
         let t = Instant::now();
         let mut row = Row::new(w.name);
         row.notes = w.notes.into();
-        let mut rust = Command::new(&exe);
-        rust.env(WORKER_ENV, w.name)
-            .env(QUICK_ENV, if o.quick { "1" } else { "0" });
-        collect(&mut row, "rust", rust, limit);
-        if w.python && o.python {
+        let url = match (&server, is_remote(w.name)) {
+            (Some(Ok(server)), true) => Some(server.url().to_owned()),
+            (Some(Err(why)), true) => {
+                row.skipped.push(format!("rust: {why}"));
+                if w.python && o.python {
+                    row.skipped.push(format!("python: {why}"));
+                }
+                None
+            }
+            _ => None,
+        };
+        let skip = is_remote(w.name) && url.is_none();
+        if !skip {
+            let mut rust = Command::new(&exe);
+            rust.env(WORKER_ENV, w.name)
+                .env(QUICK_ENV, if o.quick { "1" } else { "0" });
+            if let Some(url) = &url {
+                rust.env(remote::URL_ENV, url);
+            }
+            collect(&mut row, "rust", rust, limit);
+        }
+        if w.python && o.python && !skip {
             let mut py = Command::new("python3");
-            py.arg(&script).arg(w.name);
+            py.arg(if is_rq(w.name) { &rq_script } else { &script })
+                .arg(w.name);
             if o.quick {
                 py.arg("--quick");
             }
-            collect(&mut row, "python", py, limit);
+            if let Some(url) = &url {
+                py.env(remote::URL_ENV, url);
+            }
+            match (&rq, is_rq(w.name)) {
+                (Some(Err(why)), true) => row.skipped.push(format!("python: {why}")),
+                _ => collect(&mut row, "python", py, limit),
+            }
         }
         row.finish(w.targets);
         eprintln!(
@@ -331,6 +439,9 @@ fn runner() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     print!("{}", report::table(&rows));
     for r in &rows {
+        for s in &r.skipped {
+            println!("skipped: {}: {s}", r.workload);
+        }
         for e in &r.errors {
             println!("error: {}: {e}", r.workload);
         }
@@ -355,16 +466,84 @@ fn runner() -> Result<(), Box<dyn std::error::Error>> {
         machine["cpu"].as_str().unwrap_or("?"),
         machine["cpus"]
     );
+    if let Some(dir) = o.svg.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     report::chart(&rows, &title, &o.svg)?;
     println!("wrote {}", o.svg.display());
     if rows.iter().any(|r| !r.errors.is_empty()) {
         return Err("some benchmarks failed (see the errors above)".into());
     }
+    drop(server);
     Ok(())
 }
 
+fn is_remote(name: &str) -> bool {
+    name.starts_with("remote/") && name != "remote/local_pool_2w"
+}
+
+fn is_rq(name: &str) -> bool {
+    name.starts_with("remote/rq_")
+}
+
+/// The remote rows' server, or why there is none.
+fn start_redis() -> Result<multiprocess::remote::LocalServer, String> {
+    if !multiprocess::remote::LocalServer::available() {
+        return Err("redis-server not found on PATH (apt-get install redis-server)".into());
+    }
+    multiprocess::remote::LocalServer::start()
+        .map_err(|e| format!("redis-server did not start: {e}"))
+}
+
+/// Whether RQ 3.0 imports for `python3` (`rq_bench.py --ensure` tries one
+/// `pip install --user rq==3.0.0` if not), or why not.
+fn ensure_rq(script: &Path, quick: bool) -> Result<(), String> {
+    let mut row = Row::new("rq check");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg("--ensure");
+    let limit = Duration::from_secs(if quick { 60 } else { 120 });
+    let stdout = collect_raw(&mut row, "python", cmd, limit);
+    if let Some(e) = row.errors.first() {
+        return Err(format!("RQ not available: {e}"));
+    }
+    match stdout.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(l) if l.starts_with("ok") => {
+            eprintln!("  {}", l.trim());
+            Ok(())
+        }
+        Some(l) => Err(l.trim().to_owned()),
+        None => Err("RQ not available: rq_bench.py --ensure printed nothing".into()),
+    }
+}
+
 /// Runs one side of a workload with a time limit and adds its lines to `row`.
-fn collect(row: &mut Row, side: &str, mut cmd: Command, limit: Duration) {
+fn collect(row: &mut Row, side: &str, cmd: Command, limit: Duration) {
+    let stdout = collect_raw(row, side, cmd, limit);
+    for l in stdout.lines().filter(|l| l.starts_with('{')) {
+        let line: Line = match serde_json::from_str(l) {
+            Ok(line) => line,
+            Err(e) => {
+                row.errors.push(format!("{side}: bad line {l:?}: {e}"));
+                continue;
+            }
+        };
+        row.unit = line.unit.clone();
+        row.higher_is_better = report::higher_is_better(&line.unit);
+        let stats = Stats::of(&line.samples);
+        match line.imp.as_str() {
+            "rust" => row.rust = stats,
+            "python" => row.python = stats,
+            _ => row.floors.extend(stats.map(|stats| Floor {
+                kind: line.kind.unwrap_or_default(),
+                stats,
+            })),
+        }
+    }
+}
+
+/// Runs `cmd` in its own process group with a time limit; its stdout.
+/// A failure or overrun is added to `row.errors`.
+fn collect_raw(row: &mut Row, side: &str, mut cmd: Command, limit: Duration) -> String {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0)
         .stdin(Stdio::null())
@@ -372,7 +551,10 @@ fn collect(row: &mut Row, side: &str, mut cmd: Command, limit: Duration) {
         .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return row.errors.push(format!("{side}: cannot start: {e}")),
+        Err(e) => {
+            row.errors.push(format!("{side}: cannot start: {e}"));
+            return String::new();
+        }
     };
     let reader = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -415,26 +597,7 @@ fn collect(row: &mut Row, side: &str, mut cmd: Command, limit: Duration) {
             .unwrap_or("");
         row.errors.push(format!("{side}: {status}: {last}"));
     }
-    for l in stdout.lines().filter(|l| l.starts_with('{')) {
-        let line: Line = match serde_json::from_str(l) {
-            Ok(line) => line,
-            Err(e) => {
-                row.errors.push(format!("{side}: bad line {l:?}: {e}"));
-                continue;
-            }
-        };
-        row.unit = line.unit.clone();
-        row.higher_is_better = report::higher_is_better(&line.unit);
-        let stats = Stats::of(&line.samples);
-        match line.imp.as_str() {
-            "rust" => row.rust = stats,
-            "python" => row.python = stats,
-            _ => row.floors.extend(stats.map(|stats| Floor {
-                kind: line.kind.unwrap_or_default(),
-                stats,
-            })),
-        }
-    }
+    stdout
 }
 
 /// The machine and versions, for the table header and the JSON.

@@ -56,6 +56,8 @@ pub(crate) enum Target {
     RustBelow(f64),
     /// Rust's median at most this.
     RustAtMost(f64),
+    /// Rust's median at least this.
+    RustAtLeast(f64),
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -83,10 +85,13 @@ pub(crate) struct Row {
     pub targets: Vec<TargetResult>,
     pub notes: String,
     pub errors: Vec<String>,
+    /// Why a side did not run (no `redis-server`, no `rq`): not an error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 pub(crate) fn higher_is_better(unit: &str) -> bool {
-    unit.ends_with("/s")
+    unit.ends_with("/s") || unit == "% of ideal"
 }
 
 impl Row {
@@ -104,6 +109,7 @@ impl Row {
             targets: Vec::new(),
             notes: String::new(),
             errors: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -157,6 +163,13 @@ impl Row {
                     Target::RustAtMost(x) => (
                         format!("≤ {} {}", num(x), self.unit),
                         self.rust.as_ref().map(|r| r.median <= x),
+                        self.rust
+                            .as_ref()
+                            .map(|r| format!("{} {}", num(r.median), self.unit)),
+                    ),
+                    Target::RustAtLeast(x) => (
+                        format!("≥ {} {}", num(x), self.unit),
+                        self.rust.as_ref().map(|r| r.median >= x),
                         self.rust
                             .as_ref()
                             .map(|r| format!("{} {}", num(r.median), self.unit)),
@@ -220,9 +233,16 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 format!("{}: {mark}", t.target)
             })
             .collect();
+        let skipped = |side: &str| r.skipped.iter().any(|s| s.starts_with(side));
         let mut rust = cell(&r.rust);
         if !r.errors.is_empty() && r.rust.is_none() {
             rust = "ERROR".into();
+        } else if r.rust.is_none() && skipped("rust") {
+            rust = "skipped".into();
+        }
+        let mut python = cell(&r.python);
+        if r.python.is_none() && skipped("python") {
+            python = "skipped".into();
         }
         let _ = writeln!(
             t,
@@ -230,7 +250,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             r.workload,
             r.unit,
             rust,
-            cell(&r.python),
+            python,
             floor,
             r.speedup_vs_python
                 .map_or("-".into(), |s| format!("{s:.1}x")),
@@ -278,7 +298,7 @@ pub(crate) fn chart(rows: &[Row], title: &str, path: &std::path::Path) -> Result
         // The workload names are drawn below, hanging from each bar pair
         // (plotters centres rotated tick labels on the tick).
         .x_labels(0)
-        .y_desc("speed-up over Python multiprocessing (log)")
+        .y_desc("speed-up over Python multiprocessing (log; remote/rq_*: over RQ)")
         .y_label_formatter(&|y| format!("{y}x"))
         .draw()
         .map_err(|x| e(&x))?;

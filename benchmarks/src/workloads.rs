@@ -30,7 +30,7 @@ pub(crate) struct Line {
     pub samples: Vec<f64>,
 }
 
-struct Out<'a> {
+pub(crate) struct Out<'a> {
     workload: &'a str,
 }
 
@@ -48,7 +48,7 @@ impl Out<'_> {
             serde_json::to_string(&line).expect("a Line serializes")
         );
     }
-    fn rust(&self, unit: &str, samples: Vec<f64>) {
+    pub(crate) fn rust(&self, unit: &str, samples: Vec<f64>) {
         self.emit("rust", None, unit, samples)
     }
     fn floor(&self, kind: &str, unit: &str, samples: Vec<f64>) {
@@ -106,6 +106,7 @@ pub(crate) fn run(name: &str, quick: bool) -> Result<()> {
         "pool/map_100k_ints" => pool_map_100k_ints(&out, quick),
         "pool/apply_async_roundtrip" => pool_apply_async_roundtrip(&out, quick),
         "pool/maxtasksperchild1_200" => pool_maxtasksperchild1(&out, quick),
+        _ if name.starts_with("remote/") => crate::remote::run(&out, name, quick),
         _ => Err(format!("unknown workload {name}").into()),
     }
 }
@@ -413,7 +414,7 @@ fn warm_pool() -> Result<multiprocess::Pool> {
     Ok(pool)
 }
 
-fn pool_map_chunksize1(out: &Out, quick: bool) -> Result<()> {
+pub(crate) fn pool_map_chunksize1(out: &Out, quick: bool) -> Result<()> {
     let (reps, n) = (pick(quick, 3, 5), pick(quick, 20_000, 100_000) as u64);
     let pool = warm_pool()?;
     let mut samples = Vec::new();

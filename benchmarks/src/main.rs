@@ -398,6 +398,10 @@ fn runner() -> Result<(), Box<dyn std::error::Error>> {
             _ => None,
         };
         let skip = is_remote(w.name) && url.is_none();
+        if skip {
+            row.unit = remote::unit(w.name).into();
+            row.higher_is_better = report::higher_is_better(&row.unit);
+        }
         if !skip {
             let mut rust = Command::new(&exe);
             rust.env(WORKER_ENV, w.name)
@@ -487,12 +491,37 @@ fn is_rq(name: &str) -> bool {
 }
 
 /// The remote rows' server, or why there is none.
-fn start_redis() -> Result<multiprocess::remote::LocalServer, String> {
+#[cfg(feature = "redis")]
+fn start_redis() -> Result<RedisServer, String> {
     if !multiprocess::remote::LocalServer::available() {
         return Err("redis-server not found on PATH (apt-get install redis-server)".into());
     }
     multiprocess::remote::LocalServer::start()
+        .map(RedisServer)
         .map_err(|e| format!("redis-server did not start: {e}"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn start_redis() -> Result<RedisServer, String> {
+    Err(
+        "built without the redis feature (cargo run --release -p benchmarks --features redis)"
+            .into(),
+    )
+}
+
+/// The remote rows' `redis-server`, killed on drop.
+struct RedisServer(#[cfg(feature = "redis")] multiprocess::remote::LocalServer);
+
+impl RedisServer {
+    #[cfg(feature = "redis")]
+    fn url(&self) -> &str {
+        self.0.url()
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn url(&self) -> &str {
+        unreachable!("no server without the redis feature")
+    }
 }
 
 /// Whether RQ 3.0 imports for `python3` (`rq_bench.py --ensure` tries one

@@ -90,6 +90,10 @@ impl BackendError {
         if e.is_timeout() {
             return BackendError::Timeout(text);
         }
+        // Also inside a pipeline's aggregated error.
+        if e.code() == Some("OOM") || text.contains("\"OOM\"") || text.contains("OOM command") {
+            return BackendError::OutOfMemory(text);
+        }
         match e.kind() {
             ErrorKind::AuthenticationFailed => BackendError::Auth {
                 url: url.to_owned(),
@@ -103,7 +107,6 @@ impl BackendError {
                 url: url.to_owned(),
                 reason: text,
             },
-            _ if e.code() == Some("OOM") => BackendError::OutOfMemory(text),
             _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => BackendError::Auth {
                 url: url.to_owned(),
                 reason: text,

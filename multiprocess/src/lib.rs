@@ -307,6 +307,8 @@
 // Examples keep `fn main` where they show that `init()` goes first in it.
 #![allow(clippy::needless_doctest_main)]
 
+#[cfg(feature = "redis")]
+mod backend;
 mod codec;
 mod connection;
 mod deadline;

@@ -30,13 +30,17 @@ use std::path::{Path, PathBuf};
 /// lowest layer first. `fuzzing.rs` is mounted as `__fuzz` but named here
 /// by its file.
 const LAYERS: &[&[&str]] = &[
-    &["deadline"],
+    &["deadline", "backend"],
     &["sys"],
     &["codec"],
     &["process", "connection"],
     &["sync"],
     &["queue", "shared"],
-    &["pool", "wait", "init", "fuzzing"],
+    &["pool", "wait", "fuzzing"],
+    // The Redis backend (feature `redis`) builds on the pool's jobs; `init`
+    // dispatches to its worker loop.
+    &["remote"],
+    &["init"],
     &["lib.rs"],
 ];
 

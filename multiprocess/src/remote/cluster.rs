@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::error::BackendError;
+use crate::backend::BackendError;
 
 /// Settings shared by everything made from one [`Cluster`].
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::pool::{Pool, Worker, registered};
+use crate::backend::BackendError;
 use crate::pool::shared_with_remote::{IterJob, Job, Shared, job_id};
 use crate::{ExecutorError, ImapIter, MapResults, PoolError, Task, TaskFuture};
 

@@ -43,7 +43,6 @@
 //! SECURITY.md).
 
 mod cluster;
-mod error;
 mod executor;
 mod pool;
 mod registry;
@@ -51,8 +50,8 @@ mod server;
 mod stream;
 mod worker;
 
+pub use crate::backend::BackendError;
 pub use cluster::{Cluster, ClusterBuilder};
-pub use error::BackendError;
 pub use executor::Executor;
 pub use pool::{Chunked, Pool, Worker};
 pub use registry::{BuildId, build_id};

@@ -17,10 +17,10 @@ use redis::Value;
 use serde::Serialize;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::registry::{Registered, build_id, lookup};
 use super::stream::{self, GROUP, WorkerInfo};
 use super::worker::{NAMESPACE_ENV, PARENT_ENV, POOL_ENV};
+use crate::backend::BackendError;
 use crate::pool::shared_with_remote::{
     Backlog, BrokenWhy, Cancel, IterJob, Job, ListJob, auto_chunksize, encode_list, job_id,
 };

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::registry::{build_id, by_name, names};
 use super::stream::{self, Entry, GROUP, WorkerInfo};
 use crate::TaskError;
+use crate::backend::BackendError;
 
 /// The pool a worker serves (`MULTIPROCESS_WORKER_POOL`, default `default`).
 pub(crate) const POOL_ENV: &str = "MULTIPROCESS_WORKER_POOL";

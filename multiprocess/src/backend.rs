@@ -1,5 +1,8 @@
-//! [`BackendError`]: what can go wrong between this process and the Redis
-//! server, apart from the work itself.
+//! [`BackendError`] (feature `redis`): what can go wrong between this
+//! process and the Redis server of [`remote`](crate::remote), apart from
+//! the work itself. It sits at the bottom of the layers because the local
+//! error enums (the pool's, the queue's) carry it as their `Backend`
+//! variant.
 
 /// Why a call to the Redis server failed. Every remote call returns it
 /// (wrapped in the call's own error enum as `Backend`); nothing is lost
@@ -71,7 +74,7 @@ pub enum BackendError {
     TooLarge {
         /// The encoded size.
         size: usize,
-        /// The limit ([`ClusterBuilder::max_payload`](super::ClusterBuilder::max_payload)).
+        /// The limit ([`ClusterBuilder::max_payload`](crate::remote::ClusterBuilder::max_payload)).
         max: usize,
     },
     /// The connection broke (reset, closed by the server).

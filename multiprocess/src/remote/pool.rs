@@ -1048,36 +1048,49 @@ impl Inner {
         }
     }
 
-    /// Delivers one result entry; the map's id if that was its last chunk.
+    /// Delivers one result entry (one or more chunks of one map); the
+    /// map's id if that was its last chunk.
     fn deliver(&self, entry: &stream::Entry) -> Option<u64> {
         let map: u64 = entry.number(b"m")?;
-        let first = entry.number(b"s")? as usize;
-        let count = entry.number(b"n")? as u32;
         let job = {
             let st = lock(&self.state);
             st.maps.get(&map)?.job.clone()
         };
-        if let Some(body) = entry.get(b"b") {
-            job.deliver(first, count, body);
-        } else if let Some(lost) = entry.text(b"x") {
-            let deliveries = lost.parse().unwrap_or(0);
-            for i in 0..count as usize {
-                job.fail(first + i, TaskError::WorkerLost { deliveries });
-            }
-        } else {
-            let error = entry
-                .get(b"e")
-                .and_then(|e| crate::codec::decode_plain::<TaskError>(e).ok())
-                .unwrap_or(TaskError::Failed {
-                    message: "a worker sent a result this caller cannot read".into(),
-                });
-            for i in 0..count as usize {
-                job.fail(first + i, error.clone());
+        let mut chunks = 0;
+        let (mut first, mut count) = (0usize, 0u32);
+        for (name, value) in &entry.fields {
+            let text = || std::str::from_utf8(value).ok();
+            match name.as_slice() {
+                b"s" => first = text().and_then(|t| t.parse().ok()).unwrap_or(0),
+                b"n" => count = text().and_then(|t| t.parse().ok()).unwrap_or(0),
+                b"b" => {
+                    job.deliver(first, count, value);
+                    chunks += 1;
+                }
+                b"x" => {
+                    let deliveries = text().and_then(|t| t.parse().ok()).unwrap_or(0);
+                    for i in 0..count as usize {
+                        job.fail(first + i, TaskError::WorkerLost { deliveries });
+                    }
+                    chunks += 1;
+                }
+                b"e" => {
+                    let error = crate::codec::decode_plain::<TaskError>(value).unwrap_or(
+                        TaskError::Failed {
+                            message: "a worker sent a result this caller cannot read".into(),
+                        },
+                    );
+                    for i in 0..count as usize {
+                        job.fail(first + i, error.clone());
+                    }
+                    chunks += 1;
+                }
+                _ => {}
             }
         }
         let mut st = lock(&self.state);
         let m = st.maps.get_mut(&map)?;
-        m.chunks_left = m.chunks_left.saturating_sub(1);
+        m.chunks_left = m.chunks_left.saturating_sub(chunks);
         if m.chunks_left == 0 {
             st.maps.remove(&map);
             if st.maps.is_empty() {

@@ -38,6 +38,40 @@ fn from_pool(e: PoolError) -> ExecutorError {
     }
 }
 
+/// [`Executor::map`] with a chunk size and a timeout (from
+/// [`Executor::with_chunksize`] and [`Executor::with_timeout`]).
+#[derive(Debug)]
+pub struct ExecutorMap<'a> {
+    executor: &'a Executor,
+    chunksize: usize,
+    timeout: Option<Duration>,
+}
+
+impl ExecutorMap<'_> {
+    /// Sets the chunk size.
+    pub fn with_chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = chunksize;
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// [`Executor::map`] with these options.
+    pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResults<F::Output>, ExecutorError>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.executor
+            .map_with(f, iterable, self.chunksize, self.timeout)
+    }
+}
+
 /// Python's `concurrent.futures.ProcessPoolExecutor` across machines: the
 /// methods of [`crate::Executor`], run by a remote pool's workers.
 ///
@@ -116,9 +150,26 @@ impl Executor {
         self.map_with(f, iterable, 1, None)
     }
 
-    /// [`map`](Self::map) with Python's `chunksize` and `timeout` (the
-    /// whole map's, from now).
-    pub fn map_with<F, A, I>(
+    /// [`map`](Self::map) with Python's `chunksize`.
+    pub fn with_chunksize(&self, chunksize: usize) -> ExecutorMap<'_> {
+        ExecutorMap {
+            executor: self,
+            chunksize,
+            timeout: None,
+        }
+    }
+
+    /// [`map`](Self::map) with Python's `timeout`: every result must be in
+    /// by then (from the call to `map`).
+    pub fn with_timeout(&self, timeout: Duration) -> ExecutorMap<'_> {
+        ExecutorMap {
+            executor: self,
+            chunksize: 1,
+            timeout: Some(timeout),
+        }
+    }
+
+    fn map_with<F, A, I>(
         &self,
         _f: F,
         iterable: I,

@@ -52,7 +52,7 @@ mod worker;
 
 pub use crate::backend::BackendError;
 pub use cluster::{Cluster, ClusterBuilder};
-pub use executor::Executor;
+pub use executor::{Executor, ExecutorMap};
 pub use pool::{Chunked, Pool, Worker};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};

@@ -1143,9 +1143,35 @@ impl Inner {
             local.wanted = 0;
             (std::mem::take(&mut local.children), local.supervisor.take())
         };
+        let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
         for mut child in children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Unpublish them now rather than after their lease.
+        if !pids.is_empty() {
+            let host = stream::host_name();
+            let gone: Vec<String> = self
+                .live_workers()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|w| w.host == host && pids.contains(&w.pid))
+                .map(|w| w.id)
+                .collect();
+            if !gone.is_empty() {
+                let prefix = &self.prefix;
+                let _ = self.cluster.with_conn(|c| {
+                    let mut p = redis::pipe();
+                    p.cmd("HDEL")
+                        .arg(format!("{prefix}workers"))
+                        .arg(&gone)
+                        .ignore();
+                    for id in &gone {
+                        p.cmd("DEL").arg(format!("{prefix}w:{id}")).ignore();
+                    }
+                    p.query::<()>(c)
+                });
+            }
         }
         if let Some(h) = supervisor
             && h.thread().id() != std::thread::current().id()

@@ -529,7 +529,6 @@ impl Worker {
         }
         Ok(())
     }
-
 }
 
 fn renew_loop(

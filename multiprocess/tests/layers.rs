@@ -346,14 +346,15 @@ fn layer_violations(g: &Graph, layers: &[&[&str]]) -> Vec<String> {
         .collect();
     for &(from, line, to) in &g.edges {
         let (a, b) = (top(&g.files[from]), top(&g.files[to]));
-        if let (Some(la), Some(lb)) = (layer(a), layer(b)) {
-            if a != b && lb >= la {
-                found.push(format!(
-                    "src/{}:{line}: `{a}` (layer {la}) names `{b}` (layer {lb}), \
+        if let (Some(la), Some(lb)) = (layer(a), layer(b))
+            && a != b
+            && lb >= la
+        {
+            found.push(format!(
+                "src/{}:{line}: `{a}` (layer {la}) names `{b}` (layer {lb}), \
                      which is not in a lower layer (it names src/{})",
-                    g.files[from].path, g.files[to].path
-                ));
-            }
+                g.files[from].path, g.files[to].path
+            ));
         }
     }
     found

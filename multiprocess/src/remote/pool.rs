@@ -1123,7 +1123,8 @@ impl Inner {
             let mut i = 0;
             while i < local.children.len() {
                 if matches!(local.children[i].try_wait(), Ok(Some(_))) {
-                    local.children.swap_remove(i);
+                    // Reaped by try_wait; wait returns its status at once.
+                    let _ = local.children.swap_remove(i).wait();
                 } else {
                     i += 1;
                 }

@@ -297,6 +297,15 @@
 //! }
 //! ```
 //!
+//! # Across machines
+//!
+//! With the `redis` feature, `multiprocess::remote` gives the same `Pool`,
+//! `Executor`, `Queue`, `JoinableQueue` and `Lock` on one Redis 7 server:
+//! workers are this executable started with `MULTIPROCESS_WORKER=redis://…`
+//! on any machine, tasks are functions registered with `remote_task!`, and a
+//! worker's death means a rerun rather than a lost result (see the module's
+//! page for what differs from the local types).
+//!
 //! # Errors
 //!
 //! Every blocking call has a timeout form and notices a dead peer; errors

@@ -923,8 +923,17 @@ impl Inner {
         let mut last_check = Instant::now();
         let mut no_workers_since: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
+        let mut losses = self.cluster.losses();
         let block = Duration::from_millis(100);
         while !self.stop.load(Ordering::Relaxed) {
+            // A loss noticed by any thread of this process (a submit, a
+            // queue) is this pool's loss too.
+            let now_losses = self.cluster.losses();
+            if now_losses != losses {
+                losses = now_losses;
+                self.after_loss(&live, ttl, "the server lost its data");
+                cursor = "0".into();
+            }
             let reply = self.read_results(&res, &cursor, block);
             let entries = match reply {
                 Ok(v) => {
@@ -933,17 +942,9 @@ impl Inner {
                 }
                 Err(e) => {
                     if matches!(e, BackendError::Lost(_)) {
-                        self.fail_all(&Cancel::Backend(e));
-                        // Start over on the (empty) server.
+                        losses = self.cluster.losses();
+                        self.after_loss(&live, ttl, "the server lost its data");
                         cursor = "0".into();
-                        let _ = self.cluster.with_conn(|c| {
-                            redis::cmd("SET")
-                                .arg(&live)
-                                .arg(1)
-                                .arg("PX")
-                                .arg(ttl.as_millis() as u64)
-                                .query::<()>(c)
-                        });
                         continue;
                     }
                     let since = *failing_since.get_or_insert_with(Instant::now);
@@ -956,27 +957,29 @@ impl Inner {
                     continue;
                 }
             };
-            if let Some(last) = entries.last() {
-                cursor = last.id.clone();
-                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-                let _ = self
-                    .cluster
-                    .with_conn(|c| redis::cmd("XDEL").arg(&res).arg(&ids).query::<()>(c));
-            }
+            // Deliver first (the waiting callers wake now), then tidy up:
+            // the entries read, and the bitmaps of finished maps.
             let mut finished_maps = Vec::new();
             for entry in &entries {
                 if let Some(map) = self.deliver(entry) {
                     finished_maps.push(map);
                 }
             }
-            if !finished_maps.is_empty() {
+            if let Some(last) = entries.last() {
+                cursor = last.id.clone();
+                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
                 let keys: Vec<String> = finished_maps
                     .iter()
                     .map(|m| format!("{}d:{}:{m}", self.prefix, self.caller))
                     .collect();
-                let _ = self
-                    .cluster
-                    .with_conn(|c| redis::cmd("DEL").arg(&keys).query::<()>(c));
+                let _ = self.cluster.with_conn(|c| {
+                    let mut p = redis::pipe();
+                    p.cmd("XDEL").arg(&res).arg(&ids).ignore();
+                    if !keys.is_empty() {
+                        p.cmd("DEL").arg(&keys).ignore();
+                    }
+                    p.query::<()>(c)
+                });
             }
             if last_refresh.elapsed() >= ttl / 3 {
                 last_refresh = Instant::now();
@@ -999,6 +1002,18 @@ impl Inner {
             if last_check.elapsed() >= lease.max(Duration::from_millis(200)) {
                 last_check = Instant::now();
                 let busy = !lock(&self.state).maps.is_empty();
+                // The caller's own key gone while it is alive: the server
+                // lost (or flushed) its data without a broken connection.
+                if busy
+                    && self
+                        .cluster
+                        .with_conn(|c| redis::cmd("EXISTS").arg(&live).query::<bool>(c))
+                        .is_ok_and(|exists| !exists)
+                {
+                    self.after_loss(&live, ttl, "the caller's keys are gone from the server");
+                    cursor = "0".into();
+                    continue;
+                }
                 if busy && self.own_build_workers().is_ok_and(|n| n == 0) {
                     let since = *no_workers_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= lease * 2 {
@@ -1019,6 +1034,21 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Fails every pending call with `Backend(Lost)` and starts over on
+    /// the server (the caller's key again; the result stream from its
+    /// start).
+    fn after_loss(&self, live: &str, ttl: Duration, why: &str) {
+        self.fail_all(&Cancel::Backend(BackendError::Lost(why.into())));
+        let _ = self.cluster.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(live)
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query::<()>(c)
+        });
     }
 
     fn read_results(

@@ -154,3 +154,29 @@ fn close_join_and_terminate_as_python() {
         Err(PoolError::Terminated)
     ));
 }
+
+#[test]
+fn a_server_on_a_unix_socket_with_a_password_serves_a_pool() {
+    let server = LocalServer::builder()
+        .unix_socket(true)
+        .password("pw")
+        .start()
+        .unwrap();
+    assert!(
+        server.url().starts_with("redis+unix://"),
+        "{}",
+        server.url()
+    );
+    let c = Cluster::connect(server.url()).unwrap();
+    assert!(!c.url().contains("pw"), "{}", c.url());
+    let pool = c.pool("unix").unwrap();
+    pool.spawn_local_workers(1).unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+    let w = pool.workers().unwrap();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].functions.iter().any(|f| f.ends_with("::square")),
+        "{w:?}"
+    );
+    assert_eq!(w[0].build, multiprocess::remote::build_id().0);
+}

@@ -44,11 +44,13 @@
 
 mod cluster;
 mod error;
+mod lock;
 mod registry;
 mod server;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::BackendError;
+pub use lock::{Lock, LockGuard};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};
 

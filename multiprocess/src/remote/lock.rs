@@ -461,7 +461,7 @@ impl Lock {
             token,
             value,
             fence,
-            pid: std::process::id(),
+            pid: crate::sys::pid::current_pid(),
             renewal,
             thread,
             done: false,
@@ -595,7 +595,7 @@ impl LockGuard {
     /// # Ok::<(), multiprocess::remote::BackendError>(())
     /// ```
     pub fn is_owned(&self) -> bool {
-        if self.pid != std::process::id() || self.renewal.lost.load(Ordering::Acquire) {
+        if self.pid != crate::sys::pid::current_pid() || self.renewal.lost.load(Ordering::Acquire) {
             return false;
         }
         let key = self.lock.key("lock");
@@ -633,7 +633,7 @@ impl LockGuard {
         }
         self.done = true;
         self.renewal.stop.store(true, Ordering::Release);
-        let me = std::process::id();
+        let me = crate::sys::pid::current_pid();
         if self.pid != me {
             // A copy in a forked child: the renewal thread is not here
             // (nothing to join), and the lock is the parent's.

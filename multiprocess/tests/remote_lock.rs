@@ -216,15 +216,18 @@ fn a_killed_holder_loses_the_lock_after_its_lease() {
 /// reports whether it still owns the lock and what its release said.
 fn hold_through_freeze(lock: Lock, ready: Queue<u64>, report: Queue<(bool, String)>) {
     let g = lock.acquire().expect("acquire");
-    ready.put(g.fence()).unwrap();
+    // Read the clock before telling the parent, which freezes us next.
     let start = Instant::now();
-    let mut last = Instant::now();
+    let mut last = start;
+    ready.put(g.fence()).unwrap();
     while start.elapsed() < LONG {
         std::thread::sleep(Duration::from_millis(5));
-        if last.elapsed() > LEASE {
+        // One reading: a freeze anywhere in the loop shows as a gap.
+        let now = Instant::now();
+        if now - last > LEASE {
             break;
         }
-        last = Instant::now();
+        last = now;
     }
     let owned = g.is_owned();
     let released = g.release();

@@ -416,7 +416,12 @@ impl Lock {
     fn wait_release(&self, block: Duration) -> Result<(), BackendError> {
         let c = &self.cluster;
         let block = block.max(Duration::from_millis(1));
-        let mut conn = c.take_conn()?;
+        let mut conn = match c.take_conn() {
+            // A new connection found the data lost (and put the epoch
+            // back): the next attempt runs on it.
+            Err(BackendError::Lost(_)) => return Ok(()),
+            conn => conn?,
+        };
         let set = |conn: &redis::Connection, t: Duration| {
             conn.set_read_timeout(Some(t)).map_err(|e| c.error(&e))
         };

@@ -344,6 +344,34 @@ fn a_down_server_fails_the_acquire_within_the_connect_timeout() {
     });
 }
 
+#[test]
+fn a_frozen_server_fails_calls_within_the_call_timeout_and_recovers() {
+    bounded(LIMIT, || {
+        let server = LocalServer::start().unwrap();
+        let c = Cluster::builder(server.url())
+            .lease(LEASE)
+            .call_timeout(Duration::from_millis(300))
+            .connect()
+            .unwrap();
+        let lock = c.lock("stopped").unwrap();
+        let fence = lock.acquire().unwrap().fence();
+        server.pause().unwrap();
+        let t = Instant::now();
+        let r = lock.try_acquire();
+        let took = t.elapsed();
+        server.resume().unwrap();
+        assert!(matches!(r, Err(BackendError::Timeout(_))), "{r:?}");
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        // The timed-out call may have run on the server after the thaw:
+        // then its lease runs out by itself.
+        let g = lock
+            .acquire_timeout(LEASE * 4)
+            .unwrap()
+            .expect("the lock works again after the thaw");
+        assert!(g.fence() > fence);
+    });
+}
+
 // ---------------------------------------------------- handles and fork
 
 #[test]

@@ -277,7 +277,20 @@ impl Lock {
         &self.name
     }
 
-    /// The lease of a guard of this lock.
+    /// How long a guard of this lock holds it without renewal: the
+    /// [`lease`](super::ClusterBuilder::lease) of the cluster that made the
+    /// handle.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let c = multiprocess::remote::Cluster::builder("redis://127.0.0.1:6379/0")
+    ///     .lease(Duration::from_secs(3))
+    ///     .connect()?;
+    /// assert_eq!(c.lock("db")?.lease(), Duration::from_secs(3));
+    /// # Ok::<(), multiprocess::remote::BackendError>(())
+    /// ```
     pub fn lease(&self) -> Duration {
         self.lease
     }
@@ -516,7 +529,9 @@ fn renew_loop(cluster: &Cluster, key: &str, value: &str, lease: Duration, renewa
 ///
 /// Dropping the guard releases the lock, ignoring errors (a lost lease, an
 /// unreachable server: the lease then runs out by itself); call
-/// [`release`](LockGuard::release) to see them. Not `Serialize`: the lease
+/// [`release`](LockGuard::release) to see them. Either waits for the
+/// server's answer, at most the cluster's
+/// [`call_timeout`](super::ClusterBuilder::call_timeout). Not `Serialize`: the lease
 /// belongs to the process that acquired it.
 ///
 /// # Examples
@@ -578,6 +593,15 @@ impl LockGuard {
     }
 
     /// The lock this guard holds.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let c = multiprocess::remote::Cluster::connect("redis://127.0.0.1:6379/0")?;
+    /// let guard = c.lock("db")?.acquire()?;
+    /// assert_eq!(guard.lock().name(), "db");
+    /// # Ok::<(), multiprocess::remote::BackendError>(())
+    /// ```
     pub fn lock(&self) -> &Lock {
         &self.lock
     }

@@ -83,6 +83,11 @@ pub enum BackendError {
     /// Any other error the server returned.
     #[error("the Redis server returned an error: {0}")]
     Server(String),
+    /// A [`remote::Lock`](super::Lock) was no longer held by this guard:
+    /// its lease ran out (the holder was frozen, cut off or too slow to
+    /// renew it) and another holder may have taken the lock since.
+    #[error("the lock's lease was lost: {0}")]
+    LeaseLost(String),
 }
 
 impl BackendError {

@@ -483,7 +483,6 @@ fn registry_insert(c: &Cluster, full_url: &str) {
 /// The cluster a decoded handle names: one this process already connected
 /// to, else a new connection (its password, if the server wants one, from
 /// `MULTIPROCESS_REDIS_PASSWORD`).
-#[allow(dead_code)] // until the Queue and Lock handles land
 pub(crate) fn cluster_for(url: &str, namespace: &str) -> Result<Cluster, BackendError> {
     {
         let all = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());

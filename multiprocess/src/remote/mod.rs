@@ -44,6 +44,7 @@
 
 mod cluster;
 mod executor;
+mod lock;
 mod pool;
 mod registry;
 mod server;
@@ -53,6 +54,7 @@ mod worker;
 pub use crate::backend::BackendError;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use executor::{Executor, ExecutorMap};
+pub use lock::{Lock, LockGuard};
 pub use pool::{Chunked, Pool, Worker};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};

@@ -175,7 +175,7 @@ fn wait_while(word: &AtomicU32, value: u32, spin: bool) {
     while word.load(Ordering::Acquire) == value {
         if spin {
             spins += 1;
-            if spins % 1000 == 0 {
+            if spins.is_multiple_of(1000) {
                 rustix::thread::sched_yield();
             }
             std::hint::spin_loop();

@@ -115,5 +115,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("=== {title} ===");
         run()?;
     }
+    println!();
+    println!("=== Across machines: squares on a Redis server (remote_squares) ===");
+    remote_squares()
+}
+
+/// The remote example needs the `redis` feature and a `redis-server`
+/// binary: it is built and run as its own example when the binary is here,
+/// and skipped with one line when it is not.
+fn remote_squares() -> Result<(), Box<dyn std::error::Error>> {
+    use std::process::{Command, Stdio};
+    // The test of the tour (tests/examples.rs) runs it under `cargo test`,
+    // whose build lock a nested `cargo run` would wait on; the remote
+    // example has its own tests.
+    if std::env::var_os("TOUR_SKIP_REMOTE").is_some() {
+        println!("skipped: TOUR_SKIP_REMOTE is set");
+        return Ok(());
+    }
+    let have_server = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_server {
+        println!(
+            "skipped: no redis-server on this machine (Debian: apt-get install redis-server), \
+             then: cargo run --release --features redis --example remote_squares"
+        );
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let status = Command::new(cargo)
+        .args(["run", "--quiet", "--release", "--features", "redis"])
+        .args(["--manifest-path", manifest, "--example", "remote_squares"])
+        .status()?;
+    if !status.success() {
+        return Err(format!("remote_squares failed: {status}").into());
+    }
     Ok(())
 }

@@ -297,6 +297,15 @@
 //! }
 //! ```
 //!
+//! # Across machines
+//!
+//! With the `redis` feature, `multiprocess::remote` gives the same `Pool`,
+//! `Executor`, `Queue`, `JoinableQueue` and `Lock` on one Redis 7 server:
+//! workers are this executable started with `MULTIPROCESS_WORKER=redis://…`
+//! on any machine, tasks are functions registered with `remote_task!`, and a
+//! worker's death means a rerun rather than a lost result (see the module's
+//! page for what differs from the local types).
+//!
 //! # Errors
 //!
 //! Every blocking call has a timeout form and notices a dead peer; errors
@@ -307,6 +316,8 @@
 // Examples keep `fn main` where they show that `init()` goes first in it.
 #![allow(clippy::needless_doctest_main)]
 
+#[cfg(feature = "redis")]
+mod backend;
 mod codec;
 mod connection;
 mod deadline;

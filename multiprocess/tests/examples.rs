@@ -25,6 +25,7 @@ fn run_example(name: &str) -> Vec<String> {
     );
     let mut child = Command::new(&path)
         .env("SLEEP_SCALE", "0.01")
+        .env("TOUR_SKIP_REMOTE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -407,10 +408,17 @@ fn the_tour_runs_every_example_under_a_heading() {
         .skip(1)
         .map(|s| s.iter().filter(|l| !l.is_empty()).cloned().collect())
         .collect();
-    assert_eq!(sections.len(), EXAMPLES.len(), "{out:?}");
+    // Every example, then the remote one (skipped here: it needs the
+    // `redis` feature and its own build; tests/remote_pool.rs covers it).
+    assert_eq!(sections.len(), EXAMPLES.len() + 1, "{out:?}");
     for ((_, check), section) in EXAMPLES.iter().zip(&sections) {
         check(section);
     }
+    assert_eq!(
+        sections[EXAMPLES.len()],
+        ["skipped: TOUR_SKIP_REMOTE is set"],
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -72,3 +72,111 @@ fn map_apply_starmap_and_imap_run_on_local_workers() {
         other => panic!("{other:?}"),
     }
 }
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+multiprocess::remote_task!(nap);
+
+#[test]
+fn the_executor_submits_maps_cancels_and_times_out() {
+    use multiprocess::{ExecutorError, as_completed};
+    let server = LocalServer::start().unwrap();
+    let c = cluster(&server);
+    let ex = c.executor("exec").unwrap();
+    ex.spawn_local_workers(1).unwrap();
+    assert_eq!(ex.worker_pids().len(), 1);
+    let f = ex.submit(square, (7u64,)).unwrap();
+    assert_eq!(f.result_timeout(Duration::from_secs(30)).unwrap(), 49);
+    let fs: Vec<_> = (0..5u64).map(|i| ex.submit(add, (i, 1)).unwrap()).collect();
+    let mut got: Vec<u64> = as_completed(fs)
+        .map(|f| f.unwrap().result().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    let v: Vec<u64> = ex
+        .with_chunksize(10)
+        .map(square, 0..50u64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(v[49], 49 * 49);
+    // The one worker is busy with a long task: a second is still waiting
+    // in the stream, so it can be cancelled.
+    let long = ex.submit(nap, (600u64,)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let waiting = ex.submit(nap, (1u64,)).unwrap();
+    assert!(waiting.cancel());
+    assert!(waiting.cancelled());
+    assert!(!long.cancel(), "a running task cannot be cancelled");
+    assert_eq!(long.result().unwrap(), 600);
+    // A map's timeout ends it with Timeout.
+    let mut r = ex
+        .with_timeout(Duration::from_millis(300))
+        .map(nap, [10u64, 2000])
+        .unwrap();
+    assert_eq!(r.next().unwrap().unwrap(), 10);
+    assert!(matches!(r.next(), Some(Err(ExecutorError::Timeout))));
+    ex.shutdown(true, false);
+    assert!(matches!(
+        ex.submit(square, (1u64,)),
+        Err(ExecutorError::ShutDown)
+    ));
+}
+
+#[test]
+fn close_join_and_terminate_as_python() {
+    let server = LocalServer::start().unwrap();
+    let c = cluster(&server);
+    let pool = c.pool("lifecycle").unwrap();
+    pool.spawn_local_workers(2).unwrap();
+    assert!(matches!(pool.join(), Err(PoolError::NotClosed)));
+    let pending = pool.map_async(nap, [50u64; 8]).unwrap();
+    pool.close();
+    assert!(matches!(
+        pool.apply(square, (1u64,)),
+        Err(PoolError::Closed)
+    ));
+    pool.join().unwrap();
+    assert_eq!(pending.get().unwrap(), [50u64; 8]);
+    assert_eq!(pool.processes(), 0, "join stops the local workers");
+
+    let pool = c.pool("lifecycle2").unwrap();
+    pool.spawn_local_workers(1).unwrap();
+    let slow = pool.map_async(nap, [300u64; 6]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    pool.terminate();
+    assert!(matches!(slow.get(), Err(PoolError::Terminated)));
+    assert!(matches!(
+        pool.apply(square, (1u64,)),
+        Err(PoolError::Terminated)
+    ));
+}
+
+#[test]
+fn a_server_on_a_unix_socket_with_a_password_serves_a_pool() {
+    let server = LocalServer::builder()
+        .unix_socket(true)
+        .password("pw")
+        .start()
+        .unwrap();
+    assert!(
+        server.url().starts_with("redis+unix://"),
+        "{}",
+        server.url()
+    );
+    let c = Cluster::connect(server.url()).unwrap();
+    assert!(!c.url().contains("pw"), "{}", c.url());
+    let pool = c.pool("unix").unwrap();
+    pool.spawn_local_workers(1).unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+    let w = pool.workers().unwrap();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].functions.iter().any(|f| f.ends_with("::square")),
+        "{w:?}"
+    );
+    assert_eq!(w[0].build, multiprocess::remote::build_id().0);
+}

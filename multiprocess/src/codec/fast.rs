@@ -69,10 +69,10 @@ pub(crate) fn encode_plain_to_slice<T: Serialize + ?Sized>(
 /// exact message.
 #[inline]
 pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    if DECODE_TABLE.with(|t| t.borrow().is_none()) {
-        if let Ok((value, [])) = postcard::take_from_bytes::<T>(bytes) {
-            return Ok(value);
-        }
+    if DECODE_TABLE.with(|t| t.borrow().is_none())
+        && let Ok((value, [])) = postcard::take_from_bytes::<T>(bytes)
+    {
+        return Ok(value);
     }
     decode(bytes, Vec::new())
 }

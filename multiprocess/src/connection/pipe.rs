@@ -225,7 +225,7 @@ impl PipeTransport {
             } else {
                 std::hint::spin_loop();
                 i = i.wrapping_add(1);
-                if i % 32 == 0 {
+                if i.is_multiple_of(32) {
                     if Instant::now() >= until {
                         return false;
                     }

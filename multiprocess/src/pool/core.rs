@@ -460,13 +460,13 @@ impl Core {
     /// Keeps a delivered chunk's payload buffer for [`take_buffer`] (a few,
     /// and none larger than `SPARE_MAX`).
     fn recycle(&self, payload: Payload) {
-        if let Ok(mut buf) = Arc::try_unwrap(payload.0) {
-            if buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                let mut spare = lock(&self.spare);
-                if spare.len() < SPARE_BUFFERS {
-                    spare.push(buf);
-                }
+        if let Ok(mut buf) = Arc::try_unwrap(payload.0)
+            && buf.capacity() <= SPARE_MAX
+        {
+            buf.clear();
+            let mut spare = lock(&self.spare);
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buf);
             }
         }
     }

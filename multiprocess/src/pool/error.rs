@@ -190,7 +190,7 @@ pub enum PoolError {
     /// The Redis server of a [`remote`](crate::remote) pool failed the call.
     #[cfg(feature = "redis")]
     #[error(transparent)]
-    Backend(#[from] crate::remote::BackendError),
+    Backend(#[from] crate::backend::BackendError),
     /// No live worker of a [`remote`](crate::remote) pool can run the task:
     /// none is running, or none is of the caller's build (`why` names the
     /// builds). Nothing was submitted.

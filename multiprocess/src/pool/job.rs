@@ -24,7 +24,7 @@ pub(crate) enum Cancel {
     Cancelled,
     /// A remote pool's server failed the work (lost its data, unreachable).
     #[cfg(feature = "redis")]
-    Backend(crate::remote::BackendError),
+    Backend(crate::backend::BackendError),
 }
 
 impl Cancel {

@@ -413,14 +413,14 @@ impl<R: Send + 'static, T: Send + 'static> ListJob<R, T> {
             Ok(n) => Some(format!("expected {count} outcomes, got {n}")),
             Err(e) => Some(e.to_string()),
         };
-        if let Some(message) = message {
-            if st.error.as_ref().is_none_or(|(j, _)| first < *j) {
-                let error = TaskError::Decode {
-                    what: "result".into(),
-                    message,
-                };
-                st.error = Some((first, error));
-            }
+        if let Some(message) = message
+            && st.error.as_ref().is_none_or(|(j, _)| first < *j)
+        {
+            let error = TaskError::Decode {
+                what: "result".into(),
+                message,
+            };
+            st.error = Some((first, error));
         }
         Self::finish_if_done(&mut st)
     }

@@ -664,13 +664,13 @@ impl Ring {
         let tail = self.tail().load(Ordering::Acquire);
         let head = self.head().load(Ordering::Acquire);
         self.head_seen().store(head, Ordering::Relaxed);
-        if let Some(used) = self.used(tail, head) {
-            if self.cap - used >= REC_HDR {
-                let rec = self.write_record(pos(tail), ABORT, self.header_pid(), Msg::EMPTY, 0, 0);
-                self.tail()
-                    .store(pack(pos(tail) + rec, cnt(tail)), Ordering::SeqCst);
-                self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
-            }
+        if let Some(used) = self.used(tail, head)
+            && self.cap - used >= REC_HDR
+        {
+            let rec = self.write_record(pos(tail), ABORT, self.header_pid(), Msg::EMPTY, 0, 0);
+            self.tail()
+                .store(pack(pos(tail) + rec, cnt(tail)), Ordering::SeqCst);
+            self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
         }
     }
 
@@ -861,10 +861,10 @@ impl Ring {
         out.clear();
         // A taken item leaves the slot count when it is dropped half-read.
         let untake = |partial: &mut Option<u32>| {
-            if partial.take().is_some() {
-                if let Some(at) = slot {
-                    self.region.atomic_u64(at).fetch_sub(1, Ordering::SeqCst);
-                }
+            if partial.take().is_some()
+                && let Some(at) = slot
+            {
+                self.region.atomic_u64(at).fetch_sub(1, Ordering::SeqCst);
             }
         };
         let head_word = self.head();
@@ -929,12 +929,10 @@ impl Ring {
                 out.clear();
                 announced = None;
                 let mut skip = 0;
-                if strip {
-                    if let Some((n, k)) = self.peek_varint(pos(head), len) {
-                        announced = Some(n);
-                        skip = k;
-                        out.reserve_exact(n.min(MAX_RESERVE) as usize);
-                    }
+                if strip && let Some((n, k)) = self.peek_varint(pos(head), len) {
+                    announced = Some(n);
+                    skip = k;
+                    out.reserve_exact(n.min(MAX_RESERVE) as usize);
                 }
                 self.append_payload(pos(head), skip, len, out);
                 partial = Some(writer);

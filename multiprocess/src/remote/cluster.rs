@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::error::BackendError;
+use crate::backend::BackendError;
 
 /// Settings shared by everything made from one [`Cluster`].
 #[derive(Debug, Clone)]
@@ -143,9 +143,12 @@ struct Inner {
     opts: Options,
     /// Idle connections, each with the pid that opened it.
     idle: Mutex<Vec<(u32, redis::Connection)>>,
-    /// The value of the namespace's epoch key when this cluster connected:
-    /// a server that lost its data no longer has it.
-    epoch: String,
+    /// The value of the namespace's epoch key this process knows: a server
+    /// that lost its data no longer has it (or has a newer one).
+    epoch: Mutex<String>,
+    /// How many losses of the server's data this process noticed (any
+    /// thread): waiters compare it with the count they started under.
+    losses: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -202,7 +205,8 @@ impl Cluster {
             full_url: url.to_owned(),
             opts,
             idle: Mutex::new(Vec::new()),
-            epoch: String::new(),
+            epoch: Mutex::new(String::new()),
+            losses: std::sync::atomic::AtomicU64::new(0),
         };
         let mut conn = probe.open_connection()?;
         probe.check_version(&mut conn)?;
@@ -220,7 +224,7 @@ impl Cluster {
             .query::<Option<String>>(&mut conn)
             .map_err(|e| BackendError::from_redis(&e, &probe.url))?
             .unwrap_or(fresh);
-        probe.epoch = epoch;
+        probe.epoch = Mutex::new(epoch);
         probe.put_back(conn);
         let cluster = Cluster {
             inner: Arc::new(probe),
@@ -300,31 +304,47 @@ impl Cluster {
         block + self.inner.opts.call_timeout.min(Duration::from_secs(2))
     }
 
-    /// Checks that the server still has this namespace's data.
+    /// Checks that the server still has this namespace's data. A loss is
+    /// reported once per process: the epoch found (or a new one, if there is
+    /// none) becomes the one this process knows, and [`Cluster::losses`]
+    /// counts it, so every thread waiting on lost state can notice.
     pub(crate) fn check_epoch(&self, conn: &mut redis::Connection) -> Result<(), BackendError> {
         let key = format!("mp:{{{}}}:epoch", self.inner.opts.namespace);
         let now: Option<String> = redis::cmd("GET")
             .arg(&key)
             .query(conn)
             .map_err(|e| BackendError::from_redis(&e, &self.inner.url))?;
-        match now {
-            Some(e) if e == self.inner.epoch => Ok(()),
-            Some(_) => Err(BackendError::Lost(
-                "the namespace was reset on the server (its epoch changed)".into(),
-            )),
-            None => {
-                // Put it back so that later connections agree, and report
-                // the loss to this one.
-                let _ = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&self.inner.epoch)
-                    .arg("NX")
-                    .query::<Option<String>>(conn);
-                Err(BackendError::Lost(
-                    "the server restarted without its data (or was flushed)".into(),
-                ))
+        let mut known = self.inner.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        let why = match now {
+            Some(e) if e == *known => return Ok(()),
+            Some(e) => {
+                *known = e;
+                "the namespace was reset on the server (its epoch changed)"
             }
-        }
+            None => {
+                let mut bytes = [0u8; 16];
+                let _ = crate::sys::random::fill(&mut bytes);
+                let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .arg("GET")
+                    .query(conn)
+                    .map_err(|e| BackendError::from_redis(&e, &self.inner.url))?;
+                *known = set.unwrap_or(fresh);
+                "the server restarted without its data (or was flushed)"
+            }
+        };
+        self.inner
+            .losses
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(BackendError::Lost(why.into()))
+    }
+
+    /// How many times this process noticed that the server lost its data.
+    pub(crate) fn losses(&self) -> u64 {
+        self.inner.losses.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Encoded payload size check against `max_payload`.

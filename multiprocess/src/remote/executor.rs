@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::pool::{Pool, Worker, registered};
+use crate::backend::BackendError;
 use crate::pool::shared_with_remote::{IterJob, Job, Shared, job_id};
 use crate::{ExecutorError, ImapIter, MapResults, PoolError, Task, TaskFuture};
 
@@ -35,6 +35,40 @@ fn from_pool(e: PoolError) -> ExecutorError {
         PoolError::Closed | PoolError::Terminated => ExecutorError::ShutDown,
         PoolError::Timeout => ExecutorError::Timeout,
         other => ExecutorError::Pool(other),
+    }
+}
+
+/// [`Executor::map`] with a chunk size and a timeout (from
+/// [`Executor::with_chunksize`] and [`Executor::with_timeout`]).
+#[derive(Debug)]
+pub struct ExecutorMap<'a> {
+    executor: &'a Executor,
+    chunksize: usize,
+    timeout: Option<Duration>,
+}
+
+impl ExecutorMap<'_> {
+    /// Sets the chunk size.
+    pub fn with_chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = chunksize;
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// [`Executor::map`] with these options.
+    pub fn map<F, A, I>(&self, f: F, iterable: I) -> Result<MapResults<F::Output>, ExecutorError>
+    where
+        F: Task<(A,)>,
+        A: Serialize + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.executor
+            .map_with(f, iterable, self.chunksize, self.timeout)
     }
 }
 
@@ -116,9 +150,26 @@ impl Executor {
         self.map_with(f, iterable, 1, None)
     }
 
-    /// [`map`](Self::map) with Python's `chunksize` and `timeout` (the
-    /// whole map's, from now).
-    pub fn map_with<F, A, I>(
+    /// [`map`](Self::map) with Python's `chunksize`.
+    pub fn with_chunksize(&self, chunksize: usize) -> ExecutorMap<'_> {
+        ExecutorMap {
+            executor: self,
+            chunksize,
+            timeout: None,
+        }
+    }
+
+    /// [`map`](Self::map) with Python's `timeout`: every result must be in
+    /// by then (from the call to `map`).
+    pub fn with_timeout(&self, timeout: Duration) -> ExecutorMap<'_> {
+        ExecutorMap {
+            executor: self,
+            chunksize: 1,
+            timeout: Some(timeout),
+        }
+    }
+
+    fn map_with<F, A, I>(
         &self,
         _f: F,
         iterable: I,

@@ -43,17 +43,18 @@
 //! SECURITY.md).
 
 mod cluster;
-mod error;
 mod executor;
+mod lock;
 mod pool;
 mod registry;
 mod server;
 mod stream;
 mod worker;
 
+pub use crate::backend::BackendError;
 pub use cluster::{Cluster, ClusterBuilder};
-pub use error::BackendError;
-pub use executor::Executor;
+pub use executor::{Executor, ExecutorMap};
+pub use lock::{Lock, LockGuard};
 pub use pool::{Chunked, Pool, Worker};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};

@@ -17,10 +17,10 @@ use redis::Value;
 use serde::Serialize;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::registry::{Registered, build_id, lookup};
 use super::stream::{self, GROUP, WorkerInfo};
 use super::worker::{NAMESPACE_ENV, PARENT_ENV, POOL_ENV};
+use crate::backend::BackendError;
 use crate::pool::shared_with_remote::{
     Backlog, BrokenWhy, Cancel, IterJob, Job, ListJob, auto_chunksize, encode_list, job_id,
 };
@@ -923,8 +923,17 @@ impl Inner {
         let mut last_check = Instant::now();
         let mut no_workers_since: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
+        let mut losses = self.cluster.losses();
         let block = Duration::from_millis(100);
         while !self.stop.load(Ordering::Relaxed) {
+            // A loss noticed by any thread of this process (a submit, a
+            // queue) is this pool's loss too.
+            let now_losses = self.cluster.losses();
+            if now_losses != losses {
+                losses = now_losses;
+                self.after_loss(&live, ttl, "the server lost its data");
+                cursor = "0".into();
+            }
             let reply = self.read_results(&res, &cursor, block);
             let entries = match reply {
                 Ok(v) => {
@@ -933,17 +942,9 @@ impl Inner {
                 }
                 Err(e) => {
                     if matches!(e, BackendError::Lost(_)) {
-                        self.fail_all(&Cancel::Backend(e));
-                        // Start over on the (empty) server.
+                        losses = self.cluster.losses();
+                        self.after_loss(&live, ttl, "the server lost its data");
                         cursor = "0".into();
-                        let _ = self.cluster.with_conn(|c| {
-                            redis::cmd("SET")
-                                .arg(&live)
-                                .arg(1)
-                                .arg("PX")
-                                .arg(ttl.as_millis() as u64)
-                                .query::<()>(c)
-                        });
                         continue;
                     }
                     let since = *failing_since.get_or_insert_with(Instant::now);
@@ -956,27 +957,29 @@ impl Inner {
                     continue;
                 }
             };
-            if let Some(last) = entries.last() {
-                cursor = last.id.clone();
-                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-                let _ = self
-                    .cluster
-                    .with_conn(|c| redis::cmd("XDEL").arg(&res).arg(&ids).query::<()>(c));
-            }
+            // Deliver first (the waiting callers wake now), then tidy up:
+            // the entries read, and the bitmaps of finished maps.
             let mut finished_maps = Vec::new();
             for entry in &entries {
                 if let Some(map) = self.deliver(entry) {
                     finished_maps.push(map);
                 }
             }
-            if !finished_maps.is_empty() {
+            if let Some(last) = entries.last() {
+                cursor = last.id.clone();
+                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
                 let keys: Vec<String> = finished_maps
                     .iter()
                     .map(|m| format!("{}d:{}:{m}", self.prefix, self.caller))
                     .collect();
-                let _ = self
-                    .cluster
-                    .with_conn(|c| redis::cmd("DEL").arg(&keys).query::<()>(c));
+                let _ = self.cluster.with_conn(|c| {
+                    let mut p = redis::pipe();
+                    p.cmd("XDEL").arg(&res).arg(&ids).ignore();
+                    if !keys.is_empty() {
+                        p.cmd("DEL").arg(&keys).ignore();
+                    }
+                    p.query::<()>(c)
+                });
             }
             if last_refresh.elapsed() >= ttl / 3 {
                 last_refresh = Instant::now();
@@ -999,6 +1002,18 @@ impl Inner {
             if last_check.elapsed() >= lease.max(Duration::from_millis(200)) {
                 last_check = Instant::now();
                 let busy = !lock(&self.state).maps.is_empty();
+                // The caller's own key gone while it is alive: the server
+                // lost (or flushed) its data without a broken connection.
+                if busy
+                    && self
+                        .cluster
+                        .with_conn(|c| redis::cmd("EXISTS").arg(&live).query::<bool>(c))
+                        .is_ok_and(|exists| !exists)
+                {
+                    self.after_loss(&live, ttl, "the caller's keys are gone from the server");
+                    cursor = "0".into();
+                    continue;
+                }
                 if busy && self.own_build_workers().is_ok_and(|n| n == 0) {
                     let since = *no_workers_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= lease * 2 {
@@ -1019,6 +1034,21 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Fails every pending call with `Backend(Lost)` and starts over on
+    /// the server (the caller's key again; the result stream from its
+    /// start).
+    fn after_loss(&self, live: &str, ttl: Duration, why: &str) {
+        self.fail_all(&Cancel::Backend(BackendError::Lost(why.into())));
+        let _ = self.cluster.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(live)
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query::<()>(c)
+        });
     }
 
     fn read_results(
@@ -1048,36 +1078,49 @@ impl Inner {
         }
     }
 
-    /// Delivers one result entry; the map's id if that was its last chunk.
+    /// Delivers one result entry (one or more chunks of one map); the
+    /// map's id if that was its last chunk.
     fn deliver(&self, entry: &stream::Entry) -> Option<u64> {
         let map: u64 = entry.number(b"m")?;
-        let first = entry.number(b"s")? as usize;
-        let count = entry.number(b"n")? as u32;
         let job = {
             let st = lock(&self.state);
             st.maps.get(&map)?.job.clone()
         };
-        if let Some(body) = entry.get(b"b") {
-            job.deliver(first, count, body);
-        } else if let Some(lost) = entry.text(b"x") {
-            let deliveries = lost.parse().unwrap_or(0);
-            for i in 0..count as usize {
-                job.fail(first + i, TaskError::WorkerLost { deliveries });
-            }
-        } else {
-            let error = entry
-                .get(b"e")
-                .and_then(|e| crate::codec::decode_plain::<TaskError>(e).ok())
-                .unwrap_or(TaskError::Failed {
-                    message: "a worker sent a result this caller cannot read".into(),
-                });
-            for i in 0..count as usize {
-                job.fail(first + i, error.clone());
+        let mut chunks = 0;
+        let (mut first, mut count) = (0usize, 0u32);
+        for (name, value) in &entry.fields {
+            let text = || std::str::from_utf8(value).ok();
+            match name.as_slice() {
+                b"s" => first = text().and_then(|t| t.parse().ok()).unwrap_or(0),
+                b"n" => count = text().and_then(|t| t.parse().ok()).unwrap_or(0),
+                b"b" => {
+                    job.deliver(first, count, value);
+                    chunks += 1;
+                }
+                b"x" => {
+                    let deliveries = text().and_then(|t| t.parse().ok()).unwrap_or(0);
+                    for i in 0..count as usize {
+                        job.fail(first + i, TaskError::WorkerLost { deliveries });
+                    }
+                    chunks += 1;
+                }
+                b"e" => {
+                    let error = crate::codec::decode_plain::<TaskError>(value).unwrap_or(
+                        TaskError::Failed {
+                            message: "a worker sent a result this caller cannot read".into(),
+                        },
+                    );
+                    for i in 0..count as usize {
+                        job.fail(first + i, error.clone());
+                    }
+                    chunks += 1;
+                }
+                _ => {}
             }
         }
         let mut st = lock(&self.state);
         let m = st.maps.get_mut(&map)?;
-        m.chunks_left = m.chunks_left.saturating_sub(1);
+        m.chunks_left = m.chunks_left.saturating_sub(chunks);
         if m.chunks_left == 0 {
             st.maps.remove(&map);
             if st.maps.is_empty() {
@@ -1110,7 +1153,8 @@ impl Inner {
             let mut i = 0;
             while i < local.children.len() {
                 if matches!(local.children[i].try_wait(), Ok(Some(_))) {
-                    local.children.swap_remove(i);
+                    // Reaped by try_wait; wait returns its status at once.
+                    let _ = local.children.swap_remove(i).wait();
                 } else {
                     i += 1;
                 }
@@ -1130,9 +1174,35 @@ impl Inner {
             local.wanted = 0;
             (std::mem::take(&mut local.children), local.supervisor.take())
         };
+        let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
         for mut child in children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Unpublish them now rather than after their lease.
+        if !pids.is_empty() {
+            let host = stream::host_name();
+            let gone: Vec<String> = self
+                .live_workers()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|w| w.host == host && pids.contains(&w.pid))
+                .map(|w| w.id)
+                .collect();
+            if !gone.is_empty() {
+                let prefix = &self.prefix;
+                let _ = self.cluster.with_conn(|c| {
+                    let mut p = redis::pipe();
+                    p.cmd("HDEL")
+                        .arg(format!("{prefix}workers"))
+                        .arg(&gone)
+                        .ignore();
+                    for id in &gone {
+                        p.cmd("DEL").arg(format!("{prefix}w:{id}")).ignore();
+                    }
+                    p.query::<()>(c)
+                });
+            }
         }
         if let Some(h) = supervisor
             && h.thread().id() != std::thread::current().id()

@@ -15,9 +15,9 @@
 //!
 //! A task entry: `f` function name, `g` its signature's fingerprint, `c` caller, `m` map, `k` chunk number,
 //! `s` first input position, `n` call count, `p` encoded arguments. A
-//! result entry: `m`, `s`, `n`, and `b` (the chunk's encoded outcomes), `e`
-//! (an encoded `TaskError` for every call) or `x` (the delivery count of a
-//! chunk given up as lost).
+//! result entry: `m`, then per chunk `s`, `n`, and `b` (the chunk's encoded
+//! outcomes), `e` (an encoded `TaskError` for every call) or `x` (the
+//! delivery count of a chunk given up as lost).
 
 use redis::Value;
 
@@ -98,31 +98,53 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 }
 
 /// Finishes chunks: for each, if its caller is alive and no result of it
-/// was stored yet (first to set its bit), stores the result; then
-/// acknowledges and deletes the task entry either way.
+/// was stored yet (first to set its bit in the map's bitmap), keeps its
+/// result; the kept results of one map go out as one entry of the caller's
+/// result stream (`m`, then `s`, `n` and the kind's field per chunk). Then
+/// every task entry is acknowledged and deleted, kept or not.
 ///
 /// KEYS[1] the task stream. ARGV: prefix, group, ttl (ms), then 8 per
 /// chunk: entry id, caller, map, chunk number, first, count, kind
 /// (`b`/`e`/`x`), body. Returns how many results were stored.
 pub(crate) const FINISH: &str = r"
 local prefix, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local stored = 0
+local stored, ids, live, out, order = 0, {}, {}, {}, {}
 local i = 4
 while i + 7 <= #ARGV do
-  local id, caller, map, k = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
-  if redis.call('EXISTS', prefix .. 'l:' .. caller) == 1 then
+  local caller, map = ARGV[i+1], ARGV[i+2]
+  local alive = live[caller]
+  if alive == nil then
+    alive = redis.call('EXISTS', prefix .. 'l:' .. caller) == 1
+    live[caller] = alive
+  end
+  if alive then
     local done = prefix .. 'd:' .. caller .. ':' .. map
-    if redis.call('SETBIT', done, k, 1) == 0 then
-      redis.call('PEXPIRE', done, ttl)
-      local res = prefix .. 'r:' .. caller
-      redis.call('XADD', res, '*', 'm', map, 's', ARGV[i+4], 'n', ARGV[i+5], ARGV[i+6], ARGV[i+7])
-      redis.call('PEXPIRE', res, ttl)
+    if redis.call('SETBIT', done, tonumber(ARGV[i+3]), 1) == 0 then
+      local key = caller .. ' ' .. map
+      local f = out[key]
+      if not f then
+        f = {'m', map}
+        out[key] = f
+        table.insert(order, {caller, key, done})
+      end
+      table.insert(f, 's'); table.insert(f, ARGV[i+4])
+      table.insert(f, 'n'); table.insert(f, ARGV[i+5])
+      table.insert(f, ARGV[i+6]); table.insert(f, ARGV[i+7])
       stored = stored + 1
     end
   end
-  redis.call('XACK', KEYS[1], group, id)
-  redis.call('XDEL', KEYS[1], id)
+  table.insert(ids, ARGV[i])
   i = i + 8
+end
+for _, o in ipairs(order) do
+  local res = prefix .. 'r:' .. o[1]
+  redis.call('XADD', res, '*', unpack(out[o[2]]))
+  redis.call('PEXPIRE', res, ttl)
+  redis.call('PEXPIRE', o[3], ttl)
+end
+if #ids > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
 end
 return stored
 ";

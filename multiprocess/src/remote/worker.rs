@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::cluster::Cluster;
-use super::error::BackendError;
 use super::registry::{build_id, by_name, names};
 use super::stream::{self, Entry, GROUP, WorkerInfo};
 use crate::TaskError;
+use crate::backend::BackendError;
 
 /// The pool a worker serves (`MULTIPROCESS_WORKER_POOL`, default `default`).
 pub(crate) const POOL_ENV: &str = "MULTIPROCESS_WORKER_POOL";
@@ -107,6 +107,9 @@ struct Worker {
     held: Arc<Mutex<Vec<String>>>,
     _renewer: Renewer,
     finish: redis::Script,
+    /// Results of the last batch, finished in the same round trip as the
+    /// next read.
+    unfinished: Vec<(Entry, u8, Vec<u8>)>,
 }
 
 /// The renewal thread; stopped when dropped.
@@ -164,6 +167,7 @@ impl Worker {
             held: held.clone(),
             _renewer: Renewer { stop: stop.clone() },
             finish: redis::Script::new(stream::FINISH),
+            unfinished: Vec::new(),
         };
         worker.register()?;
         let alive = format!("{prefix}w:{id}");
@@ -208,20 +212,31 @@ impl Worker {
         })
     }
 
-    /// One round: reclaimed chunks first, else new ones.
+    /// One round: reclaimed chunks first, else new ones; the last batch's
+    /// results are finished in the same round trip as the next read.
     fn step(&mut self) -> Result<(), BackendError> {
         if self.last_reclaim.elapsed() >= self.lease / 2 {
+            self.flush()?;
             self.last_reclaim = Instant::now();
             if self.reclaim_one()? {
                 return Ok(());
             }
         }
-        let block = self
-            .lease
-            .clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut conn = self.cluster.take_conn()?;
-        let _ = conn.set_read_timeout(Some(self.cluster.blocking_timeout(block)));
-        let reply: Result<Value, _> = redis::cmd("XREADGROUP")
+        let block = if self.unfinished.is_empty() {
+            self.lease
+                .clamp(Duration::from_millis(50), Duration::from_millis(500))
+        } else {
+            // Results are waiting to be read by their caller: do not sit on
+            // the connection long before the next round.
+            Duration::from_millis(50)
+        };
+        let done = std::mem::take(&mut self.unfinished);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if !done.is_empty() {
+            pipe.add_command(self.finish_cmd(&done));
+        }
+        pipe.cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
             .arg(&self.id)
@@ -231,22 +246,53 @@ impl Worker {
             .arg(block.as_millis() as u64)
             .arg("STREAMS")
             .arg(&self.tasks)
-            .arg(">")
-            .query(&mut conn);
-        let reply = match reply {
+            .arg(">");
+        let mut conn = match self.cluster.take_conn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.unfinished = done;
+                return Err(e);
+            }
+        };
+        let _ = conn.set_read_timeout(Some(self.cluster.blocking_timeout(block)));
+        let replies: Vec<Value> = match pipe.query(&mut conn) {
             Ok(v) => {
                 let _ = conn.set_read_timeout(Some(self.cluster.opts().call_timeout));
                 self.cluster.put_back(conn);
                 v
             }
             Err(e) => {
-                let err = self.cluster.error(&e);
-                if e.code() == Some("NOGROUP") {
+                // Unknown whether the finish landed: finishing is
+                // idempotent, so it is simply sent again.
+                self.unfinished = done;
+                return Err(self.cluster.error(&e));
+            }
+        };
+        let mut replies = replies.into_iter();
+        if !done.is_empty() {
+            match replies.next() {
+                Some(Value::ServerError(e)) if e.code() == "NOSCRIPT" => {
+                    self.unfinished = done;
+                    self.flush()?;
+                }
+                Some(Value::ServerError(e)) => {
+                    self.unfinished = done;
+                    return Err(BackendError::Server(format!("{e:?}")));
+                }
+                _ => {}
+            }
+        }
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let reply = match replies.next() {
+            Some(Value::ServerError(e)) => {
+                if e.code() == "NOGROUP" {
                     self.register()?;
                     return Ok(());
                 }
-                return Err(err);
+                return Err(BackendError::Server(format!("{e:?}")));
             }
+            Some(v) => v,
+            None => return Ok(()),
         };
         let batch = stream::read_reply(&reply);
         if batch.is_empty() {
@@ -263,6 +309,64 @@ impl Worker {
             ((BATCH_TIME.as_nanos() / per.as_nanos().max(1)) as usize).clamp(1, MAX_BATCH)
         };
         Ok(())
+    }
+
+    /// Finishes the results waiting, on their own round trip.
+    fn flush(&mut self) -> Result<(), BackendError> {
+        if self.unfinished.is_empty() {
+            return Ok(());
+        }
+        let done = std::mem::take(&mut self.unfinished);
+        let mut inv = self.finish.prepare_invoke();
+        self.finish_args(&mut inv, &done);
+        match self.cluster.with_conn(|c| inv.invoke::<u64>(c)) {
+            Ok(_) => {
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.unfinished = done;
+                Err(e)
+            }
+        }
+    }
+
+    fn finish_cmd(&self, done: &[(Entry, u8, Vec<u8>)]) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.finish.get_hash())
+            .arg(1)
+            .arg(&self.tasks)
+            .arg(&self.prefix)
+            .arg(GROUP)
+            .arg(self.ttl_ms);
+        for (entry, kind, body) in done {
+            cmd.arg(&entry.id)
+                .arg(entry.get(b"c").unwrap_or(b""))
+                .arg(entry.get(b"m").unwrap_or(b""))
+                .arg(entry.get(b"k").unwrap_or(b"0"))
+                .arg(entry.get(b"s").unwrap_or(b"0"))
+                .arg(entry.get(b"n").unwrap_or(b"0"))
+                .arg(std::slice::from_ref(kind))
+                .arg(body.as_slice());
+        }
+        cmd
+    }
+
+    fn finish_args(&self, inv: &mut redis::ScriptInvocation<'_>, done: &[(Entry, u8, Vec<u8>)]) {
+        inv.key(&self.tasks)
+            .arg(&self.prefix)
+            .arg(GROUP)
+            .arg(self.ttl_ms);
+        for (entry, kind, body) in done {
+            inv.arg(&entry.id)
+                .arg(entry.get(b"c").unwrap_or(b""))
+                .arg(entry.get(b"m").unwrap_or(b""))
+                .arg(entry.get(b"k").unwrap_or(b"0"))
+                .arg(entry.get(b"s").unwrap_or(b"0"))
+                .arg(entry.get(b"n").unwrap_or(b"0"))
+                .arg(std::slice::from_ref(kind))
+                .arg(body.as_slice());
+        }
     }
 
     /// Takes over one chunk whose holder's lease expired, running it (or
@@ -316,7 +420,8 @@ impl Worker {
                 match entries.into_iter().next() {
                     Some(entry) => {
                         let lost = deliveries.to_string().into_bytes();
-                        self.finish(vec![(entry, b'x', lost)])?;
+                        self.unfinished.push((entry, b'x', lost));
+                        self.flush()?;
                     }
                     None => {
                         self.cluster.with_conn(|c| {
@@ -333,31 +438,29 @@ impl Worker {
             let entries = stream::entries(&claimed);
             if !entries.is_empty() {
                 self.run(entries)?;
+                self.flush()?;
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// Runs a batch of chunks and finishes them in one call.
+    /// Runs a batch of chunks; their results wait in `unfinished`.
     fn run(&mut self, batch: Vec<Entry>) -> Result<(), BackendError> {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) =
             batch.iter().map(|e| e.id.clone()).collect();
         self.refresh_callers(&batch)?;
-        let mut done = Vec::with_capacity(batch.len());
         for entry in batch {
-            let caller = entry.text(b"c").unwrap_or("").to_owned();
-            if !self.callers.contains_key(&caller) {
+            let caller = entry.text(b"c").unwrap_or("");
+            if !self.callers.contains_key(caller) {
                 // Its caller is gone: nobody wants the result.
-                done.push((entry, b'e', Vec::new()));
+                self.unfinished.push((entry, b'e', Vec::new()));
                 continue;
             }
             let (kind, body) = self.run_one(&entry);
-            done.push((entry, kind, body));
+            self.unfinished.push((entry, kind, body));
         }
-        let result = self.finish(done);
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        result
+        Ok(())
     }
 
     fn run_one(&self, entry: &Entry) -> (u8, Vec<u8>) {
@@ -425,25 +528,6 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    fn finish(&mut self, done: Vec<(Entry, u8, Vec<u8>)>) -> Result<(), BackendError> {
-        let mut inv = self.finish.prepare_invoke();
-        inv.key(&self.tasks)
-            .arg(&self.prefix)
-            .arg(GROUP)
-            .arg(self.ttl_ms);
-        for (entry, kind, body) in &done {
-            inv.arg(&entry.id)
-                .arg(entry.get(b"c").unwrap_or(b""))
-                .arg(entry.get(b"m").unwrap_or(b""))
-                .arg(entry.get(b"k").unwrap_or(b"0"))
-                .arg(entry.get(b"s").unwrap_or(b"0"))
-                .arg(entry.get(b"n").unwrap_or(b"0"))
-                .arg(std::slice::from_ref(kind))
-                .arg(body.as_slice());
-        }
-        self.cluster.with_conn(|c| inv.invoke::<u64>(c)).map(drop)
     }
 }
 

@@ -331,11 +331,9 @@ impl SharedMemory {
                 Err(e) => return Err(SharedMemoryError::from_io(&name, e)),
             }
         };
-        if track {
-            if let Err(e) = tracker::register(&name, true) {
-                let _ = shm_named::unlink(&name);
-                return Err(SharedMemoryError::Io { name, source: e });
-            }
+        if track && let Err(e) = tracker::register(&name, true) {
+            let _ = shm_named::unlink(&name);
+            return Err(SharedMemoryError::Io { name, source: e });
         }
         Ok(Self {
             name,
@@ -597,7 +595,7 @@ impl SharedMemory {
     /// [`Misaligned`](SharedMemoryError::Misaligned) or
     /// [`OutOfBounds`](SharedMemoryError::OutOfBounds).
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, SharedMemoryError> {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return Err(SharedMemoryError::Misaligned { offset, align: 8 });
         }
         self.region
@@ -624,7 +622,7 @@ impl SharedMemory {
     /// [`Misaligned`](SharedMemoryError::Misaligned) or
     /// [`OutOfBounds`](SharedMemoryError::OutOfBounds).
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, SharedMemoryError> {
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(SharedMemoryError::Misaligned { offset, align: 4 });
         }
         self.region

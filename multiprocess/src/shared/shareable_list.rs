@@ -686,7 +686,7 @@ impl ShareableList {
             // The high half is the pid of a write under way, if any.
             let capacity = read_u64(&table, i * ENTRY) & LEN_MASK;
             let bad_capacity = capacity == 0
-                || capacity % ALIGN as u64 != 0
+                || !capacity.is_multiple_of(ALIGN as u64)
                 || capacity > (data_len - used) as u64;
             if bad_capacity {
                 return Err(corrupt(format!(
@@ -858,7 +858,7 @@ impl ShareableList {
             // so if it saw any byte of a later write, the second load sees
             // that write's odd (or a later) state.
             let before = state.load(Ordering::Acquire);
-            if seq_of(before) % 2 == 0 {
+            if seq_of(before).is_multiple_of(2) {
                 let (kind, len) = unpack_state(before, slot.capacity)
                     .map_err(|e| self.corrupt(format!("slot {index}: {e}")))?;
                 bytes.resize(len, 0);
@@ -870,10 +870,10 @@ impl ShareableList {
                 continue;
             }
             // A write is under way: wait for it while its writer lives.
-            if wait.probe_due() {
-                if let Some(reason) = self.writer_gone(index, before)? {
-                    return Err(self.corrupt(reason));
-                }
+            if wait.probe_due()
+                && let Some(reason) = self.writer_gone(index, before)?
+            {
+                return Err(self.corrupt(reason));
             }
             wait.pause();
         }

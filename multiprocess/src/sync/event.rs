@@ -325,11 +325,11 @@ fn spin_until_set(state: &AtomicU32, spin_end: Option<Instant>) -> bool {
             return true;
         }
         i = i.wrapping_add(1);
-        if i % 32 == 0 {
+        if i.is_multiple_of(32) {
             if spin_end.is_some_and(|e| Instant::now() >= e) {
                 return false;
             }
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 sched::yield_now();
             }
         }

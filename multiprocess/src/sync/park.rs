@@ -206,13 +206,13 @@ where
         }
         let now = Instant::now();
         let expired = deadline.is_some_and(|d| now >= d);
-        if let Some(due) = next_probe {
-            if now >= due || (expired && policy.probe_at_deadline) {
-                if let Some(t) = (wait.probe)() {
-                    return t;
-                }
-                next_probe = policy.slice.map(|s| now + s);
+        if let Some(due) = next_probe
+            && (now >= due || (expired && policy.probe_at_deadline))
+        {
+            if let Some(t) = (wait.probe)() {
+                return t;
             }
+            next_probe = policy.slice.map(|s| now + s);
         }
         if expired {
             match (wait.timed_out)() {
@@ -335,7 +335,7 @@ impl Backoff {
             return false;
         }
         self.step += 1;
-        if self.step % 4 == 0 {
+        if self.step.is_multiple_of(4) {
             std::thread::yield_now();
         } else {
             for _ in 0..64 {

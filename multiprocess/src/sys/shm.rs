@@ -292,7 +292,7 @@ impl SharedRegion {
             self.len
         );
         assert!(
-            offset % align == 0,
+            offset.is_multiple_of(align),
             "misaligned shared region access at {offset}"
         );
     }

@@ -137,7 +137,7 @@ impl NamedRegion {
 
     /// The aligned word at `offset`. The caller checked bounds and alignment.
     fn word(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset + 8 <= self.len && offset % 8 == 0);
+        debug_assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
         // SAFETY: as for `byte`, with 8 in-bounds bytes at an 8-aligned
         // offset of a page-aligned mapping (every caller checks both).
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
@@ -146,7 +146,7 @@ impl NamedRegion {
     /// The 32-bit atomic at `offset`, or `None` if out of bounds or not
     /// 4-aligned.
     pub(crate) fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
-        if !self.in_bounds(offset, 4) || offset % 4 != 0 {
+        if !self.in_bounds(offset, 4) || !offset.is_multiple_of(4) {
             return None;
         }
         // SAFETY: as for `word`, with 4 in-bounds bytes at a 4-aligned offset.
@@ -156,7 +156,7 @@ impl NamedRegion {
     /// The 64-bit atomic at `offset`, or `None` if out of bounds or not
     /// 8-aligned.
     pub(crate) fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
-        if !self.in_bounds(offset, 8) || offset % 8 != 0 {
+        if !self.in_bounds(offset, 8) || !offset.is_multiple_of(8) {
             return None;
         }
         Some(self.word(offset))
@@ -171,7 +171,7 @@ impl NamedRegion {
         let mut i = 0;
         while i < dst.len() {
             let at = offset + i;
-            if at % 8 == 0 && dst.len() - i >= 8 {
+            if at.is_multiple_of(8) && dst.len() - i >= 8 {
                 let w = self.word(at).load(Ordering::Relaxed);
                 dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
                 i += 8;
@@ -194,7 +194,7 @@ impl NamedRegion {
         let mut i = 0;
         while i < src.len() {
             let at = offset + i;
-            if at % 8 == 0 && src.len() - i >= 8 {
+            if at.is_multiple_of(8) && src.len() - i >= 8 {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&src[i..i + 8]);
                 self.word(at)

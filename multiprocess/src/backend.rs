@@ -1,5 +1,8 @@
-//! [`BackendError`]: what can go wrong between this process and the Redis
-//! server, apart from the work itself.
+//! [`BackendError`] (feature `redis`): what can go wrong between this
+//! process and the Redis server of [`remote`](crate::remote), apart from
+//! the work itself. It sits at the bottom of the layers because the local
+//! error enums (the pool's, the queue's) carry it as their `Backend`
+//! variant.
 
 /// Why a call to the Redis server failed. Every remote call returns it
 /// (wrapped in the call's own error enum as `Backend`); nothing is lost
@@ -71,7 +74,7 @@ pub enum BackendError {
     TooLarge {
         /// The encoded size.
         size: usize,
-        /// The limit ([`ClusterBuilder::max_payload`](super::ClusterBuilder::max_payload)).
+        /// The limit ([`ClusterBuilder::max_payload`](crate::remote::ClusterBuilder::max_payload)).
         max: usize,
     },
     /// The connection broke (reset, closed by the server).
@@ -80,6 +83,11 @@ pub enum BackendError {
     /// Any other error the server returned.
     #[error("the Redis server returned an error: {0}")]
     Server(String),
+    /// A [`remote::Lock`](super::Lock) was no longer held by this guard:
+    /// its lease ran out (the holder was frozen, cut off or too slow to
+    /// renew it) and another holder may have taken the lock since.
+    #[error("the lock's lease was lost: {0}")]
+    LeaseLost(String),
 }
 
 impl BackendError {
@@ -89,6 +97,10 @@ impl BackendError {
         let text = e.to_string();
         if e.is_timeout() {
             return BackendError::Timeout(text);
+        }
+        // Also inside a pipeline's aggregated error.
+        if e.code() == Some("OOM") || text.contains("\"OOM\"") || text.contains("OOM command") {
+            return BackendError::OutOfMemory(text);
         }
         match e.kind() {
             ErrorKind::AuthenticationFailed => BackendError::Auth {
@@ -103,7 +115,6 @@ impl BackendError {
                 url: url.to_owned(),
                 reason: text,
             },
-            _ if e.code() == Some("OOM") => BackendError::OutOfMemory(text),
             _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => BackendError::Auth {
                 url: url.to_owned(),
                 reason: text,

@@ -271,6 +271,12 @@ const WORKLOADS: &[Workload] = &[
         targets: &[SpeedupAtLeast(20.0)],
         notes: REMOTE_RQ,
     },
+    Workload {
+        name: "remote/lock_acquire_release",
+        python: false,
+        targets: &[],
+        notes: "remote::Lock, uncontended, one process: acquire() + release() (a Lua script each, one round trip each), 3000 pairs (quick 300) per sample.",
+    },
 ];
 
 const REMOTE_MAP: &str = "remote::Pool with N local workers (this binary re-executed) on a redis-server started by the runner (no persistence): map(square, 0..100k) (quick 5k) at chunksize 1, one stream entry per task and one per result. Clock from the call to the last result.";

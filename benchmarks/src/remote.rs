@@ -3,11 +3,10 @@
 //! that are this binary re-executed (`spawn_local_workers`). The Python side
 //! of `remote/rq_*` is `python/rq_bench.py` (RQ 3.0, `SimpleWorker`).
 //!
-//! Rows still to add when `remote::Queue` and `remote::Lock` land:
-//! `remote/queue_put_get` (put + get of a u64 per second, 1 producer and
-//! 1 consumer process) and `remote/lock_acquire_release` (acquire + release
-//! per second, one process): a function here, a `match` arm in [`run`] and a
-//! `Workload` entry in main.rs each.
+//! Row still to add when `remote::Queue` lands: `remote/queue_put_get`
+//! (put + get of a u64 per second, 1 producer and 1 consumer process): a
+//! function here, a `match` arm in `run` and a `Workload` entry in main.rs
+//! (`remote/lock_acquire_release` shows the pattern).
 
 #[cfg(feature = "redis")]
 pub(crate) use rows::run;
@@ -26,6 +25,7 @@ pub(crate) fn unit(name: &str) -> &'static str {
     match name {
         "remote/sleep1ms_2w" | "remote/sleep1ms_4w" => "% of ideal",
         _ if name.starts_with("remote/apply_") => "µs",
+        "remote/lock_acquire_release" => "pairs/s",
         _ => "tasks/s",
     }
 }
@@ -58,14 +58,19 @@ mod rows {
     /// A remote pool with `n` local workers, warmed up. Each pool has a name
     /// of its own, so that no worker of an earlier pool counts as one of it.
     fn pool(tag: &str, n: usize) -> Result<Pool> {
-        let url = std::env::var(URL_ENV).map_err(|_| format!("{URL_ENV} is not set"))?;
-        let cluster = Cluster::builder(&url)
-            .namespace(&format!("mpbench-{}", std::process::id()))
-            .connect()?;
+        let cluster = cluster()?;
         let pool = cluster.pool(&format!("{tag}-{n}w"))?;
         pool.spawn_local_workers(n)?;
         check(&pool.with_chunksize(1).map(square, 0..500u64)?, 500)?;
         Ok(pool)
+    }
+
+    /// This worker's cluster: a namespace of its own on the runner's server.
+    fn cluster() -> Result<Cluster> {
+        let url = std::env::var(URL_ENV).map_err(|_| format!("{URL_ENV} is not set"))?;
+        Ok(Cluster::builder(&url)
+            .namespace(&format!("mpbench-{}", std::process::id()))
+            .connect()?)
     }
 
     fn check(r: &[u64], n: u64) -> Result<()> {
@@ -112,6 +117,7 @@ mod rows {
             "remote/apply_p99_2w" => apply_latency(out, 99.0, quick),
             "remote/rq_1w" => vs_rq(out, 1, quick),
             "remote/rq_2w" => vs_rq(out, 2, quick),
+            "remote/lock_acquire_release" => lock_pairs(out, quick),
             _ => Err(format!("unknown workload {name}").into()),
         }
     }
@@ -187,6 +193,24 @@ mod rows {
         let pool = pool("rq", workers)?;
         let samples = map_rate(&pool, pick(quick, 200, 2000), pick(quick, 3, 5))?;
         out.rust("tasks/s", samples);
+        Ok(())
+    }
+
+    /// Uncontended `acquire()` + `release()` of a `remote::Lock`, one
+    /// process: pairs per second.
+    fn lock_pairs(out: &Out, quick: bool) -> Result<()> {
+        let (n, reps) = (pick(quick, 300, 3000), pick(quick, 3, 5));
+        let lock = cluster()?.lock("bench")?;
+        let round = |n: usize| -> Result<f64> {
+            let t = Instant::now();
+            for _ in 0..n {
+                lock.acquire()?.release()?;
+            }
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        };
+        round(100)?;
+        let samples = (0..reps).map(|_| round(n)).collect::<Result<Vec<_>>>()?;
+        out.rust("pairs/s", samples);
         Ok(())
     }
 }

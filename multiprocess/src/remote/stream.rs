@@ -9,7 +9,7 @@
 //! | `mp:{ns:P}:workers` | hash | worker id → `build pid host fns` |
 //! | `mp:{ns:P}:w:<worker>` | string, PX lease | the worker is alive |
 //! | `mp:{ns:P}:t:<build>` | stream, group `w` | task chunks for workers of one build |
-//! | `mp:{ns:P}:l:<caller>` | string, PX ttl | the caller is alive (its results are wanted) |
+//! | `mp:{ns:P}:l:<caller>` | string (its key ttl, ms), PX ttl | the caller is alive (its results are wanted) |
 //! | `mp:{ns:P}:r:<caller>` | stream | the caller's results, read by cursor |
 //! | `mp:{ns:P}:d:<caller>:<map>` | bitmap | chunks of one call already finished |
 //!
@@ -99,18 +99,22 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 
 /// Finishes chunks: for each, if its caller is alive and no result of it
 /// was stored yet (first to set its bit), stores the result; then
-/// acknowledges and deletes the task entry either way.
+/// acknowledges and deletes the task entry either way. The result keys
+/// expire after the caller's own key ttl (the value of its `l:` key), so
+/// a caller's `key_ttl` holds whatever the worker was started with.
 ///
-/// KEYS[1] the task stream. ARGV: prefix, group, ttl (ms), then 8 per
-/// chunk: entry id, caller, map, chunk number, first, count, kind
+/// KEYS[1] the task stream. ARGV: prefix, group, default ttl (ms), then 8
+/// per chunk: entry id, caller, map, chunk number, first, count, kind
 /// (`b`/`e`/`x`), body. Returns how many results were stored.
 pub(crate) const FINISH: &str = r"
-local prefix, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, group = ARGV[1], ARGV[2]
 local stored = 0
 local i = 4
 while i + 7 <= #ARGV do
   local id, caller, map, k = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
-  if redis.call('EXISTS', prefix .. 'l:' .. caller) == 1 then
+  local ttl = tonumber(redis.call('GET', prefix .. 'l:' .. caller) or '')
+  if ttl then
+    if ttl < 1000 then ttl = tonumber(ARGV[3]) end
     local done = prefix .. 'd:' .. caller .. ':' .. map
     if redis.call('SETBIT', done, k, 1) == 0 then
       redis.call('PEXPIRE', done, ttl)

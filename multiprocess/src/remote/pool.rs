@@ -999,6 +999,35 @@ impl Inner {
             if last_check.elapsed() >= lease.max(Duration::from_millis(200)) {
                 last_check = Instant::now();
                 let busy = !lock(&self.state).maps.is_empty();
+                // The caller's own key must still be there: if it is not,
+                // the server lost it (restarted without its data, or was
+                // flushed: the epoch check misses this when another
+                // process reconnected first and put the epoch back) or
+                // this process stalled past key_ttl; either way workers
+                // drop this caller's results, so pending maps cannot
+                // finish.
+                let ttl_ms = ttl.as_millis() as u64;
+                let was: Result<Option<String>, _> = self.cluster.with_conn(|c| {
+                    redis::cmd("SET")
+                        .arg(&live)
+                        .arg(ttl_ms)
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .arg("GET")
+                        .query(c)
+                });
+                let gone = matches!(was, Ok(None));
+                if gone && busy {
+                    self.fail_all(&Cancel::Backend(BackendError::Lost(
+                        "this caller's keys are gone from the server (it restarted without its \
+                         data or was flushed, or this process stalled past key_ttl)"
+                            .into(),
+                    )));
+                }
+                if gone {
+                    cursor = "0".into();
+                    continue;
+                }
                 if busy && self.own_build_workers().is_ok_and(|n| n == 0) {
                     let since = *no_workers_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= lease * 2 {

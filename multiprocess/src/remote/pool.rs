@@ -1028,9 +1028,16 @@ impl Inner {
                     cursor = "0".into();
                     continue;
                 }
+                // Local workers being replaced by the supervisor get the
+                // time they are given to come up.
+                let grace = if lock(&self.local).wanted > 0 {
+                    (lease * 2).max(Duration::from_secs(10))
+                } else {
+                    lease * 2
+                };
                 if busy && self.own_build_workers().is_ok_and(|n| n == 0) {
                     let since = *no_workers_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= lease * 2 {
+                    if since.elapsed() >= grace {
                         self.fail_all(&Cancel::Broken(BrokenWhy {
                             message: format!(
                                 "no live worker of build {} served pool {:?} for {:?}",

@@ -547,6 +547,11 @@ fn poison_task_gives_worker_lost_after_max_deliveries() {
         ok == expected
     );
     assert_eq!(ok, expected, "every other input's result, once, in order");
+    let not_run = expected
+        .iter()
+        .filter(|i| !runs.ended.contains_key(i))
+        .count();
+    assert_eq!(not_run, 0, "inputs with a result but no finished run");
     // The supervisor replaced the three dead workers.
     let replaced = eventually(Duration::from_secs(15), || {
         let now = pool.worker_pids();

@@ -960,11 +960,13 @@ fn call_timeout_shorter_than_the_collectors_block() {
         got.push(v.unwrap());
     }
     check_history("short-timeout-imap", 100, &got, &Runs::read(&log2));
-    // A server freeze of many read timeouts (the XREAD's is 100 ms block
-    // + 50 ms): the pending call fails with Backend(Timeout) once reads
-    // have failed for longer than call_timeout, instead of hanging. (A
-    // freeze of about 300 ms sometimes is absorbed, sometimes fails the
-    // call under load: two failed reads more than 50 ms apart fail it.)
+    // A server freeze of 1.5 s, ten times the XREAD's read timeout (100 ms
+    // block + 50 ms): the pending call never hangs and never duplicates.
+    // It either completes (the collector's retry opened a new connection,
+    // whose handshake waits up to connect_timeout, 2 s, and so outlasted
+    // the freeze) or fails with Backend(Timeout) (the retry took an idle
+    // connection and timed out again, reads having failed for longer than
+    // call_timeout); which one depends on the idle connections at hand.
     let log3 = dir.file("runs3");
     let r = pool
         .with_chunksize(5)
@@ -975,12 +977,21 @@ fn call_timeout_shorter_than_the_collectors_block() {
     server.pause().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     server.resume().unwrap();
-    let got = r.get_timeout(RESULTS);
-    eprintln!("[short-timeout-freeze-1.5s] {got:?}");
-    assert!(
-        matches!(got, Err(PoolError::Backend(BackendError::Timeout(_)))),
-        "{got:?}"
-    );
+    match r.get_timeout(RESULTS) {
+        Ok(results) => {
+            eprintln!("[short-timeout-freeze-1.5s] the map completed");
+            check_history(
+                "short-timeout-freeze-1.5s",
+                300,
+                &results,
+                &Runs::read(&log3),
+            );
+        }
+        Err(PoolError::Backend(BackendError::Timeout(e))) => {
+            eprintln!("[short-timeout-freeze-1.5s] the map failed with Backend(Timeout({e:?}))");
+        }
+        Err(other) => panic!("after a 1.5 s freeze: {other:?}"),
+    }
     // The pool goes on (a call may still time out while the thawed
     // server catches up: retried).
     let goes_on = (0..10).any(|_| {

@@ -173,7 +173,7 @@ impl Pool {
                 .ignore()
                 .cmd("SET")
                 .arg(format!("{prefix}l:{caller}"))
-                .arg(1)
+                .arg(ttl)
                 .arg("PX")
                 .arg(ttl)
                 .ignore()
@@ -988,7 +988,7 @@ impl Inner {
                     redis::pipe()
                         .cmd("SET")
                         .arg(&live)
-                        .arg(1)
+                        .arg(ttl_ms)
                         .arg("PX")
                         .arg(ttl_ms)
                         .ignore()
@@ -1002,21 +1002,45 @@ impl Inner {
             if last_check.elapsed() >= lease.max(Duration::from_millis(200)) {
                 last_check = Instant::now();
                 let busy = !lock(&self.state).maps.is_empty();
-                // The caller's own key gone while it is alive: the server
-                // lost (or flushed) its data without a broken connection.
-                if busy
-                    && self
-                        .cluster
-                        .with_conn(|c| redis::cmd("EXISTS").arg(&live).query::<bool>(c))
-                        .is_ok_and(|exists| !exists)
-                {
-                    self.after_loss(&live, ttl, "the caller's keys are gone from the server");
+                // The caller's own key must still be there: if it is not,
+                // the server lost it (restarted without its data, or was
+                // flushed: the epoch check misses this when another
+                // process reconnected first and put the epoch back) or
+                // this process stalled past key_ttl; either way workers
+                // drop this caller's results, so pending maps cannot
+                // finish.
+                let ttl_ms = ttl.as_millis() as u64;
+                let was: Result<Option<String>, _> = self.cluster.with_conn(|c| {
+                    redis::cmd("SET")
+                        .arg(&live)
+                        .arg(ttl_ms)
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .arg("GET")
+                        .query(c)
+                });
+                let gone = matches!(was, Ok(None));
+                if gone && busy {
+                    self.fail_all(&Cancel::Backend(BackendError::Lost(
+                        "this caller's keys are gone from the server (it restarted without its \
+                         data or was flushed, or this process stalled past key_ttl)"
+                            .into(),
+                    )));
+                }
+                if gone {
                     cursor = "0".into();
                     continue;
                 }
+                // Local workers being replaced by the supervisor get the
+                // time they are given to come up.
+                let grace = if lock(&self.local).wanted > 0 {
+                    (lease * 2).max(Duration::from_secs(10))
+                } else {
+                    lease * 2
+                };
                 if busy && self.own_build_workers().is_ok_and(|n| n == 0) {
                     let since = *no_workers_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= lease * 2 {
+                    if since.elapsed() >= grace {
                         self.fail_all(&Cancel::Broken(BrokenWhy {
                             message: format!(
                                 "no live worker of build {} served pool {:?} for {:?}",
@@ -1041,12 +1065,13 @@ impl Inner {
     /// start).
     fn after_loss(&self, live: &str, ttl: Duration, why: &str) {
         self.fail_all(&Cancel::Backend(BackendError::Lost(why.into())));
+        let ttl_ms = ttl.as_millis() as u64;
         let _ = self.cluster.with_conn(|c| {
             redis::cmd("SET")
                 .arg(live)
-                .arg(1)
+                .arg(ttl_ms)
                 .arg("PX")
-                .arg(ttl.as_millis() as u64)
+                .arg(ttl_ms)
                 .query::<()>(c)
         });
     }

@@ -9,7 +9,7 @@
 //! | `mp:{ns:P}:workers` | hash | worker id → `build pid host fns` |
 //! | `mp:{ns:P}:w:<worker>` | string, PX lease | the worker is alive |
 //! | `mp:{ns:P}:t:<build>` | stream, group `w` | task chunks for workers of one build |
-//! | `mp:{ns:P}:l:<caller>` | string, PX ttl | the caller is alive (its results are wanted) |
+//! | `mp:{ns:P}:l:<caller>` | string (its key ttl, ms), PX ttl | the caller is alive (its results are wanted) |
 //! | `mp:{ns:P}:r:<caller>` | stream | the caller's results, read by cursor |
 //! | `mp:{ns:P}:d:<caller>:<map>` | bitmap | chunks of one call already finished |
 //!
@@ -101,23 +101,26 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
 /// was stored yet (first to set its bit in the map's bitmap), keeps its
 /// result; the kept results of one map go out as one entry of the caller's
 /// result stream (`m`, then `s`, `n` and the kind's field per chunk). Then
-/// every task entry is acknowledged and deleted, kept or not.
+/// every task entry is acknowledged and deleted, kept or not. The result
+/// keys expire after the caller's own key ttl (the value of its `l:` key),
+/// so a caller's `key_ttl` holds whatever the worker was started with.
 ///
-/// KEYS[1] the task stream. ARGV: prefix, group, ttl (ms), then 8 per
-/// chunk: entry id, caller, map, chunk number, first, count, kind
+/// KEYS[1] the task stream. ARGV: prefix, group, default ttl (ms), then 8
+/// per chunk: entry id, caller, map, chunk number, first, count, kind
 /// (`b`/`e`/`x`), body. Returns how many results were stored.
 pub(crate) const FINISH: &str = r"
-local prefix, group, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local stored, ids, live, out, order = 0, {}, {}, {}, {}
+local prefix, group = ARGV[1], ARGV[2]
+local stored, ids, ttls, out, order = 0, {}, {}, {}, {}
 local i = 4
 while i + 7 <= #ARGV do
   local caller, map = ARGV[i+1], ARGV[i+2]
-  local alive = live[caller]
-  if alive == nil then
-    alive = redis.call('EXISTS', prefix .. 'l:' .. caller) == 1
-    live[caller] = alive
+  local ttl = ttls[caller]
+  if ttl == nil then
+    ttl = tonumber(redis.call('GET', prefix .. 'l:' .. caller) or '') or false
+    if ttl and ttl < 1000 then ttl = tonumber(ARGV[3]) end
+    ttls[caller] = ttl
   end
-  if alive then
+  if ttl then
     local done = prefix .. 'd:' .. caller .. ':' .. map
     if redis.call('SETBIT', done, tonumber(ARGV[i+3]), 1) == 0 then
       local key = caller .. ' ' .. map
@@ -125,7 +128,7 @@ while i + 7 <= #ARGV do
       if not f then
         f = {'m', map}
         out[key] = f
-        table.insert(order, {caller, key, done})
+        table.insert(order, {caller, key, done, ttl})
       end
       table.insert(f, 's'); table.insert(f, ARGV[i+4])
       table.insert(f, 'n'); table.insert(f, ARGV[i+5])
@@ -139,8 +142,8 @@ end
 for _, o in ipairs(order) do
   local res = prefix .. 'r:' .. o[1]
   redis.call('XADD', res, '*', unpack(out[o[2]]))
-  redis.call('PEXPIRE', res, ttl)
-  redis.call('PEXPIRE', o[3], ttl)
+  redis.call('PEXPIRE', res, o[4])
+  redis.call('PEXPIRE', o[3], o[4])
 end
 if #ids > 0 then
   redis.call('XACK', KEYS[1], group, unpack(ids))

@@ -170,10 +170,14 @@ impl Worker {
             unfinished: Vec::new(),
         };
         worker.register()?;
-        let alive = format!("{prefix}w:{id}");
+        let presence = Presence {
+            alive: format!("{prefix}w:{id}"),
+            workers: format!("{prefix}workers"),
+            info: worker.info.encode(),
+        };
         std::thread::Builder::new()
             .name("mp-renew".into())
-            .spawn(move || renew_loop(cluster, tasks, alive, id, lease, held, stop))
+            .spawn(move || renew_loop(cluster, tasks, presence, id, lease, held, stop))
             .map_err(|e| BackendError::Server(e.to_string()))?;
         Ok(worker)
     }
@@ -531,10 +535,18 @@ impl Worker {
     }
 }
 
+/// Where a worker shows it is alive: its `w:` key, and its entry in the
+/// pool's `workers` hash (with the description `info`).
+struct Presence {
+    alive: String,
+    workers: String,
+    info: String,
+}
+
 fn renew_loop(
     cluster: Cluster,
     tasks: String,
-    alive: String,
+    presence: Presence,
     me: String,
     lease: Duration,
     held: Arc<Mutex<Vec<String>>>,
@@ -546,12 +558,24 @@ fn renew_loop(
         std::thread::sleep(lease / 3);
         let ids = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _ = cluster.with_conn(|c| {
-            redis::cmd("SET")
-                .arg(&alive)
+            let was: Option<String> = redis::cmd("SET")
+                .arg(&presence.alive)
                 .arg(1)
                 .arg("PX")
                 .arg(lease_ms)
-                .query::<()>(c)?;
+                .arg("GET")
+                .query(c)?;
+            if was.is_none() {
+                // The alive key had expired (this worker was frozen or cut
+                // off), so a caller may have pruned it from the workers
+                // hash: publish it again, or it serves unseen and callers
+                // fail with NoWorkers.
+                redis::cmd("HSET")
+                    .arg(&presence.workers)
+                    .arg(&me)
+                    .arg(&presence.info)
+                    .query::<()>(c)?;
+            }
             if ids.is_empty() {
                 return Ok(());
             }

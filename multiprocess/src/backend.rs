@@ -96,7 +96,9 @@ impl BackendError {
         use redis::ErrorKind;
         let text = e.to_string();
         if e.is_timeout() {
-            return BackendError::Timeout(text);
+            return BackendError::Timeout(format!(
+                "no reply from {url} within the socket timeout ({text})"
+            ));
         }
         // Also inside a pipeline's aggregated error.
         if e.code() == Some("OOM") || text.contains("\"OOM\"") || text.contains("OOM command") {

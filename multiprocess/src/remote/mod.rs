@@ -44,11 +44,13 @@
 
 mod cluster;
 mod error;
+mod queue;
 mod registry;
 mod server;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use error::BackendError;
+pub use queue::{JoinableQueue, Queue};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};
 

@@ -1,0 +1,1 @@
+multiprocess::init_before_main!();

@@ -948,6 +948,15 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         }
     }
 
+    /// Test hook: one try of the put script with a given put id (a put
+    /// retried after a lost reply sends the same id again).
+    #[doc(hidden)]
+    pub fn __put_with_id(&self, value: T, put_id: &str) -> Result<bool, PutError<T>> {
+        let (value, item) = self.encode(value)?;
+        self.put_once(&item, put_id)
+            .map_err(|error| PutError::Backend { value, error })
+    }
+
     /// Puts an item, waiting for room in a bounded queue.
     ///
     /// # Errors

@@ -153,7 +153,7 @@ fn producers_and_consumers_in_seven_processes_lose_and_duplicate_nothing() {
 /// Takes an item without confirming it (as a consumer killed between the
 /// move and the confirm would), then waits to be killed.
 fn take_and_hang(q: Queue<u64>) {
-    assert!(q.__take_unconfirmed().unwrap());
+    assert!(q.__take_unconfirmed(0).unwrap());
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -210,7 +210,7 @@ fn a_get_whose_reply_was_lost_finds_its_item_again_first() {
         q.put(i).unwrap();
     }
     // The move happened on the server, the reply never came back.
-    assert!(q.__take_unconfirmed().unwrap());
+    assert!(q.__take_unconfirmed(0).unwrap());
     assert_eq!(q.qsize().unwrap(), 2);
     assert_eq!(q.get().unwrap(), 0);
     assert_eq!(q.get().unwrap(), 1);
@@ -219,11 +219,42 @@ fn a_get_whose_reply_was_lost_finds_its_item_again_first() {
     // Dropping a handle with an unconfirmed item gives it back at once.
     q.put(7).unwrap();
     let other: Queue<u64> = c.queue("lost-reply").unwrap();
-    assert!(other.__take_unconfirmed().unwrap());
+    assert!(other.__take_unconfirmed(0).unwrap());
     assert_eq!(q.qsize().unwrap(), 0);
     drop(other);
     assert_eq!(q.qsize().unwrap(), 1);
     assert_eq!(q.try_get().unwrap(), 7);
+}
+
+#[test]
+fn a_consumer_judged_dead_while_only_slow_does_not_get_the_item_too() {
+    let server = LocalServer::start().unwrap();
+    let c = cluster(&server);
+    let slow: Queue<u64> = c.queue("slow").unwrap();
+    let other: Queue<u64> = c.queue("slow").unwrap();
+    slow.put(1).unwrap();
+    // `slow` took the item, and stalls past its lease before confirming.
+    assert!(slow.__take_unconfirmed(1).unwrap());
+    assert!(matches!(other.try_get(), Err(TryGetError::Empty)));
+    std::thread::sleep(LEASE * 3);
+    // The reaper (run by this call) gives the item back: `other` gets it.
+    assert_eq!(other.get_timeout(Duration::from_secs(5)).unwrap(), 1);
+    // `slow` wakes up and retries its confirm: the item is not its own
+    // any more, and it must not be delivered twice.
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(300)),
+        Err(GetTimeoutError::Timeout)
+    ));
+    slow.put(2).unwrap();
+    assert_eq!(slow.get().unwrap(), 2);
+
+    // A confirm whose reply was lost but which did run: the retry
+    // answers "yours" (the done marker), so the item is not lost either.
+    slow.put(3).unwrap();
+    assert!(slow.__take_unconfirmed(2).unwrap());
+    assert_eq!(slow.qsize().unwrap(), 0);
+    assert_eq!(slow.get().unwrap(), 3);
+    assert!(matches!(other.try_get(), Err(TryGetError::Empty)));
 }
 
 #[test]
@@ -528,7 +559,7 @@ fn with_appendonly_a_restart_loses_no_item_and_gets_go_on() {
     for i in 0..3 {
         q.put(i).unwrap();
     }
-    assert!(q.__take_unconfirmed().unwrap());
+    assert!(q.__take_unconfirmed(0).unwrap());
     let getter = q.clone();
     let t = std::thread::spawn(move || getter.get_timeout(Duration::from_secs(15)));
     std::thread::sleep(Duration::from_millis(300));

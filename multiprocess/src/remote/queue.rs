@@ -160,11 +160,11 @@ local proc = prefix .. 'proc:' .. me
 for _, e in ipairs(redis.call('LRANGE', proc, 0, -1)) do
   if string.sub(e, 1, 32) == id then
     redis.call('LREM', proc, 1, e)
-    redis.call('SET', prefix .. 'done:' .. id, '1', 'PX', ARGV[4])
+    redis.call('SET', prefix .. 'done:' .. id, me, 'PX', ARGV[4])
     return 1
   end
 end
-if redis.call('EXISTS', prefix .. 'done:' .. id) == 1 then return 1 end
+if redis.call('GET', prefix .. 'done:' .. id) == me then return 1 end
 return 0
 ",
     )
@@ -872,11 +872,14 @@ impl<T> Queue<T> {
         self.lock_consumer().blocking = Some((block, socket));
     }
 
-    /// Test hook: a get that stops after taking an item, before the
-    /// confirm (as a consumer killed at that point would). Returns whether
-    /// an item was taken.
+    /// Test hook: a get interrupted after taking an item, as by a lost
+    /// reply or a kill. `stage` 0: the take's reply was lost (the item is
+    /// only in this consumer's processing list); 1: the item was received
+    /// and the confirm not yet sent (the handle remembers the item); 2: the
+    /// confirm ran but its reply was lost (the handle remembers the item).
+    /// Returns whether an item was taken.
     #[doc(hidden)]
-    pub fn __take_unconfirmed(&self) -> Result<bool, BackendError> {
+    pub fn __take_unconfirmed(&self, stage: u8) -> Result<bool, BackendError> {
         let s = &self.shared;
         let mut consumer = self.lock_consumer();
         consumer.used = true;
@@ -889,7 +892,16 @@ impl<T> Queue<T> {
                 .arg(1)
                 .invoke(conn)
         })?;
-        Ok(taken.is_some())
+        let Some(item) = taken else {
+            return Ok(false);
+        };
+        if stage >= 2 {
+            self.confirm(&mut consumer, item.clone())?;
+        }
+        if stage >= 1 {
+            consumer.stash = Some(item);
+        }
+        Ok(true)
     }
 }
 
@@ -1543,8 +1555,8 @@ impl<T> JoinableQueue<T> {
     pub fn close(self) {}
 
     #[doc(hidden)]
-    pub fn __take_unconfirmed(&self) -> Result<bool, BackendError> {
-        self.queue.__take_unconfirmed()
+    pub fn __take_unconfirmed(&self, stage: u8) -> Result<bool, BackendError> {
+        self.queue.__take_unconfirmed(stage)
     }
 }
 

@@ -19,6 +19,8 @@ multiprocess::init_before_main!();
 
 const LEASE: Duration = Duration::from_millis(300);
 const WAIT: Duration = Duration::from_secs(20);
+/// The wait for an item that is there (or due within a lease or two).
+const SHORT: Duration = Duration::from_secs(5);
 
 fn cluster(server: &LocalServer) -> Cluster {
     Cluster::builder(server.url())
@@ -57,9 +59,12 @@ fn fifo_order_and_exact_qsize() {
     // A second handle (another consumer) sees the same queue.
     let other: Queue<u64> = c.queue("fifo").unwrap();
     assert_eq!(other.qsize().unwrap(), 20);
-    for i in 0..10 {
-        assert_eq!(q.get().unwrap(), i);
-    }
+    let first = q.clone();
+    within(WAIT, move || {
+        for i in 0..10 {
+            assert_eq!(first.get().unwrap(), i);
+        }
+    });
     for i in 10..20 {
         assert_eq!(other.try_get().unwrap(), i);
     }
@@ -179,15 +184,20 @@ fn a_consumer_killed_before_its_confirm_gives_the_item_back_after_the_lease() {
     // its consumer lives.
     assert_eq!(q.try_get().unwrap(), 2);
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    q.put(3).unwrap();
+    q.put(4).unwrap();
     child.kill().unwrap();
     join(&child);
+    // After the lease, the reaper (run by qsize) puts the item back at the
+    // head: it was first.
     let start = Instant::now();
-    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 1);
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    while q.qsize().unwrap() != 3 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for want in [1, 3, 4] {
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), want);
+    }
     assert_eq!(q.qsize().unwrap(), 0);
 
     // A consumer killed while blocked in BLMOVE takes nothing with it.
@@ -212,9 +222,9 @@ fn a_get_whose_reply_was_lost_finds_its_item_again_first() {
     // The move happened on the server, the reply never came back.
     assert!(q.__take_unconfirmed(0).unwrap());
     assert_eq!(q.qsize().unwrap(), 2);
-    assert_eq!(q.get().unwrap(), 0);
-    assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 0);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 1);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 2);
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     // Dropping a handle with an unconfirmed item gives it back at once.
     q.put(7).unwrap();
@@ -246,14 +256,14 @@ fn a_consumer_judged_dead_while_only_slow_does_not_get_the_item_too() {
         Err(GetTimeoutError::Timeout)
     ));
     slow.put(2).unwrap();
-    assert_eq!(slow.get().unwrap(), 2);
+    assert_eq!(slow.get_timeout(SHORT).unwrap(), 2);
 
     // A confirm whose reply was lost but which did run: the retry
     // answers "yours" (the done marker), so the item is not lost either.
     slow.put(3).unwrap();
     assert!(slow.__take_unconfirmed(2).unwrap());
     assert_eq!(slow.qsize().unwrap(), 0);
-    assert_eq!(slow.get().unwrap(), 3);
+    assert_eq!(slow.get_timeout(SHORT).unwrap(), 3);
     assert!(matches!(other.try_get(), Err(TryGetError::Empty)));
 }
 
@@ -431,7 +441,7 @@ fn an_item_over_max_payload_is_refused_before_sending() {
     ));
     assert_eq!(q.qsize().unwrap(), 0);
     q.put(vec![1u8; 1000]).unwrap();
-    assert_eq!(q.get().unwrap().len(), 1000);
+    assert_eq!(q.get_timeout(SHORT).unwrap().len(), 1000);
 }
 
 #[test]
@@ -456,12 +466,12 @@ fn an_item_of_the_wrong_type_is_a_decode_error_and_the_queue_goes_on() {
     let strings: Queue<String> = c.queue("typed").unwrap();
     numbers.put(1_000).unwrap();
     numbers.put(1_001).unwrap();
-    let err = strings.get().unwrap_err();
-    assert!(matches!(err, GetError::Decode(_)), "{err:?}");
+    let err = strings.get_timeout(SHORT).unwrap_err();
+    assert!(matches!(err, GetTimeoutError::Decode(_)), "{err:?}");
     assert_eq!(numbers.qsize().unwrap(), 1, "the bad item was consumed");
-    assert_eq!(numbers.get().unwrap(), 1_001);
+    assert_eq!(numbers.get_timeout(SHORT).unwrap(), 1_001);
     strings.put("fine".into()).unwrap();
-    assert_eq!(strings.get().unwrap(), "fine");
+    assert_eq!(strings.get_timeout(SHORT).unwrap(), "fine");
 }
 
 #[test]
@@ -490,7 +500,7 @@ fn a_server_out_of_memory_refuses_the_put_and_hands_the_value_back() {
     assert_eq!(err.into_inner(), vec![puts as u8; 64 << 10]);
     assert_eq!(q.qsize().unwrap(), puts);
     // A full server still drains.
-    assert_eq!(q.get().unwrap(), vec![0u8; 64 << 10]);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), vec![0u8; 64 << 10]);
     assert_eq!(q.qsize().unwrap(), puts - 1);
 }
 
@@ -548,7 +558,7 @@ fn a_server_restarted_without_its_data_makes_a_waiting_get_fail_with_lost() {
     // Making the queue again starts afresh.
     let q: Queue<u64> = c.queue("volatile").unwrap();
     q.put(3).unwrap();
-    assert_eq!(q.get().unwrap(), 3);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 3);
 }
 
 #[test]
@@ -585,14 +595,14 @@ fn forked_child(q: Queue<u64>) {
 /// then uses it again.
 fn fork_driver(q: Queue<u64>) {
     q.put(1).unwrap();
-    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 1);
     q.put(4).unwrap();
     let child = get_context(StartMethod::Fork).process(forked_child, (q.clone(),));
     child.start().expect("a single-threaded driver can fork");
     assert_eq!(join(&child), 0);
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 40);
     q.put(5).unwrap();
-    assert_eq!(q.get().unwrap(), 5);
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 5);
     q.put(6).unwrap();
 }
 

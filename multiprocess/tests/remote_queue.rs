@@ -265,6 +265,14 @@ fn a_consumer_judged_dead_while_only_slow_does_not_get_the_item_too() {
     assert_eq!(slow.qsize().unwrap(), 0);
     assert_eq!(slow.get_timeout(SHORT).unwrap(), 3);
     assert!(matches!(other.try_get(), Err(TryGetError::Empty)));
+    // The same, and the handle is dropped instead of retrying: the item
+    // goes back to the queue rather than nowhere.
+    slow.put(4).unwrap();
+    let dropped: Queue<u64> = c.queue("slow").unwrap();
+    assert!(dropped.__take_unconfirmed(2).unwrap());
+    assert_eq!(slow.qsize().unwrap(), 0);
+    drop(dropped);
+    assert_eq!(other.try_get().unwrap(), 4);
 }
 
 #[test]

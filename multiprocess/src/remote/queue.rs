@@ -313,9 +313,10 @@ enum GetFail {
 /// - FIFO: items come out in the order the server received them; items
 ///   taken back from a dead consumer go to the head.
 ///
-/// A put that fails with a timeout or broken connection twice hands the
-/// value back, but it may have been applied (the reply was lost): a
-/// caller that puts it again may put it twice.
+/// A put whose call breaks (a lost reply, a restarting server) is sent
+/// again with the same put id for a few seconds, and applied at most once.
+/// If it still fails it hands the value back, but it may have been applied
+/// (only its reply was lost): a caller that puts it again may put it twice.
 ///
 /// Items may not hold OS handles (a local `Queue`, `Connection`, `Lock`):
 /// they are refused with `ContainsHandle`. Items over `max_payload` are
@@ -553,7 +554,7 @@ impl<T> Queue<T> {
     /// The retry window of a put id and of a confirm's `done` marker.
     fn marker_ttl(&self) -> Duration {
         let o = self.cluster().opts();
-        (2 * (o.call_timeout + o.connect_timeout)).max(Duration::from_secs(5))
+        (2 * (o.call_timeout + o.connect_timeout) + RECONNECT_GRACE).max(Duration::from_secs(5))
     }
 
     fn lock_consumer(&self) -> std::sync::MutexGuard<'_, Consumer> {
@@ -678,12 +679,14 @@ impl<T> Queue<T> {
     /// ```
     pub fn close(self) {}
 
-    /// Puts the encoded `item` (id then payload) once, retrying a broken
-    /// call once with the same put id. `Ok(false)`: full.
+    /// Puts the encoded `item` (id then payload) once: a call that broke
+    /// (its reply lost, the server restarting) is sent again with the same
+    /// put id for up to [`RECONNECT_GRACE`], and applied at most once.
+    /// `Ok(false)`: full.
     fn put_once(&self, item: &[u8], put_id: &str) -> Result<bool, BackendError> {
         let s = &self.shared;
         let ttl = ms(self.marker_ttl());
-        let attempt = || {
+        with_retry(|| {
             call(&s.cluster, |conn| {
                 PUT.key(&s.meta)
                     .arg(&s.prefix)
@@ -694,12 +697,8 @@ impl<T> Queue<T> {
                     .arg(ms(s.lease))
                     .invoke::<i64>(conn)
             })
-        };
-        match attempt() {
-            Ok(n) => Ok(n == 1),
-            Err(e) if e.breaks_connection() => attempt().map(|n| n == 1),
-            Err(e) => Err(e),
-        }
+        })
+        .map(|n| n == 1)
     }
 
     /// Takes one item for this consumer and confirms it: the item's
@@ -1121,13 +1120,37 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
+        let ttl = ms(self.marker_ttl());
         let consumer = self.consumer.get_mut().unwrap_or_else(|e| e.into_inner());
         if !consumer.used || consumer.pid != std::process::id() {
             return;
         }
+        let s = &self.shared;
+        // An item whose confirm's reply was lost and that no get will now
+        // return: if it was confirmed for this consumer, back to the head.
+        if let Some(item) = consumer.stash.take()
+            && item.len() >= ID_LEN
+        {
+            let mine = call(&s.cluster, |conn| {
+                CONFIRM
+                    .key(&s.meta)
+                    .arg(&s.prefix)
+                    .arg(&consumer.id)
+                    .arg(&item[..ID_LEN])
+                    .arg(ttl)
+                    .invoke::<i64>(conn)
+            });
+            if mine == Ok(1) {
+                let _ = call(&s.cluster, |conn| {
+                    redis::cmd("RPUSH")
+                        .arg(format!("{}list", s.prefix))
+                        .arg(&item)
+                        .query::<i64>(conn)
+                });
+            }
+        }
         // Best effort: what is left in the processing list goes back now
         // rather than after the lease.
-        let s = &self.shared;
         let _ = call(&s.cluster, |conn| {
             LEAVE
                 .key(&s.meta)

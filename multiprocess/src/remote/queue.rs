@@ -279,6 +279,16 @@ enum PutFail<T> {
     Unsendable(PutError<T>),
 }
 
+/// The outcome of one round of a get.
+enum Step {
+    /// A confirmed item's payload.
+    Got(Vec<u8>),
+    /// No item came.
+    Nothing,
+    /// The item taken was given back by the reaper before the confirm.
+    Again,
+}
+
 /// Why a get did not return an item.
 enum GetFail {
     Empty,
@@ -709,10 +719,17 @@ impl<T> Queue<T> {
         consumer.used = true;
         let mut failing: Option<Instant> = None;
         let mut pause = Duration::from_millis(10);
+        let mut races = 0;
         loop {
             match self.get_step(&mut consumer, deadline, blocking) {
-                Ok(Some(item)) => return Ok(item),
-                Ok(None) => {
+                Ok(Step::Got(item)) => return Ok(item),
+                Ok(Step::Again) if blocking || races < 3 => {
+                    // The item was given back by the reaper meanwhile (this
+                    // consumer was judged dead): take another.
+                    failing = None;
+                    races += 1;
+                }
+                Ok(_) => {
                     failing = None;
                     let expired = deadline.is_some_and(|d| Instant::now() >= d);
                     if !blocking || expired {
@@ -742,14 +759,14 @@ impl<T> Queue<T> {
         }
     }
 
-    /// One round of a get: the confirmed payload, `None` if nothing came
-    /// (or the item was taken back by the reaper), or the server's error.
+    /// One round of a get: the confirmed payload, nothing, or the
+    /// server's error.
     fn get_step(
         &self,
         consumer: &mut Consumer,
         deadline: Option<Instant>,
         blocking: bool,
-    ) -> Result<Option<Vec<u8>>, BackendError> {
+    ) -> Result<Step, BackendError> {
         let s = &self.shared;
         if let Some(item) = consumer.stash.take() {
             return self.confirm(consumer, item);
@@ -771,18 +788,18 @@ impl<T> Queue<T> {
             return self.confirm(consumer, item);
         }
         if !blocking {
-            return Ok(None);
+            return Ok(Step::Nothing);
         }
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()).min(block),
             None => block,
         };
         if wait < Duration::from_millis(1) {
-            return Ok(None);
+            return Ok(Step::Nothing);
         }
         match self.blmove(consumer, wait)? {
             Some(item) => self.confirm(consumer, item),
-            None => Ok(None),
+            None => Ok(Step::Nothing),
         }
     }
 
@@ -821,11 +838,7 @@ impl<T> Queue<T> {
 
     /// Confirms a taken item; on a lost reply it is stashed for the next
     /// step.
-    fn confirm(
-        &self,
-        consumer: &mut Consumer,
-        item: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, BackendError> {
+    fn confirm(&self, consumer: &mut Consumer, item: Vec<u8>) -> Result<Step, BackendError> {
         let s = &self.shared;
         if item.len() < ID_LEN {
             // Not an item of ours (written by something else): drop it.
@@ -836,7 +849,7 @@ impl<T> Queue<T> {
                     .arg(&item)
                     .query::<i64>(conn)
             });
-            return Ok(Some(item));
+            return Ok(Step::Got(item));
         }
         let id = &item[..ID_LEN];
         let ttl = ms(self.marker_ttl());
@@ -853,9 +866,9 @@ impl<T> Queue<T> {
             Ok(1) => {
                 let mut item = item;
                 item.drain(..ID_LEN);
-                Ok(Some(item))
+                Ok(Step::Got(item))
             }
-            Ok(_) => Ok(None),
+            Ok(_) => Ok(Step::Again),
             Err(e) => {
                 consumer.stash = Some(item);
                 Err(e)

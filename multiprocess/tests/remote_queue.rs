@@ -532,6 +532,70 @@ fn a_killed_server_makes_a_waiting_get_fail_in_bounded_time() {
 }
 
 #[test]
+fn a_frozen_server_makes_calls_fail_in_bounded_time_and_loses_nothing() {
+    let server = LocalServer::start().unwrap();
+    let c = Cluster::builder(server.url())
+        .lease(LEASE)
+        .call_timeout(Duration::from_millis(300))
+        .connect()
+        .unwrap();
+    let q: Queue<u64> = c.queue("frozen").unwrap();
+    q.put(1).unwrap();
+    server.pause().unwrap();
+    // The takes and puts sent now sit in the server's sockets and run when
+    // it thaws, after the client gave up on them (a new connection cannot
+    // even finish its handshake: Unreachable).
+    let start = Instant::now();
+    let got = q.get_timeout(Duration::from_secs(1));
+    assert!(
+        matches!(
+            got,
+            Err(GetTimeoutError::Backend(
+                BackendError::Timeout(_) | BackendError::Unreachable { .. }
+            ))
+        ),
+        "{got:?}"
+    );
+    // The deadline, plus the connect attempt in progress then (its
+    // handshake gives up after the connect timeout, 2 s).
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    let err = q.put(2).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PutError::Backend {
+                value: 2,
+                error: BackendError::Timeout(_) | BackendError::Unreachable { .. }
+            }
+        ),
+        "{err:?}"
+    );
+    // Retried with its put id for the reconnect grace (3 s), plus the
+    // connect attempt in progress then.
+    assert!(
+        start.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        start.elapsed()
+    );
+    server.resume().unwrap();
+    // Item 1 may have been moved by a take whose reply never came: this
+    // handle finds it first. The put's tries (one put id) were applied at
+    // most once (none if no try got past the handshake).
+    assert_eq!(q.get_timeout(SHORT).unwrap(), 1);
+    let mut rest = Vec::new();
+    while let Ok(n) = q.get_timeout(Duration::from_millis(300)) {
+        rest.push(n);
+    }
+    assert!(rest.is_empty() || rest == [2], "{rest:?}");
+    assert_eq!(q.qsize().unwrap(), 0);
+}
+
+#[test]
 fn a_server_restarted_without_its_data_makes_a_waiting_get_fail_with_lost() {
     let mut server = LocalServer::start().unwrap();
     let c = cluster(&server);

@@ -18,6 +18,8 @@ macro_rules! put_error_common {
                     $($name::$extra(value) => value,)*
                     $name::Encode { value, .. } => value,
                     $name::ContainsHandle(value) => value,
+                    #[cfg(feature = "redis")]
+                    $name::Backend { value, .. } => value,
                 }
             }
         }
@@ -30,6 +32,10 @@ macro_rules! put_error_common {
                         f.debug_struct("Encode").field("error", error).finish_non_exhaustive()
                     }
                     $name::ContainsHandle(_) => f.write_str("ContainsHandle(..)"),
+                    #[cfg(feature = "redis")]
+                    $name::Backend { error, .. } => {
+                        f.debug_struct("Backend").field("error", error).finish_non_exhaustive()
+                    }
                 }
             }
         }
@@ -40,6 +46,8 @@ macro_rules! put_error_common {
                     $($name::$extra(_) => f.write_str($msg),)*
                     $name::Encode { error, .. } => write!(f, "cannot put the item: {error}"),
                     $name::ContainsHandle(_) => f.write_str(HANDLE_MSG),
+                    #[cfg(feature = "redis")]
+                    $name::Backend { error, .. } => write!(f, "cannot put the item: {error}"),
                 }
             }
         }
@@ -48,6 +56,8 @@ macro_rules! put_error_common {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
                 match self {
                     $name::Encode { error, .. } => Some(error),
+                    #[cfg(feature = "redis")]
+                    $name::Backend { error, .. } => Some(error),
                     _ => None,
                 }
             }
@@ -79,6 +89,16 @@ pub enum PutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The Redis server could not take the item ([`remote`](crate::remote)
+    /// queues only): unreachable, out of memory, the item over
+    /// `max_payload`...
+    #[cfg(feature = "redis")]
+    Backend {
+        /// The item.
+        value: T,
+        /// What went wrong.
+        error: crate::backend::BackendError,
+    },
 }
 put_error_common!(PutError,);
 
@@ -107,6 +127,16 @@ pub enum TryPutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The Redis server could not take the item ([`remote`](crate::remote)
+    /// queues only): unreachable, out of memory, the item over
+    /// `max_payload`...
+    #[cfg(feature = "redis")]
+    Backend {
+        /// The item.
+        value: T,
+        /// What went wrong.
+        error: crate::backend::BackendError,
+    },
 }
 put_error_common!(TryPutError, Full => "queue is full");
 
@@ -139,6 +169,16 @@ pub enum PutTimeoutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The Redis server could not take the item ([`remote`](crate::remote)
+    /// queues only): unreachable, out of memory, the item over
+    /// `max_payload`...
+    #[cfg(feature = "redis")]
+    Backend {
+        /// The item.
+        value: T,
+        /// What went wrong.
+        error: crate::backend::BackendError,
+    },
 }
 put_error_common!(PutTimeoutError, Timeout => "timed out waiting for room in the queue");
 
@@ -147,6 +187,8 @@ impl<T> From<PutError<T>> for TryPutError<T> {
         match e {
             PutError::Encode { value, error } => TryPutError::Encode { value, error },
             PutError::ContainsHandle(v) => TryPutError::ContainsHandle(v),
+            #[cfg(feature = "redis")]
+            PutError::Backend { value, error } => TryPutError::Backend { value, error },
         }
     }
 }
@@ -156,6 +198,8 @@ impl<T> From<PutError<T>> for PutTimeoutError<T> {
         match e {
             PutError::Encode { value, error } => PutTimeoutError::Encode { value, error },
             PutError::ContainsHandle(v) => PutTimeoutError::ContainsHandle(v),
+            #[cfg(feature = "redis")]
+            PutError::Backend { value, error } => PutTimeoutError::Backend { value, error },
         }
     }
 }
@@ -176,6 +220,11 @@ pub enum GetError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The Redis server failed ([`remote`](crate::remote) queues only);
+    /// no item was taken.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(crate::backend::BackendError),
 }
 
 /// Error of [`Queue::try_get`](super::Queue::try_get).
@@ -198,6 +247,11 @@ pub enum TryGetError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The Redis server failed ([`remote`](crate::remote) queues only);
+    /// no item was taken.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(crate::backend::BackendError),
 }
 
 /// Error of [`Queue::get_timeout`](super::Queue::get_timeout).
@@ -223,6 +277,11 @@ pub enum GetTimeoutError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The Redis server failed ([`remote`](crate::remote) queues only);
+    /// no item was taken.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(crate::backend::BackendError),
 }
 
 /// Error of [`JoinableQueue::task_done`](super::JoinableQueue::task_done).
@@ -243,6 +302,11 @@ pub enum TaskDoneError {
     /// `ValueError: task_done() called too many times`).
     #[error("task_done() called more times than items were taken from the queue")]
     TooManyCalls,
+    /// The Redis server failed ([`remote`](crate::remote) queues only);
+    /// the task may or may not have been marked done.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(crate::backend::BackendError),
 }
 
 /// Error of [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout).
@@ -268,4 +332,8 @@ pub enum JoinTimeoutError {
         /// The unfinished tasks counted at the timeout (a snapshot).
         unfinished: u64,
     },
+    /// The Redis server failed ([`remote`](crate::remote) queues only).
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Backend(crate::backend::BackendError),
 }

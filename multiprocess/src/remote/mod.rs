@@ -46,6 +46,7 @@ mod cluster;
 mod executor;
 mod lock;
 mod pool;
+mod queue;
 mod registry;
 mod server;
 mod stream;
@@ -56,6 +57,7 @@ pub use cluster::{Cluster, ClusterBuilder};
 pub use executor::{Executor, ExecutorMap};
 pub use lock::{Lock, LockGuard};
 pub use pool::{Chunked, Pool, Worker};
+pub use queue::{JoinableQueue, Queue};
 pub use registry::{BuildId, build_id};
 pub use server::{LocalServer, LocalServerBuilder};
 

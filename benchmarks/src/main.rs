@@ -272,6 +272,12 @@ const WORKLOADS: &[Workload] = &[
         notes: REMOTE_RQ,
     },
     Workload {
+        name: "remote/queue_put_get",
+        python: false,
+        targets: &[],
+        notes: "remote::Queue<u64>, one process: put(i) then get() (the put script; a take script plus a confirm script), 3000 pairs (quick 300) per sample.",
+    },
+    Workload {
         name: "remote/lock_acquire_release",
         python: false,
         targets: &[],

@@ -3,10 +3,8 @@
 //! that are this binary re-executed (`spawn_local_workers`). The Python side
 //! of `remote/rq_*` is `python/rq_bench.py` (RQ 3.0, `SimpleWorker`).
 //!
-//! Row still to add when `remote::Queue` lands: `remote/queue_put_get`
-//! (put + get of a u64 per second, 1 producer and 1 consumer process): a
-//! function here, a `match` arm in `run` and a `Workload` entry in main.rs
-//! (`remote/lock_acquire_release` shows the pattern).
+//! `remote/queue_put_get` and `remote/lock_acquire_release` measure the
+//! remote Queue and Lock in one process.
 
 #[cfg(feature = "redis")]
 pub(crate) use rows::run;
@@ -25,7 +23,7 @@ pub(crate) fn unit(name: &str) -> &'static str {
     match name {
         "remote/sleep1ms_2w" | "remote/sleep1ms_4w" => "% of ideal",
         _ if name.starts_with("remote/apply_") => "µs",
-        "remote/lock_acquire_release" => "pairs/s",
+        "remote/lock_acquire_release" | "remote/queue_put_get" => "pairs/s",
         _ => "tasks/s",
     }
 }
@@ -118,6 +116,7 @@ mod rows {
             "remote/rq_1w" => vs_rq(out, 1, quick),
             "remote/rq_2w" => vs_rq(out, 2, quick),
             "remote/lock_acquire_release" => lock_pairs(out, quick),
+            "remote/queue_put_get" => queue_pairs(out, quick),
             _ => Err(format!("unknown workload {name}").into()),
         }
     }
@@ -205,6 +204,28 @@ mod rows {
             let t = Instant::now();
             for _ in 0..n {
                 lock.acquire()?.release()?;
+            }
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        };
+        round(100)?;
+        let samples = (0..reps).map(|_| round(n)).collect::<Result<Vec<_>>>()?;
+        out.rust("pairs/s", samples);
+        Ok(())
+    }
+
+    /// `put(u64)` + `get()` of a `remote::Queue`, one process: pairs per
+    /// second (each a script call; get also confirms, so three round trips
+    /// per pair).
+    fn queue_pairs(out: &Out, quick: bool) -> Result<()> {
+        let (n, reps) = (pick(quick, 300, 3000), pick(quick, 3, 5));
+        let q = cluster()?.queue::<u64>("bench")?;
+        let round = |n: usize| -> Result<f64> {
+            let t = Instant::now();
+            for i in 0..n as u64 {
+                q.put(i).map_err(|e| e.to_string())?;
+                if q.get()? != i {
+                    return Err("queue order".into());
+                }
             }
             Ok(n as f64 / t.elapsed().as_secs_f64())
         };

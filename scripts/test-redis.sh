@@ -21,5 +21,7 @@ tests=()
 for f in multiprocess/tests/remote_*.rs; do
   tests+=(--test "$(basename "$f" .rs)")
 done
+# The remote example, which tests/remote_pool.rs runs.
+cargo build -p multiprocess --features redis --example remote_squares
 echo "== cargo test --features redis (${tests[*]})"
 cargo test -p multiprocess --features redis --lib "${tests[@]}" "$@"

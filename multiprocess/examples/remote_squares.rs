@@ -14,6 +14,8 @@
 //! apply: 144
 //! item 3: the task was lost with its worker 3 times (max_deliveries); giving up
 //! the others: [0, 1, 4, 16]
+//! queue: done
+//! lock: held with a fence, released
 //! ```
 
 use std::time::Duration;
@@ -68,5 +70,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("the others: {others:?}");
+
+    // The same server carries queues and locks too.
+    let q = cluster.queue::<String>("log")?;
+    q.put("done".into()).map_err(|e| e.to_string())?;
+    println!("queue: {}", q.get()?);
+    let lock = cluster.lock("db")?;
+    let guard = lock.acquire()?;
+    let fenced = guard.fence() > 0 && guard.is_owned();
+    guard.release()?;
+    println!(
+        "lock: {}, released",
+        if fenced {
+            "held with a fence"
+        } else {
+            "not held"
+        }
+    );
     Ok(())
 }

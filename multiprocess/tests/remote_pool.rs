@@ -180,3 +180,46 @@ fn a_server_on_a_unix_socket_with_a_password_serves_a_pool() {
     );
     assert_eq!(w[0].build, multiprocess::remote::build_id().0);
 }
+
+/// The tour's remote example (built by `cargo test --features redis`)
+/// prints its documented lines: it starts its own server and workers.
+#[test]
+fn the_remote_squares_example_prints_its_documented_lines() {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/remote_squares");
+    assert!(path.exists(), "{} not built", path.display());
+    let mut child = std::process::Command::new(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("remote_squares hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "workers: 2",
+            "map: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+            "imap_unordered (sorted): [0, 1, 4, 9, 16]",
+            "apply: 144",
+            "item 3: the task was lost with its worker 3 times (max_deliveries); giving up",
+            "the others: [0, 1, 4, 16]",
+            "queue: done",
+            "lock: held with a fence, released",
+        ]
+    );
+}

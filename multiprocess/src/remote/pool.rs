@@ -149,18 +149,7 @@ impl Pool {
         let opts = cluster.opts().clone();
         let ttl = opts.key_ttl.as_millis() as u64;
         cluster.with_conn(|c| {
-            let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&tasks)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query(c);
-            if let Err(e) = created
-                && e.code() != Some("BUSYGROUP")
-            {
-                return Err(e);
-            }
+            stream::create_group(c, &tasks)?;
             redis::pipe()
                 .cmd("HSET")
                 .arg(format!("{prefix}config"))

@@ -24,6 +24,23 @@ use redis::Value;
 /// The consumer group of every task stream.
 pub(crate) const GROUP: &str = "w";
 
+/// Creates the task stream `tasks` and its consumer group (from the
+/// stream's start, so entries added before any worker came are delivered);
+/// one that exists already is fine.
+pub(crate) fn create_group(c: &mut redis::Connection, tasks: &str) -> redis::RedisResult<()> {
+    let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(tasks)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(c);
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// One stream entry: its id and its fields.
 pub(crate) struct Entry {
     pub(crate) id: String,

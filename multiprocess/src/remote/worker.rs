@@ -188,18 +188,7 @@ impl Worker {
         let info = self.info.encode();
         let lease = self.lease.as_millis() as u64;
         self.cluster.with_conn(|c| {
-            let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(tasks)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query(c);
-            if let Err(e) = created
-                && e.code() != Some("BUSYGROUP")
-            {
-                return Err(e);
-            }
+            stream::create_group(c, tasks)?;
             redis::pipe()
                 .cmd("HSET")
                 .arg(format!("{prefix}workers"))
@@ -321,8 +310,12 @@ impl Worker {
             return Ok(());
         }
         let done = std::mem::take(&mut self.unfinished);
+        let ttl = self.ttl_ms.to_string();
         let mut inv = self.finish.prepare_invoke();
-        self.finish_args(&mut inv, &done);
+        inv.key(&self.tasks);
+        for arg in self.finish_argv(&ttl, &done) {
+            inv.arg(arg);
+        }
         match self.cluster.with_conn(|c| inv.invoke::<u64>(c)) {
             Ok(_) => {
                 self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -336,41 +329,33 @@ impl Worker {
     }
 
     fn finish_cmd(&self, done: &[(Entry, u8, Vec<u8>)]) -> redis::Cmd {
+        let ttl = self.ttl_ms.to_string();
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.finish.get_hash())
-            .arg(1)
-            .arg(&self.tasks)
-            .arg(&self.prefix)
-            .arg(GROUP)
-            .arg(self.ttl_ms);
-        for (entry, kind, body) in done {
-            cmd.arg(&entry.id)
-                .arg(entry.get(b"c").unwrap_or(b""))
-                .arg(entry.get(b"m").unwrap_or(b""))
-                .arg(entry.get(b"k").unwrap_or(b"0"))
-                .arg(entry.get(b"s").unwrap_or(b"0"))
-                .arg(entry.get(b"n").unwrap_or(b"0"))
-                .arg(std::slice::from_ref(kind))
-                .arg(body.as_slice());
+        cmd.arg(self.finish.get_hash()).arg(1).arg(&self.tasks);
+        for arg in self.finish_argv(&ttl, done) {
+            cmd.arg(arg);
         }
         cmd
     }
 
-    fn finish_args(&self, inv: &mut redis::ScriptInvocation<'_>, done: &[(Entry, u8, Vec<u8>)]) {
-        inv.key(&self.tasks)
-            .arg(&self.prefix)
-            .arg(GROUP)
-            .arg(self.ttl_ms);
+    /// `FINISH`'s ARGV (see `stream::FINISH`): the same for the pipelined
+    /// `EVALSHA` and for a lone invocation.
+    fn finish_argv<'a>(&'a self, ttl: &'a str, done: &'a [(Entry, u8, Vec<u8>)]) -> Vec<&'a [u8]> {
+        let mut argv: Vec<&[u8]> = Vec::with_capacity(3 + 8 * done.len());
+        argv.extend([self.prefix.as_bytes(), GROUP.as_bytes(), ttl.as_bytes()]);
         for (entry, kind, body) in done {
-            inv.arg(&entry.id)
-                .arg(entry.get(b"c").unwrap_or(b""))
-                .arg(entry.get(b"m").unwrap_or(b""))
-                .arg(entry.get(b"k").unwrap_or(b"0"))
-                .arg(entry.get(b"s").unwrap_or(b"0"))
-                .arg(entry.get(b"n").unwrap_or(b"0"))
-                .arg(std::slice::from_ref(kind))
-                .arg(body.as_slice());
+            argv.extend([
+                entry.id.as_bytes(),
+                entry.get(b"c").unwrap_or(b""),
+                entry.get(b"m").unwrap_or(b""),
+                entry.get(b"k").unwrap_or(b"0"),
+                entry.get(b"s").unwrap_or(b"0"),
+                entry.get(b"n").unwrap_or(b"0"),
+                std::slice::from_ref(kind),
+                body.as_slice(),
+            ]);
         }
+        argv
     }
 
     /// Takes over one chunk whose holder's lease expired, running it (or

@@ -109,14 +109,17 @@ fn maps_of(pid: &str) -> Maps {
 }
 
 /// Panics unless `after` maps what `before` did: the same shared mappings,
-/// and at most `slack` more (or [`PRIVATE_MAPS_NOISE`] fewer) private ones.
+/// and private ones within [`PRIVATE_MAPS_NOISE`] either way (plus `slack`
+/// more): the kernel's merging of adjacent private mappings moves the count
+/// up as well as down (seen in CI: the sink 28 -> 29 private after 10,000
+/// Condition cycles, with every shared mapping the same).
 fn assert_maps(before: &Maps, after: &Maps, slack: usize, what: &str) {
     assert_eq!(
         before.shared, after.shared,
         "{what}: the shared mappings differ"
     );
     assert!(
-        after.private <= before.private + slack
+        after.private <= before.private + slack + PRIVATE_MAPS_NOISE
             && after.private + PRIVATE_MAPS_NOISE >= before.private,
         "{what}: private mappings {} -> {}",
         before.private,

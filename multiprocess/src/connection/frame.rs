@@ -30,7 +30,9 @@
 //! of their call, so the receiver keeps a FIFO of received descriptors and a
 //! header takes its `nfds` from the front; descriptors always arrive no later
 //! than the header that claims them, in a `recvmsg` whose bytes include the
-//! header's first byte. The receiver records the stream range of each
+//! header's first byte (and may begin with earlier frames, which announce
+//! none: the kernel ends a read after the bytes that carry descriptors, not
+//! before them). The receiver records the stream range of each
 //! `recvmsg` that brought descriptors, so a header claims only descriptors
 //! that came with it; any other (a hostile peer attaching descriptors to
 //! bytes no header claims them for) is closed when the stream passes it,
@@ -583,12 +585,17 @@ impl Rx {
             self.batches.pop_front();
             self.fds.drain(..count);
         }
-        // The descriptors of this header came with its first byte.
+        // The descriptors of this header came with its first byte. One
+        // `recvmsg` can also bring earlier frames of other `sendmsg` calls
+        // (the kernel ends a read after the part that carries descriptors,
+        // not before it), so a header that announces none leaves the batch
+        // to the later header in its range, or to be closed once the stream
+        // passes it.
+        let nfds = header.nfds as usize;
         let with_header = match self.batches.front() {
-            Some(b) if b.from <= at => b.count,
+            Some(b) if b.from <= at && nfds > 0 => b.count,
             _ => 0,
         };
-        let nfds = header.nfds as usize;
         if nfds > with_header {
             return Err(self.fail(format!(
                 "a message header announces {nfds} descriptor(s) but {with_header} arrived with it"

@@ -13,7 +13,7 @@
 //! | bytes  | field    | meaning                                                   |
 //! |--------|----------|-----------------------------------------------------------|
 //! | 0..8   | `len`    | payload length in bytes, `u64` little-endian               |
-//! | 8..16  | `tag`    | [`BYTES_TAG`] (0) for raw bytes, else `type_tag::<T>()`    |
+//! | 8..16  | `tag`    | [`BYTES_TAG`] (0) raw bytes, [`HANDLE_TAG`] (1) a handle, else `type_tag::<T>()` |
 //! | 16..20 | `nfds`   | number of descriptors attached, `u32` LE, ≤ 253            |
 //! | 20..24 | `kind`   | 0 message; 1 doorbell; 2 aborted; else the stream is corrupt |
 //!
@@ -48,7 +48,9 @@
 //! so nothing is copied twice; that buffer grows with the bytes received
 //! (from 4 MiB, doubling), never to the announced length up front. A timeout anywhere leaves the state as it is
 //! and the next receive continues from there: bytes are never lost or
-//! reordered. A frame announcing more than the receiver's maximum is read and
+//! reordered. A receive that finds a frame meant for another kind of call (a
+//! handle for `recv`) hands it back with [`Rx::keep`], and the next receive
+//! gets it first. A frame announcing more than the receiver's maximum is read and
 //! discarded (its length is known, so the stream stays in sync).
 
 use std::io::{self, IoSlice};
@@ -62,6 +64,11 @@ pub(crate) const HEADER_LEN: usize = 24;
 
 /// The tag of a raw-bytes message ([`send_bytes`](crate::Connection::send_bytes)).
 pub(crate) const BYTES_TAG: u64 = 0;
+
+/// The tag of a handle message ([`send_handle`](crate::Connection::send_handle)):
+/// no payload, one descriptor. (A type tag is a 64-bit hash; that one hashes
+/// to 0 or 1 is as likely as any other collision of two types.)
+pub(crate) const HANDLE_TAG: u64 = 1;
 
 /// Size of the receive buffer; payloads up to this size are buffered,
 /// larger ones are read into a buffer of their own.
@@ -310,12 +317,28 @@ pub(crate) struct Rx {
     broken: Option<String>,
     /// A recycled large-payload buffer.
     scratch: Vec<u8>,
+    /// A whole frame handed back by [`Rx::keep`], delivered by the next
+    /// [`Rx::next`] before anything else.
+    held: Option<Message>,
 }
 
 impl Rx {
     /// Nothing is buffered: no bytes, no descriptors, no partial frame.
     pub(crate) fn is_empty(&self) -> bool {
-        self.cur.is_none() && self.start == self.end && self.fds.is_empty()
+        self.cur.is_none() && self.start == self.end && self.fds.is_empty() && self.held.is_none()
+    }
+
+    /// Puts `msg`, just returned by [`Rx::next`], back: the next
+    /// [`Rx::next`] returns it again. Used when a receive finds a message
+    /// that belongs to another kind of call (a handle for `recv`, a value
+    /// for `recv_handle`), so it is kept rather than lost. A buffered
+    /// payload is copied out, since later reads may move the buffer.
+    pub(crate) fn keep(&mut self, mut msg: Message) {
+        debug_assert!(self.held.is_none(), "one message kept at a time");
+        if let Payload::Buffered(range) = &msg.payload {
+            msg.payload = Payload::Owned(self.buf[range.clone()].to_vec());
+        }
+        self.held = Some(msg);
     }
 
     /// Why the stream is broken, if it is.
@@ -466,6 +489,9 @@ impl Rx {
         deadline: Option<Instant>,
         spin: FrameSpin,
     ) -> Result<Message, RxError> {
+        if let Some(msg) = self.held.take() {
+            return Ok(msg);
+        }
         loop {
             if let Some(why) = &self.broken {
                 return Err(RxError::Io(io::Error::new(

@@ -323,7 +323,8 @@ pub(crate) struct Rx {
 }
 
 impl Rx {
-    /// Nothing is buffered: no bytes, no descriptors, no partial frame.
+    /// Nothing is buffered: no bytes, no descriptors, no partial or kept
+    /// frame.
     pub(crate) fn is_empty(&self) -> bool {
         self.cur.is_none() && self.start == self.end && self.fds.is_empty() && self.held.is_none()
     }
@@ -855,6 +856,73 @@ mod tests {
             Err(RxError::Io(e)) => assert!(e.to_string().contains("0 arrived with it"), "{e}"),
             other => panic!("{:?}", other.err()),
         }
+    }
+
+    /// Regression: one `recvmsg` brings a frame without descriptors and
+    /// then the frame whose `sendmsg` carried some; the first header took
+    /// them (and closed them), the second then broke the stream.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
+    fn descriptors_after_a_frame_without_any_in_one_read_reach_their_header() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let null = devnull();
+        let mut broken = false;
+        for (tag, fds) in [(5, &[][..]), (6, &[null.as_fd()][..]), (7, &[][..])] {
+            let h = Header {
+                len: 3,
+                tag,
+                nfds: fds.len() as u32,
+            };
+            send_frame(tx.as_fd(), &h, b"abc", fds, &mut broken).unwrap();
+        }
+        let mut rx = Rx::default();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let m = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default())
+                .unwrap();
+            got.push((m.tag, m.fds.len()));
+        }
+        assert_eq!(got, [(5, 0), (6, 1), (7, 0)]);
+        assert!(rx.fds.is_empty() && rx.batches.is_empty());
+    }
+
+    /// A kept frame comes back first, whole, even after more reads.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
+    fn a_kept_frame_is_delivered_again_first() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let mut broken = false;
+        for (tag, body) in [(5, &b"first"[..]), (6, &b"second"[..])] {
+            let h = Header {
+                len: body.len() as u64,
+                tag,
+                nfds: 0,
+            };
+            send_frame(tx.as_fd(), &h, body, &[], &mut broken).unwrap();
+        }
+        let mut rx = Rx::default();
+        let spin = FrameSpin::default();
+        let m = rx.next(rx_fd.as_fd(), 1 << 20, None, spin).unwrap();
+        rx.keep(m);
+        assert!(!rx.is_empty());
+        // A read in between leaves the kept frame first.
+        assert!(!rx.drain(rx_fd.as_fd()).unwrap());
+        for (tag, body) in [(5, &b"first"[..]), (6, &b"second"[..])] {
+            let m = rx.next(rx_fd.as_fd(), 1 << 20, None, spin).unwrap();
+            let payload = match m.payload {
+                Payload::Buffered(range) => rx.buffered(range).to_vec(),
+                Payload::Owned(v) => v,
+            };
+            assert_eq!((m.tag, &payload[..]), (tag, body));
+        }
+        assert!(rx.is_empty());
     }
 
     #[test]

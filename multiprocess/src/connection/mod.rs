@@ -356,6 +356,10 @@ const KEEP_TX_BUF: usize = 8 << 20;
 /// as the wrong type is an error naming the expected type, never garbage.
 /// Handles inside a value (other `Connection`s, queues, locks) travel with
 /// it: their descriptors are passed with `SCM_RIGHTS`.
+/// A bare descriptor (a file, a socket) travels with
+/// [`send_handle`](Connection::send_handle) and
+/// [`recv_handle`](Connection::recv_handle), Python's
+/// `reduction.send_handle`/`recv_handle`.
 ///
 /// Methods take `&self`: one thread may send while another receives (put the
 /// connection in an `Arc`). Sends are serialized by one mutex and receives by

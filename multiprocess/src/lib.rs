@@ -341,7 +341,7 @@ pub mod __fuzz;
 pub use codec::{DecodeError, EncodeError};
 pub use connection::{
     AcceptError, Address, AuthenticationError, Client, ConnectError, Connection,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, Listener, Pipe, RecvError, RecvIntoError,
     RecvTimeoutError, SendError, TryRecvError,
 };
 pub use init::init;

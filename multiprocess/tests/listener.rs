@@ -497,3 +497,28 @@ fn socket_only_connections_keep_poll_and_message_boundaries() {
         assert!(matches!(server.recv(), Err(RecvError::Disconnected)));
     });
 }
+
+/// Regression (found while adding `send_handle`): over a Unix socket
+/// connection, a message without handles and the message with handles after
+/// it arrive in one `recvmsg` when the receiver is behind; the first one's
+/// header took the descriptors, closed them, and the second failed with "a
+/// message header announces 2 descriptor(s) but 0 arrived with it",
+/// breaking the connection.
+#[test]
+fn a_value_then_a_connection_in_one_read_keep_their_descriptors() {
+    bounded(LIMIT, || {
+        type Msg = Option<Connection<u8, u8>>;
+        let listener = Listener::<Msg, Msg>::bind(abstract_name("merge").as_str(), None).unwrap();
+        let addr = listener.address().clone();
+        let t = std::thread::spawn(move || Client::connect::<Msg, Msg>(addr, None).unwrap());
+        let a = listener.accept_timeout(T).unwrap();
+        let b = t.join().unwrap();
+        let (x, y) = Pipe::new::<u8, u8>().unwrap();
+        a.send(None).unwrap();
+        a.send(Some(x)).unwrap();
+        assert!(b.recv_timeout(T).unwrap().is_none());
+        let x = b.recv_timeout(T).unwrap().expect("the connection");
+        x.send(4).unwrap();
+        assert_eq!(y.recv_timeout(T).unwrap(), 4);
+    });
+}

@@ -98,7 +98,9 @@ impl<T> fmt::Debug for SendError<T> {
 /// [`Connection::recv_bytes`](crate::Connection::recv_bytes).
 ///
 /// After `WrongType`, `Decode` and `TooLarge` the offending message has been
-/// consumed and the connection stays usable; `Disconnected` is final, and so
+/// consumed and the connection stays usable (except that a `WrongType`
+/// involving a handle keeps the message in place: see
+/// [`Connection::recv_handle`](crate::Connection::recv_handle)); `Disconnected` is final, and so
 /// is an `Io` error that reports a broken stream.
 ///
 /// # Examples
@@ -146,6 +148,71 @@ pub enum RecvError {
     /// (descriptors lost to `RLIMIT_NOFILE`, a corrupt header).
     #[error("cannot receive: {0}")]
     Io(io::Error),
+}
+
+/// Error from [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into):
+/// the [`RecvError`] cases that apply to raw bytes, plus `BufferTooShort`.
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{Pipe, RecvIntoError};
+///
+/// let (a, b) = Pipe::new::<(), ()>()?;
+/// a.send_bytes(b"twelve bytes").unwrap();
+/// let mut small = [0u8; 4];
+/// match b.recv_bytes_into(&mut small) {
+///     // Python: `except BufferTooShort as e: e.args[0]`
+///     Err(RecvIntoError::BufferTooShort(message)) => assert_eq!(message, b"twelve bytes"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvIntoError {
+    /// The message is longer than the buffer (Python's
+    /// `multiprocessing.BufferTooShort`). It has been consumed and is here,
+    /// whole; the buffer is untouched.
+    #[error("a message of {} bytes does not fit the buffer", .0.len())]
+    BufferTooShort(Vec<u8>),
+    /// See [`RecvError::Disconnected`].
+    #[error("the other end of the connection is closed")]
+    Disconnected,
+    /// See [`RecvError::WrongType`]: the message was sent with `send` (it
+    /// is consumed) or `send_handle` (it is kept).
+    #[error("expected a message of type {expected}, received {found}")]
+    WrongType {
+        /// What the receiver asked for: raw bytes.
+        expected: &'static str,
+        /// What arrived instead.
+        found: &'static str,
+    },
+    /// See [`RecvError::TooLarge`].
+    #[error("incoming message of {size} bytes exceeds the maximum message size of {max} bytes")]
+    TooLarge {
+        /// The size the message header announced.
+        size: u64,
+        /// This end's limit in bytes.
+        max: u64,
+    },
+    /// See [`RecvError::Io`].
+    #[error("cannot receive: {0}")]
+    Io(io::Error),
+}
+
+impl RecvIntoError {
+    /// The same failure of a raw-bytes receive (which never decodes, so a
+    /// `Decode` cannot occur; it would be reported as `Io`).
+    pub(crate) fn from_recv(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => Self::Disconnected,
+            RecvError::WrongType { expected, found } => Self::WrongType { expected, found },
+            RecvError::TooLarge { size, max } => Self::TooLarge { size, max },
+            RecvError::Io(e) => Self::Io(e),
+            RecvError::Decode(e) => Self::Io(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
 }
 
 /// Error from [`Connection::recv_timeout`](crate::Connection::recv_timeout)

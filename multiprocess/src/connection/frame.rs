@@ -13,7 +13,7 @@
 //! | bytes  | field    | meaning                                                   |
 //! |--------|----------|-----------------------------------------------------------|
 //! | 0..8   | `len`    | payload length in bytes, `u64` little-endian               |
-//! | 8..16  | `tag`    | [`BYTES_TAG`] (0) for raw bytes, else `type_tag::<T>()`    |
+//! | 8..16  | `tag`    | [`BYTES_TAG`] (0) raw bytes, [`HANDLE_TAG`] (1) a handle, else `type_tag::<T>()` |
 //! | 16..20 | `nfds`   | number of descriptors attached, `u32` LE, ≤ 253            |
 //! | 20..24 | `kind`   | 0 message; 1 doorbell; 2 aborted; else the stream is corrupt |
 //!
@@ -30,7 +30,9 @@
 //! of their call, so the receiver keeps a FIFO of received descriptors and a
 //! header takes its `nfds` from the front; descriptors always arrive no later
 //! than the header that claims them, in a `recvmsg` whose bytes include the
-//! header's first byte. The receiver records the stream range of each
+//! header's first byte (and may begin with earlier frames, which announce
+//! none: the kernel ends a read after the bytes that carry descriptors, not
+//! before them). The receiver records the stream range of each
 //! `recvmsg` that brought descriptors, so a header claims only descriptors
 //! that came with it; any other (a hostile peer attaching descriptors to
 //! bytes no header claims them for) is closed when the stream passes it,
@@ -46,7 +48,9 @@
 //! so nothing is copied twice; that buffer grows with the bytes received
 //! (from 4 MiB, doubling), never to the announced length up front. A timeout anywhere leaves the state as it is
 //! and the next receive continues from there: bytes are never lost or
-//! reordered. A frame announcing more than the receiver's maximum is read and
+//! reordered. A receive that finds a frame meant for another kind of call (a
+//! handle for `recv`) hands it back with [`Rx::keep`], and the next receive
+//! gets it first. A frame announcing more than the receiver's maximum is read and
 //! discarded (its length is known, so the stream stays in sync).
 
 use std::io::{self, IoSlice};
@@ -60,6 +64,11 @@ pub(crate) const HEADER_LEN: usize = 24;
 
 /// The tag of a raw-bytes message ([`send_bytes`](crate::Connection::send_bytes)).
 pub(crate) const BYTES_TAG: u64 = 0;
+
+/// The tag of a handle message ([`send_handle`](crate::Connection::send_handle)):
+/// no payload, one descriptor. (A type tag is a 64-bit hash; that one hashes
+/// to 0 or 1 is as likely as any other collision of two types.)
+pub(crate) const HANDLE_TAG: u64 = 1;
 
 /// Size of the receive buffer; payloads up to this size are buffered,
 /// larger ones are read into a buffer of their own.
@@ -308,12 +317,29 @@ pub(crate) struct Rx {
     broken: Option<String>,
     /// A recycled large-payload buffer.
     scratch: Vec<u8>,
+    /// A whole frame handed back by [`Rx::keep`], delivered by the next
+    /// [`Rx::next`] before anything else.
+    held: Option<Message>,
 }
 
 impl Rx {
-    /// Nothing is buffered: no bytes, no descriptors, no partial frame.
+    /// Nothing is buffered: no bytes, no descriptors, no partial or kept
+    /// frame.
     pub(crate) fn is_empty(&self) -> bool {
-        self.cur.is_none() && self.start == self.end && self.fds.is_empty()
+        self.cur.is_none() && self.start == self.end && self.fds.is_empty() && self.held.is_none()
+    }
+
+    /// Puts `msg`, just returned by [`Rx::next`], back: the next
+    /// [`Rx::next`] returns it again. Used when a receive finds a message
+    /// that belongs to another kind of call (a handle for `recv`, a value
+    /// for `recv_handle`), so it is kept rather than lost. A buffered
+    /// payload is copied out, since later reads may move the buffer.
+    pub(crate) fn keep(&mut self, mut msg: Message) {
+        debug_assert!(self.held.is_none(), "one message kept at a time");
+        if let Payload::Buffered(range) = &msg.payload {
+            msg.payload = Payload::Owned(self.buf[range.clone()].to_vec());
+        }
+        self.held = Some(msg);
     }
 
     /// Why the stream is broken, if it is.
@@ -464,6 +490,9 @@ impl Rx {
         deadline: Option<Instant>,
         spin: FrameSpin,
     ) -> Result<Message, RxError> {
+        if let Some(msg) = self.held.take() {
+            return Ok(msg);
+        }
         loop {
             if let Some(why) = &self.broken {
                 return Err(RxError::Io(io::Error::new(
@@ -583,12 +612,17 @@ impl Rx {
             self.batches.pop_front();
             self.fds.drain(..count);
         }
-        // The descriptors of this header came with its first byte.
+        // The descriptors of this header came with its first byte. One
+        // `recvmsg` can also bring earlier frames of other `sendmsg` calls
+        // (the kernel ends a read after the part that carries descriptors,
+        // not before it), so a header that announces none leaves the batch
+        // to the later header in its range, or to be closed once the stream
+        // passes it.
+        let nfds = header.nfds as usize;
         let with_header = match self.batches.front() {
-            Some(b) if b.from <= at => b.count,
+            Some(b) if b.from <= at && nfds > 0 => b.count,
             _ => 0,
         };
-        let nfds = header.nfds as usize;
         if nfds > with_header {
             return Err(self.fail(format!(
                 "a message header announces {nfds} descriptor(s) but {with_header} arrived with it"
@@ -822,6 +856,73 @@ mod tests {
             Err(RxError::Io(e)) => assert!(e.to_string().contains("0 arrived with it"), "{e}"),
             other => panic!("{:?}", other.err()),
         }
+    }
+
+    /// Regression: one `recvmsg` brings a frame without descriptors and
+    /// then the frame whose `sendmsg` carried some; the first header took
+    /// them (and closed them), the second then broke the stream.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
+    fn descriptors_after_a_frame_without_any_in_one_read_reach_their_header() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let null = devnull();
+        let mut broken = false;
+        for (tag, fds) in [(5, &[][..]), (6, &[null.as_fd()][..]), (7, &[][..])] {
+            let h = Header {
+                len: 3,
+                tag,
+                nfds: fds.len() as u32,
+            };
+            send_frame(tx.as_fd(), &h, b"abc", fds, &mut broken).unwrap();
+        }
+        let mut rx = Rx::default();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let m = rx
+                .next(rx_fd.as_fd(), 1 << 20, None, FrameSpin::default())
+                .unwrap();
+            got.push((m.tag, m.fds.len()));
+        }
+        assert_eq!(got, [(5, 0), (6, 1), (7, 0)]);
+        assert!(rx.fds.is_empty() && rx.batches.is_empty());
+    }
+
+    /// A kept frame comes back first, whole, even after more reads.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "uses a socketpair with SCM_RIGHTS; Miri has no sendmsg"
+    )]
+    fn a_kept_frame_is_delivered_again_first() {
+        let (tx, rx_fd) = socket::socketpair().unwrap();
+        let mut broken = false;
+        for (tag, body) in [(5, &b"first"[..]), (6, &b"second"[..])] {
+            let h = Header {
+                len: body.len() as u64,
+                tag,
+                nfds: 0,
+            };
+            send_frame(tx.as_fd(), &h, body, &[], &mut broken).unwrap();
+        }
+        let mut rx = Rx::default();
+        let spin = FrameSpin::default();
+        let m = rx.next(rx_fd.as_fd(), 1 << 20, None, spin).unwrap();
+        rx.keep(m);
+        assert!(!rx.is_empty());
+        // A read in between leaves the kept frame first.
+        assert!(!rx.drain(rx_fd.as_fd()).unwrap());
+        for (tag, body) in [(5, &b"first"[..]), (6, &b"second"[..])] {
+            let m = rx.next(rx_fd.as_fd(), 1 << 20, None, spin).unwrap();
+            let payload = match m.payload {
+                Payload::Buffered(range) => rx.buffered(range).to_vec(),
+                Payload::Owned(v) => v,
+            };
+            assert_eq!((m.tag, &payload[..]), (tag, body));
+        }
+        assert!(rx.is_empty());
     }
 
     #[test]

@@ -44,8 +44,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{
-    AcceptError, AuthenticationError, ConnectError, RecvError, RecvTimeoutError, SendError,
-    TryRecvError,
+    AcceptError, AuthenticationError, ConnectError, RecvError, RecvIntoError, RecvTimeoutError,
+    SendError, TryRecvError,
 };
 pub use listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener};
 
@@ -54,7 +54,7 @@ use crate::codec;
 use crate::deadline;
 use crate::sys;
 use crate::sys::socket::{MAX_FDS, Shutdown};
-use frame::{BYTES_TAG, FrameSpin, Header, Payload, Rx, RxError};
+use frame::{BYTES_TAG, FrameSpin, HANDLE_TAG, Header, Payload, Rx, RxError};
 use pipe::PipeTransport;
 use ring::{Record, Rings};
 use socket::{Family, SocketTransport};
@@ -356,6 +356,10 @@ const KEEP_TX_BUF: usize = 8 << 20;
 /// as the wrong type is an error naming the expected type, never garbage.
 /// Handles inside a value (other `Connection`s, queues, locks) travel with
 /// it: their descriptors are passed with `SCM_RIGHTS`.
+/// A bare descriptor (a file, a socket) travels with
+/// [`send_handle`](Connection::send_handle) and
+/// [`recv_handle`](Connection::recv_handle), Python's
+/// `reduction.send_handle`/`recv_handle`.
 ///
 /// Methods take `&self`: one thread may send while another receives (put the
 /// connection in an `Arc`). Sends are serialized by one mutex and receives by
@@ -648,10 +652,7 @@ impl<S, R> Connection<S, R> {
                         max: self.max_message_size() as u64,
                     }))
                 } else if rec.tag != BYTES_TAG {
-                    Err(RecvFailure::Recv(RecvError::WrongType {
-                        expected: "raw bytes (send_bytes)",
-                        found: "a typed message",
-                    }))
+                    Err(wrong_for_bytes(rec.tag))
                 } else {
                     let mut bytes = Vec::with_capacity(rec.len);
                     rings.read_payload(&rec, &mut bytes);
@@ -663,16 +664,326 @@ impl<S, R> Connection<S, R> {
             Next::Frame => {
                 let msg = self.next_frame(st, deadline)?;
                 if msg.tag != BYTES_TAG {
-                    return Err(RecvFailure::Recv(RecvError::WrongType {
-                        expected: "raw bytes (send_bytes)",
-                        found: "a typed message",
-                    }));
+                    let tag = msg.tag;
+                    if tag == HANDLE_TAG {
+                        self.keep(st, msg);
+                    }
+                    return Err(wrong_for_bytes(tag));
                 }
                 Ok(match msg.payload {
                     Payload::Buffered(range) => st.rx.buffered(range).to_vec(),
                     Payload::Owned(bytes) => bytes,
                 })
             }
+        }
+    }
+
+    /// Receives one raw message sent with
+    /// [`send_bytes`](Connection::send_bytes) into `buf`, returning its
+    /// length (Python's `recv_bytes_into`). Bytes of `buf` past the message
+    /// are left as they were.
+    ///
+    /// Python's `offset` argument is a slice here:
+    /// `conn.recv_bytes_into(&mut buf[offset..])` (an offset past the end is
+    /// Rust's slice-index panic, Python's `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiprocess::{Pipe, RecvIntoError};
+    ///
+    /// let (a, b) = Pipe::new::<(), ()>()?;
+    /// let mut buf = [0u8; 8];
+    /// a.send_bytes(b"abc").unwrap();
+    /// assert_eq!(b.recv_bytes_into(&mut buf[2..]).unwrap(), 3);
+    /// assert_eq!(&buf, b"\0\0abc\0\0\0");
+    ///
+    /// // Too long for the buffer: the whole message comes back in the error.
+    /// a.send_bytes(b"far too long").unwrap();
+    /// match b.recv_bytes_into(&mut buf) {
+    ///     Err(RecvIntoError::BufferTooShort(message)) => assert_eq!(message, b"far too long"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RecvIntoError::BufferTooShort`] with the whole message (consumed,
+    /// nothing lost) if it is longer than `buf` (Python's `BufferTooShort`);
+    /// otherwise as [`recv_bytes`](Connection::recv_bytes).
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
+        loop {
+            match self.recv_bytes_into_once(buf) {
+                Err(RecvFailure::Aborted) => continue,
+                Err(RecvFailure::Timeout) => unreachable!("no deadline"),
+                Err(RecvFailure::Recv(e)) => return Err(RecvIntoError::from_recv(e)),
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(message)) => return Err(RecvIntoError::BufferTooShort(message)),
+            }
+        }
+    }
+
+    /// One attempt of [`recv_bytes_into`](Connection::recv_bytes_into):
+    /// `Ok(Err(message))` when the message does not fit.
+    fn recv_bytes_into_once(&self, buf: &mut [u8]) -> Result<Result<usize, Vec<u8>>, RecvFailure> {
+        let mut guard = self.lock_rx();
+        let st = &mut *guard;
+        match self.next(st, None)? {
+            Next::Ring(rings, rec) => {
+                let max = self.max_message_size();
+                let result = if rec.len > max {
+                    Err(RecvFailure::Recv(RecvError::TooLarge {
+                        size: rec.len as u64,
+                        max: max as u64,
+                    }))
+                } else if rec.tag != BYTES_TAG {
+                    Err(wrong_for_bytes(rec.tag))
+                } else if rec.len <= buf.len() {
+                    st.inline.clear();
+                    rings.read_payload(&rec, &mut st.inline);
+                    buf[..rec.len].copy_from_slice(&st.inline);
+                    Ok(Ok(rec.len))
+                } else {
+                    let mut message = Vec::with_capacity(rec.len);
+                    rings.read_payload(&rec, &mut message);
+                    Ok(Err(message))
+                };
+                rings.advance(&rec);
+                result
+            }
+            Next::Frame => {
+                let msg = self.next_frame(st, None)?;
+                if msg.tag != BYTES_TAG {
+                    let tag = msg.tag;
+                    if tag == HANDLE_TAG {
+                        self.keep(st, msg);
+                    }
+                    return Err(wrong_for_bytes(tag));
+                }
+                Ok(match msg.payload {
+                    Payload::Buffered(range) => {
+                        let bytes = st.rx.buffered(range);
+                        if bytes.len() <= buf.len() {
+                            buf[..bytes.len()].copy_from_slice(bytes);
+                            Ok(bytes.len())
+                        } else {
+                            Err(bytes.to_vec())
+                        }
+                    }
+                    Payload::Owned(bytes) if bytes.len() <= buf.len() => {
+                        buf[..bytes.len()].copy_from_slice(&bytes);
+                        let n = bytes.len();
+                        st.rx.recycle(bytes);
+                        Ok(n)
+                    }
+                    Payload::Owned(bytes) => Err(bytes),
+                })
+            }
+        }
+    }
+
+    /// Sends a descriptor (a file, socket, pipe, memfd, …) to the other end,
+    /// which receives its own copy with [`recv_handle`](Connection::recv_handle)
+    /// (Python's `multiprocessing.reduction.send_handle`). The caller keeps
+    /// `handle` open or not as it likes: the kernel passes a duplicate
+    /// (`SCM_RIGHTS`), which shares the open file (offset, flags) with it.
+    ///
+    /// `handle` is anything [`AsFd`]: `&File`, `BorrowedFd`, an `OwnedFd`
+    /// (closed after the send). No destination pid is needed, unlike Python's
+    /// Windows form.
+    ///
+    /// A handle is a message of its own kind, in order with the others: a
+    /// typed [`recv`](Connection::recv) or a [`recv_bytes`](Connection::recv_bytes)
+    /// that finds it fails with `WrongType` and leaves it in place, for
+    /// `recv_handle` to take (see [`recv_handle`](Connection::recv_handle)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use multiprocess::Pipe;
+    ///
+    /// let (a, b) = Pipe::new::<(), ()>()?;
+    /// let mut file = tempfile_in_tmp()?;
+    /// file.write_all(b"shared")?;
+    /// a.send_handle(&file).unwrap();
+    /// let mut copy = std::fs::File::from(b.recv_handle().unwrap());
+    /// copy.rewind()?; // the copy shares the file offset
+    /// let mut text = String::new();
+    /// copy.read_to_string(&mut text)?;
+    /// assert_eq!(text, "shared");
+    /// # fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
+    /// #     let path = std::env::temp_dir().join(format!("send-handle-doc-{}", std::process::id()));
+    /// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    /// #     std::fs::remove_file(&path)?;
+    /// #     Ok(f)
+    /// # }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Every error hands `handle` back. [`SendError::Io`] with
+    /// `InvalidInput` on a TCP connection ([`Listener`]/[`Client`] over
+    /// TCP): descriptors do not cross machines, and nothing is sent.
+    /// [`SendError::Disconnected`] if the peer is closed (or this is the
+    /// reading end of a [`Pipe::simplex`]), [`SendError::Io`] for other OS
+    /// errors.
+    pub fn send_handle<F: AsFd>(&self, handle: F) -> Result<(), SendError<F>> {
+        if !self.transport.carries_fds() {
+            return Err(SendError::Io(
+                handle,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a handle (descriptor) cannot travel over a TCP connection: descriptors \
+                     do not cross machines",
+                ),
+            ));
+        }
+        let mut tx = self.lock_tx();
+        let sent = self.send_locked(&mut tx, HANDLE_TAG, &[], &[handle.as_fd()]);
+        drop(tx);
+        sent.map_err(|e| send_error(handle, e))
+    }
+
+    /// Receives a descriptor sent with [`send_handle`](Connection::send_handle),
+    /// waiting as long as it takes (Python's
+    /// `multiprocessing.reduction.recv_handle`). The descriptor is this
+    /// process's own (close-on-exec), closed when the `OwnedFd` is dropped.
+    ///
+    /// Handles and other messages never swallow each other: if the next
+    /// message is a value or raw bytes, this fails with
+    /// [`RecvError::WrongType`] and leaves that message in place for
+    /// [`recv`](Connection::recv) or [`recv_bytes`](Connection::recv_bytes);
+    /// likewise those fail on a handle and leave it for `recv_handle`. So
+    /// after a `WrongType` that names a handle (or names a handle as
+    /// expected), the same message is still next: receive it with the right
+    /// call (retrying the same call fails again).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiprocess::{Pipe, RecvError};
+    ///
+    /// let (a, b) = Pipe::new::<u32, u32>()?;
+    /// let (r, w) = std::io::pipe()?;
+    /// a.send(7).unwrap();
+    /// a.send_handle(&w).unwrap();
+    /// // The value is next: recv_handle leaves it for recv.
+    /// assert!(matches!(b.recv_handle(), Err(RecvError::WrongType { .. })));
+    /// assert_eq!(b.recv().unwrap(), 7);
+    /// let w2 = std::io::PipeWriter::from(b.recv_handle().unwrap());
+    /// drop((w, w2));
+    /// let mut text = String::new();
+    /// std::io::Read::read_to_string(&mut &r, &mut text)?; // both writers closed: EOF
+    /// assert_eq!(text, "");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::WrongType`] (message kept, see above);
+    /// [`RecvError::Disconnected`] once the peer is closed and everything it
+    /// sent was received; [`RecvError::Io`] for OS errors, a broken stream,
+    /// or a handle message that does not carry exactly one descriptor (only a
+    /// foreign or hostile peer sends one; it is consumed and its descriptors
+    /// closed).
+    pub fn recv_handle(&self) -> Result<OwnedFd, RecvError> {
+        self.recv_handle_until(None).map_err(|e| match e {
+            RecvFailure::Recv(e) => e,
+            RecvFailure::Timeout | RecvFailure::Aborted => {
+                unreachable!("no deadline; aborts are retried")
+            }
+        })
+    }
+
+    /// Like [`recv_handle`](Connection::recv_handle), giving up after
+    /// `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiprocess::{Pipe, RecvTimeoutError};
+    ///
+    /// let (_a, b) = Pipe::new::<(), ()>()?;
+    /// let err = b.recv_handle_timeout(Duration::from_millis(1)).unwrap_err();
+    /// assert!(matches!(err, RecvTimeoutError::Timeout));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_handle`](Connection::recv_handle), plus
+    /// [`RecvTimeoutError::Timeout`].
+    pub fn recv_handle_timeout(&self, timeout: Duration) -> Result<OwnedFd, RecvTimeoutError> {
+        self.recv_handle_until(deadline::after(timeout))
+            .map_err(RecvFailure::into_timeout)
+    }
+
+    fn recv_handle_until(&self, deadline: Option<Instant>) -> Result<OwnedFd, RecvFailure> {
+        loop {
+            match self.recv_handle_once(deadline) {
+                Err(RecvFailure::Aborted) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn recv_handle_once(&self, deadline: Option<Instant>) -> Result<OwnedFd, RecvFailure> {
+        let mut guard = self.lock_rx();
+        let st = &mut *guard;
+        let wrong = |tag: u64| {
+            RecvFailure::Recv(RecvError::WrongType {
+                expected: "a handle (send_handle)",
+                found: if tag == BYTES_TAG {
+                    "raw bytes (send_bytes), left for recv_bytes"
+                } else {
+                    "a typed message, left for recv"
+                },
+            })
+        };
+        match self.next(st, deadline)? {
+            // An inline record is never a handle; it stays in the ring.
+            Next::Ring(_, rec) => Err(wrong(rec.tag)),
+            Next::Frame => {
+                let msg = self.next_frame(st, deadline)?;
+                if msg.tag != HANDLE_TAG {
+                    let tag = msg.tag;
+                    self.keep(st, msg);
+                    return Err(wrong(tag));
+                }
+                let empty = match &msg.payload {
+                    Payload::Buffered(range) => range.is_empty(),
+                    Payload::Owned(bytes) => bytes.is_empty(),
+                };
+                let mut fds = msg.fds;
+                match fds.pop() {
+                    Some(fd) if fds.is_empty() && empty => Ok(fd),
+                    last => {
+                        let n = fds.len() + usize::from(last.is_some());
+                        Err(RecvFailure::Recv(RecvError::Io(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "a handle message must carry one descriptor and no data; \
+                                 this one carried {n} descriptor(s)"
+                            ),
+                        ))))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts back a frame that belongs to another kind of receive (a handle
+    /// found by `recv`, a value found by `recv_handle`): the next receive
+    /// finds it again. On a [`Pipe`] its marker counts as pending again.
+    #[cold]
+    fn keep(&self, st: &mut RxState, msg: frame::Message) {
+        st.rx.keep(msg);
+        if let Transport::Pipe(_) = &self.transport {
+            st.pending += 1;
         }
     }
 
@@ -1022,10 +1333,10 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
         let wrong = |tag: u64| {
             RecvFailure::Recv(RecvError::WrongType {
                 expected: std::any::type_name::<R>(),
-                found: if tag == BYTES_TAG {
-                    "raw bytes (send_bytes)"
-                } else {
-                    "a message of another type"
+                found: match tag {
+                    BYTES_TAG => "raw bytes (send_bytes)",
+                    HANDLE_TAG => "a handle (send_handle), left for recv_handle",
+                    _ => "a message of another type",
                 },
             })
         };
@@ -1051,7 +1362,11 @@ impl<S, R: DeserializeOwned + 'static> Connection<S, R> {
             Next::Frame => {
                 let msg = self.next_frame(st, deadline)?;
                 if msg.tag != want {
-                    return Err(wrong(msg.tag));
+                    let tag = msg.tag;
+                    if tag == HANDLE_TAG {
+                        self.keep(st, msg);
+                    }
+                    return Err(wrong(tag));
                 }
                 match msg.payload {
                     Payload::Buffered(range) => decode_message(st.rx.buffered(range), msg.fds),
@@ -1154,6 +1469,18 @@ impl<S, R> Connection<S, R> {
             Transport::Socket(_) => {}
         }
     }
+}
+
+/// The `WrongType` of a raw-bytes receive that found a message with `tag`.
+fn wrong_for_bytes(tag: u64) -> RecvFailure {
+    RecvFailure::Recv(RecvError::WrongType {
+        expected: "raw bytes (send_bytes)",
+        found: if tag == HANDLE_TAG {
+            "a handle (send_handle), left for recv_handle"
+        } else {
+            "a typed message"
+        },
+    })
 }
 
 /// Maps a send-side OS error, handing `value` back.

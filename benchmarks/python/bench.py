@@ -262,6 +262,59 @@ def lock_counter(name, n, reps):
     emit(name, "ops/s", samples)
 
 
+# ------------------------------------------------------------------ manager
+
+def manager_dict_setget(name, reps, batch):
+    with mp.Manager() as m:
+        d = m.dict()
+        for i in range(200):
+            d[i] = i
+            d[i]
+        samples = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            for i in range(batch):
+                d[i] = i
+                if d[i] != i:
+                    raise RuntimeError("dict lost a value")
+            samples.append((time.perf_counter() - t) * 1e6 / batch)
+    emit(name, "µs", samples)
+
+
+def manager_updater(d, lock, ready, go, n, done):
+    ready.put(1)
+    go.get(timeout=TIMEOUT)
+    for _ in range(n):
+        with lock:
+            d["n"] = d["n"] + 1
+    done.put(time.monotonic_ns())
+
+
+def manager_shared_updates(name, n, reps):
+    samples = []
+    with mp.Manager() as m:
+        for _ in range(reps):
+            d, lock = m.dict(), m.Lock()
+            d["n"] = 0
+            ready, go, done = mp.Queue(), mp.Queue(), mp.Queue()
+            ps = [mp.Process(target=manager_updater, args=(d, lock, ready, go, n, done))
+                  for _ in range(2)]
+            for p in ps:
+                p.start()
+            for _ in ps:
+                ready.get(timeout=TIMEOUT)
+            t0 = time.monotonic_ns()
+            for _ in ps:
+                go.put(1)
+            end = max(done.get(timeout=TIMEOUT * 10) for _ in ps)
+            for p in ps:
+                finish(p)
+            if d["n"] != 2 * n:
+                raise RuntimeError(f"counter is {d['n']}, expected {2 * n}")
+            samples.append(2 * n / ((end - t0) / 1e9))
+    emit(name, "ops/s", samples)
+
+
 # ------------------------------------------------------------------ idle
 
 def idle_queue(q, ready, results):
@@ -405,6 +458,8 @@ def main():
         "pool/map_100k_ints": lambda: pool_map_100k_ints(name, pick(quick, 5, 20)),
         "pool/apply_async_roundtrip": lambda: pool_apply_async_roundtrip(name, pick(quick, 5, 10),
                                                                          pick(quick, 2000, 10_000)),
+        "manager/dict_setget": lambda: manager_dict_setget(name, pick(quick, 3, 5), pick(quick, 1000, 5000)),
+        "manager/shared_updates": lambda: manager_shared_updates(name, pick(quick, 2000, 10_000), pick(quick, 2, 3)),
         "pool/maxtasksperchild1_200": lambda: pool_maxtasksperchild1(name, pick(quick, 2, 5)),
     }
     if name not in table:

@@ -934,6 +934,8 @@ impl Drop for Shared {
             self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
             State::Starting,
         );
+        // Whoever dropped exited children before releases them now.
+        reap_orphans();
         let State::Running(r) = state else { return };
         let running = if let Some((channel, id)) = &r.status {
             // The server reaps it; its report is of no use now.

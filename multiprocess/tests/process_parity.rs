@@ -168,9 +168,11 @@ fn a_child_joins_its_non_daemon_children_and_ends_its_daemons_before_exiting() {
     });
 }
 
+/// Writes, after `ms`, whether its parent still runs then.
 fn write_after(path: PathBuf, ms: u64) {
     sleeps(ms);
-    std::fs::write(path, b"done").unwrap();
+    let parent = multiprocess::parent_process().expect("a child has a parent");
+    std::fs::write(path, parent.is_alive().to_string()).unwrap();
 }
 
 /// Run in a re-executed copy of this binary: leaves a non-daemon child that
@@ -184,9 +186,9 @@ fn inner_main_leaves_children() {
     let dir = PathBuf::from(dir);
     let p = Process::new(write_after, (dir.join("child"), 500));
     p.start().unwrap();
-    let spawned = get_context(StartMethod::Spawn).process(write_after, (dir.join("spawned"), 500));
-    spawned.start().unwrap();
-    drop(spawned);
+    let dropped = Process::new(write_after, (dir.join("dropped"), 500));
+    dropped.start().unwrap();
+    drop(dropped);
     let d = Process::builder().daemon(true).target(sleeps, (120_000,));
     d.start().unwrap();
     std::fs::write(dir.join("daemon"), d.pid().unwrap().to_string()).unwrap();
@@ -211,11 +213,11 @@ fn main_joins_its_non_daemon_children_at_exit() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        // Written before the program's exit, not after.
-        for name in ["child", "spawned"] {
+        // Written while the program still ran (joining them), not after.
+        for name in ["child", "dropped"] {
             assert_eq!(
-                std::fs::read(dir.join(name)).ok().as_deref(),
-                Some(&b"done"[..]),
+                std::fs::read_to_string(dir.join(name)).ok().as_deref(),
+                Some("true"),
                 "the {name} child was not joined at exit"
             );
         }

@@ -102,7 +102,8 @@ pub(crate) trait Source {
 ///
 /// Ready means: for a [`Connection`], that a receive would not block (a
 /// message, or end of stream: the peer closed); for a [`Process`], that it
-/// has exited (Python's `sentinel`); for a [`Listener`], that a client is
+/// has exited and its exit code is known, so [`Process::is_alive`] is false
+/// and [`Process::exitcode`] set (Python's `sentinel`); for a [`Listener`], that a client is
 /// waiting to be accepted; for a [`Queue`], that it holds an item (another
 /// consumer may take it first); for a [`BorrowedFd`], that it is readable
 /// (or hung up). Nothing is consumed.

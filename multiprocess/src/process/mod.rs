@@ -365,7 +365,19 @@ pub enum ProcessError {
 ///
 /// Dropping a running `Process` does not stop it: the child runs on and is
 /// reaped in the background when it exits (no zombie is left while this
-/// process runs). A daemon child is killed when this process exits.
+/// process runs).
+///
+/// # When the creating process exits
+///
+/// As Python's exit handler does, a process joins its non-daemon children,
+/// held or dropped, before it exits, and terminates (`SIGTERM`) its daemon
+/// children, which are killed anyway if they survive it. A child does this
+/// when its target returns (or panics, or calls `std::process::exit`); the
+/// main program when `main` returns or calls `std::process::exit`, through
+/// an `atexit` handler that [`init`](fn@crate::init) registers. A process
+/// that ends by signal, or by `std::process::abort`, waits for nothing, and
+/// a non-daemon child that never ends keeps its parent from exiting (mark
+/// it [`daemon`](ProcessBuilder::daemon), or join or terminate it).
 pub struct Process {
     shared: Arc<Shared>,
 }

@@ -130,6 +130,7 @@ pub(crate) fn run_spec(spec: ChildSpec, mut fds: Vec<OwnedFd>) -> i32 {
     };
     sys::code::note_parent_runs_this_exe();
     sys::process::set_name(&spec.me.name);
+    super::header::set(&spec.me.name);
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.me);
     super::authkey::inherit(spec.authkey);
     super::set_start_method(spec.start_method);
@@ -142,38 +143,10 @@ pub(crate) fn run_spec(spec: ChildSpec, mut fds: Vec<OwnedFd>) -> i32 {
 /// header), then does what Python's exit handler does before the child
 /// exits: terminates its daemon children and joins the others.
 pub(crate) fn run_guarded(body: impl FnOnce() -> i32) -> i32 {
-    name_panics();
+    super::header::name_panics();
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
     super::finish_children();
     code
-}
-
-/// The header a child prints before an uncaught error, as Python's
-/// `Process Process-1:` before a traceback; `None` in the main process.
-pub(crate) fn error_header() -> Option<String> {
-    // `try_lock`: a panic raised while the identity is locked must not
-    // deadlock its own hook.
-    let guard = IDENTITY.try_lock().ok()?;
-    let me = guard.as_ref()?;
-    me.parent.as_ref()?;
-    Some(format!("Process {}:", me.name))
-}
-
-/// Makes a panic in this (child) process print `Process <name>:` on stderr
-/// before the panic message, as Python prints before a child's traceback.
-/// Installed once per process tree branch: a forked child inherits the hook,
-/// which reads the name at the time of the panic.
-fn name_panics() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Some(header) = error_header() {
-                eprintln!("{header}");
-            }
-            previous(info)
-        }));
-    });
 }
 
 /// The spawned child's side of `init()`: reads its spec from the bootstrap

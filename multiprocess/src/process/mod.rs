@@ -11,6 +11,7 @@
 pub(crate) mod authkey;
 mod child;
 mod forkserver;
+mod header;
 mod target;
 
 use std::fmt;
@@ -690,6 +691,7 @@ impl Process {
                 // Forget (do not close) nothing: the pidfds are copies.
                 orphans.clear();
                 sys::process::set_name(&me.name);
+                header::set(&me.name);
                 *identity = Some(me);
                 drop((server, children, orphans, identity));
                 // A forked copy runs its parent's executable.

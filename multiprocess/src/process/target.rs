@@ -64,7 +64,7 @@ impl<E: Debug> TargetResult for Result<(), E> {
         match self {
             Ok(()) => 0,
             Err(e) => {
-                match super::child::error_header() {
+                match super::header::get() {
                     Some(header) => eprintln!("{header}\nError: {e:?}"),
                     None => eprintln!("Error: {e:?}"),
                 }

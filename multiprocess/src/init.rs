@@ -30,6 +30,11 @@ use crate::{process, shared, sys};
 ///
 /// In a crate's tests, where `main` belongs to the test harness, use
 /// [`init_before_main!`](crate::init_before_main) once instead.
+///
+/// It also registers an `atexit` handler: when `main` returns (or
+/// `std::process::exit` is called), the program joins its running non-daemon
+/// children and terminates its daemon children first, as Python does at
+/// interpreter exit (see [`Process`](crate::Process#when-the-creating-process-exits)).
 pub fn init() {
     process::note_init_called();
     #[cfg(feature = "redis")]

@@ -356,8 +356,8 @@ pub use pool::{
 };
 pub use process::{
     Context, ParentProcess, Process, ProcessBuilder, ProcessError, ProcessInfo, StartError,
-    StartMethod, Target, TargetResult, active_children, cpu_count, current_process, get_context,
-    get_start_method, parent_process, set_start_method,
+    StartMethod, Target, TargetResult, active_children, cpu_count, current_process,
+    get_all_start_methods, get_context, get_start_method, parent_process, set_start_method,
 };
 pub use queue::{
     DEFAULT_CAPACITY, GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, PutError,

@@ -102,7 +102,8 @@ pub(crate) trait Source {
 ///
 /// Ready means: for a [`Connection`], that a receive would not block (a
 /// message, or end of stream: the peer closed); for a [`Process`], that it
-/// has exited (Python's `sentinel`); for a [`Listener`], that a client is
+/// has exited and its exit code is known, so [`Process::is_alive`] is false
+/// and [`Process::exitcode`] set (Python's `sentinel`); for a [`Listener`], that a client is
 /// waiting to be accepted; for a [`Queue`], that it holds an item (another
 /// consumer may take it first); for a [`BorrowedFd`], that it is readable
 /// (or hung up). Nothing is consumed.
@@ -255,10 +256,20 @@ impl<S, R> Waitable for Connection<S, R> {}
 struct ProcessSource<'a> {
     process: &'a Process,
     pidfd: Option<Arc<OwnedFd>>,
+    /// Set while the child has exited but its exit status has not arrived
+    /// (a fork server reports it on its status channel, a moment after the
+    /// pidfd turns readable): the descriptor to sleep on meanwhile.
+    reporting: Option<Arc<dyn AsFd + Send + Sync>>,
 }
 
 impl Source for ProcessSource<'_> {
     fn ready(&mut self) -> io::Result<bool> {
+        if self.process.is_closed() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "wait: the process object is closed",
+            ));
+        }
         if self.pidfd.is_none() {
             match self.process.sentinel() {
                 Some(pidfd) => self.pidfd = Some(pidfd),
@@ -273,19 +284,43 @@ impl Source for ProcessSource<'_> {
             }
         }
         let pidfd = self.pidfd.as_ref().expect("just set");
-        Ok(fd::wait_readable(pidfd.as_ref(), Some(Instant::now()))? == fd::Ready::Readable)
+        if fd::wait_readable(pidfd.as_ref(), Some(Instant::now()))? == fd::Ready::TimedOut {
+            return Ok(false);
+        }
+        // Exited: ready once `is_alive` agrees (its exit status is known, or
+        // known to be lost), so a caller never sees a ready process that
+        // still looks alive.
+        if !self.process.is_alive() {
+            return Ok(true);
+        }
+        self.reporting = self.process.status_fd();
+        Ok(self.reporting.is_none())
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(|p| p.as_fd())
+        match &self.reporting {
+            Some(channel) => Some(channel.as_fd()),
+            None => self.pidfd.as_ref().map(|p| p.as_fd()),
+        }
+    }
+
+    fn recheck(&self) -> Option<Duration> {
+        // Another thread may take the report off the channel first (into
+        // the table `is_alive` reads): look again soon.
+        self.reporting.as_ref().map(|_| STATUS_RECHECK)
     }
 }
+
+/// How often `wait` re-checks a fork-server child that has exited while its
+/// exit status is on the way.
+const STATUS_RECHECK: Duration = Duration::from_millis(5);
 
 impl sealed::Sealed for Process {
     fn entry(&self) -> Entry<'_> {
         Entry(Box::new(ProcessSource {
             process: self,
             pidfd: None,
+            reporting: None,
         }))
     }
 }

@@ -22,9 +22,6 @@
 //!   `_TestRemoteManager`, `_TestManagerRestart`, `TestSyncManagerTypes`**:
 //!   there are no managers or proxies. **Threads flavour
 //!   (`multiprocessing.dummy`)**: not provided; std threads serve.
-//! - **`Process.close()` (`_TestProcess.test_close`)**: dropping a `Process`
-//!   releases it; calling methods on a closed process cannot be written.
-//!   `process.rs::dropped_running_process_leaves_no_zombie` covers the drop.
 //! - **`sentinel` as an integer**: `Process` itself is [`Waitable`]; see
 //!   `_TestProcess.test_sentinel` below.
 //! - **`Queue.shutdown()` (3.13, `test_shutdown_*`)**, **`_TestHeap`**,
@@ -80,9 +77,13 @@
 //!   not belong to a start method here, so there is nothing to mix up.
 //! - **Fork server death (`check_forkserver_death`)**: covered by
 //!   `forkserver.rs::a_killed_server_is_replaced_on_the_next_start`.
-//! - **`set_start_method` (`TestStartMethod.test_set_get`)**: it changes a
-//!   process-wide default, which would race with the other tests of this
+//! - **`TestStartMethod.test_set_get`** runs in a `Spawn` child: it changes
+//!   a process-wide default, which would race with the other tests of this
 //!   binary running in parallel.
+//! - **`_TestProcess.test_wait_for_threads`** stays a deliberate difference
+//!   (threads are not joined), but a child does join its non-daemon
+//!   *processes* before it exits, as Python's exit handler does (the
+//!   `// ---- issue 12: procs ----` block).
 
 // Test names are `upstreamclass__method`; the double underscore separates them.
 #![allow(non_snake_case)]
@@ -441,21 +442,30 @@ fn report_new_daemon_flag(out: Queue<(bool, i32)>) {
     out.put((p.daemon(), p.join().unwrap())).unwrap();
 }
 
-/// Deliberate difference from `_TestProcess.test_daemon_argument` (the
-/// daemon flag defaults to the parent's, and a daemon may not have
-/// children): here a new process is non-daemon unless asked, in a daemon
-/// too, and a daemon may start children. A daemon is killed with its
-/// parent, so a daemon's children are ordinary processes.
+/// Ports `_TestProcess.test_daemon_argument`: the daemon flag defaults to
+/// the creating process's (`current_process().daemon`), and an explicit
+/// flag wins. Deliberate difference: a daemon may start children (Python
+/// refuses with an `AssertionError`); they are daemons by default, killed
+/// when the daemon exits.
 #[test]
 fn test_process__daemon_argument() {
     bounded(LIMIT, || {
+        let proc0 = Process::new(succeed, ());
+        assert_eq!(proc0.daemon(), multiprocess::current_process().daemon);
+        assert!(Process::builder().daemon(true).target(succeed, ()).daemon());
+        assert!(
+            !Process::builder()
+                .daemon(false)
+                .target(succeed, ())
+                .daemon()
+        );
         let out = Queue::new().unwrap();
         let p = Process::builder()
             .daemon(true)
             .target(report_new_daemon_flag, (out.clone(),));
         assert!(p.daemon());
         start(&p);
-        assert_eq!(out.get_timeout(LONG).unwrap(), (false, 0));
+        assert_eq!(out.get_timeout(LONG).unwrap(), (true, 0));
         assert_eq!(p.join().unwrap(), 0);
     });
 }
@@ -2878,5 +2888,192 @@ fn test_pickling_connections__access() {
         drop(w);
         assert_eq!(conn.recv_timeout(LONG).unwrap(), "foobar".repeat(2));
         assert_eq!(p.join().unwrap(), 0);
+    });
+}
+
+// ---- issue 12: procs ----
+
+fn send_start_method(out: Queue<StartMethod>) {
+    out.put(get_start_method()).unwrap();
+}
+
+/// Upstream's `check_context`: a child of `method` reports `method` from
+/// `get_start_method()`.
+fn check_context(method: StartMethod) {
+    let out = Queue::new().unwrap();
+    let p = get_context(method).process(send_start_method, (out.clone(),));
+    p.start().unwrap();
+    assert_eq!(out.get_timeout(LONG).unwrap(), method);
+    assert_eq!(p.join().unwrap(), 0);
+}
+
+/// Ports `TestStartMethod.test_context`'s child part (`check_context`): a
+/// child runs under the start method of the context that started it.
+/// `Fork` is checked from a single-threaded `Spawn` child (this test
+/// process has threads); the context part is `test_start_method__context`.
+#[test]
+fn test_start_method__check_context() {
+    bounded(LIMIT, || {
+        check_context(StartMethod::Spawn);
+        check_context(StartMethod::ForkServer);
+        let p = get_context(StartMethod::Spawn).process(check_context, (StartMethod::Fork,));
+        start(&p);
+        assert_eq!(p.join().unwrap(), 0);
+    });
+}
+
+fn set_get_in_child(out: Queue<u32>) {
+    let mut count = 0;
+    for method in multiprocess::get_all_start_methods() {
+        multiprocess::set_start_method(method);
+        assert_eq!(get_start_method(), method);
+        assert_eq!(Process::new(succeed, ()).start_method(), method);
+        // Upstream: `check_context(multiprocessing)`, the default context.
+        let q = Queue::new().unwrap();
+        let p = Process::new(send_start_method, (q.clone(),));
+        p.start().unwrap();
+        assert_eq!(q.get_timeout(LONG).unwrap(), method);
+        assert_eq!(p.join().unwrap(), 0);
+        count += 1;
+    }
+    out.put(count).unwrap();
+}
+
+/// Ports `TestStartMethod.test_set_get`: after `set_start_method(m)`,
+/// `get_start_method()` is `m` and new processes (and the children they
+/// start) use it. Run in a `Spawn` child, whose default this test may
+/// change without racing the other tests, and which can fork.
+#[test]
+fn test_start_method__set_get() {
+    bounded(LIMIT, || {
+        let out = Queue::new().unwrap();
+        let p = get_context(StartMethod::Spawn).process(set_get_in_child, (out.clone(),));
+        start(&p);
+        assert_eq!(out.get_timeout(LONG).unwrap(), 3);
+        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(get_start_method(), StartMethod::ForkServer);
+    });
+}
+
+/// Ports `TestStartMethod.test_get_all`: every method, the default first
+/// (`['forkserver', 'fork', 'spawn']` in Python 3.14 on Linux).
+#[test]
+fn test_start_method__get_all() {
+    assert_eq!(
+        multiprocess::get_all_start_methods(),
+        [
+            StartMethod::ForkServer,
+            StartMethod::Fork,
+            StartMethod::Spawn
+        ]
+    );
+}
+
+fn get_then_exit(q: Queue<()>, rc: i32) {
+    q.get_timeout(LONG).unwrap();
+    std::process::exit(rc);
+}
+
+/// Ports `_TestProcess.test_close`: closing a running process fails (Python's
+/// `ValueError`, here `ProcessError::StillRunning`); once joined it closes,
+/// and then `join`/`terminate` fail (`ProcessError::Closed`) while a second
+/// `close` does nothing. `is_alive` cannot fail in Rust: it is false.
+#[test]
+fn test_process__close() {
+    bounded(LIMIT, || {
+        let q = Queue::new().unwrap();
+        let p = Process::builder()
+            .daemon(true)
+            .target(get_then_exit, (q.clone(), 0));
+        start(&p);
+        assert!(p.is_alive());
+        assert!(matches!(p.close(), Err(ProcessError::StillRunning)));
+        q.put(()).unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), Some(0));
+        p.close().unwrap();
+        assert!(!p.is_alive());
+        assert!(matches!(p.join(), Err(ProcessError::Closed)));
+        assert!(matches!(p.terminate(), Err(ProcessError::Closed)));
+        p.close().unwrap();
+    });
+}
+
+fn report_name_and_key(out: Queue<(String, [u8; 32])>) {
+    let me = multiprocess::current_process();
+    let key = me.authkey();
+    out.put((me.name, key)).unwrap();
+}
+
+/// Ports `_TestProcess.test_process`'s authkey part (`p.authkey ==
+/// current.authkey`, and the child reports `current_process().authkey`
+/// equal to the parent's) and `test_current`'s (`authkey` is non-empty
+/// bytes, `daemon` false in the main process).
+#[test]
+fn test_process__process_authkey() {
+    bounded(LIMIT, || {
+        let me = multiprocess::current_process();
+        assert!(!me.daemon);
+        assert_ne!(me.authkey(), [0; 32]);
+        for m in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let out = Queue::new().unwrap();
+            let p = get_context(m).process(report_name_and_key, (out.clone(),));
+            start(&p);
+            let (name, key) = out.get_timeout(LONG).unwrap();
+            assert_eq!(name, p.name());
+            assert_eq!(key, me.authkey(), "{m:?}");
+            assert_eq!(p.join().unwrap(), 0);
+        }
+    });
+}
+
+fn leave_a_sleeping_child(done: Event) {
+    let p = Process::new(set_later_by, (done, 300));
+    p.start().unwrap();
+}
+
+fn set_later_by(event: Event, ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+    event.set();
+}
+
+/// Ports the part of Python's exit handler (`util._exit_function`, run by
+/// `_bootstrap` after every target) that `_TestProcess.test_wait_for_threads`
+/// relies on for processes: a child whose target returns joins its
+/// non-daemon children before it exits.
+#[test]
+fn test_process__wait_for_children() {
+    bounded(LIMIT, || {
+        let done = Event::new().unwrap();
+        let p = Process::new(leave_a_sleeping_child, (done.clone(),));
+        start(&p);
+        assert_eq!(p.join().unwrap(), 0);
+        assert!(done.is_set(), "the child exited before its child finished");
+    });
+}
+
+fn signal_and_sleep(sem: Semaphore, ms: u64) {
+    sem.release();
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Ports `TestWait.test_wait_integer` with the check the issue added: once
+/// `wait` reports the process (among pipes that are not ready), it is no
+/// longer alive and has its exit code, under the fork server, whose exit
+/// status arrives on another channel than the readiness.
+#[test]
+fn test_wait__wait_integer() {
+    bounded(LIMIT, || {
+        let (a, b) = Pipe::new::<u8, u8>().unwrap();
+        for _ in 0..50 {
+            let sem = Semaphore::new(0).unwrap();
+            let p = Process::new(signal_and_sleep, (sem.clone(), 1));
+            start(&p);
+            sem.acquire_timeout(LONG).expect("the child runs").forget();
+            assert_eq!(wait(&[&a, &p, &b], Some(LONG)).unwrap(), [1]);
+            assert!(!p.is_alive());
+            assert_eq!(p.exitcode(), Some(0));
+        }
     });
 }

@@ -41,6 +41,9 @@ pub(crate) struct ChildSpec {
     /// parent's liveness domains (`sys/liveness.rs`), which the child joins
     /// before it runs anything.
     pub domains: u32,
+    /// The start method that started the child: its own default, as Python
+    /// forces a child's default to the method that started it.
+    pub start_method: super::StartMethod,
 }
 
 /// Name and position in the process tree (Python's `_identity`).
@@ -54,6 +57,9 @@ pub(crate) struct Identity {
     pub started: u32,
     /// Parent pid and name, if this process was started by multiprocess.
     pub parent: Option<(u32, String)>,
+    /// Whether this process is a daemon: the default of its own children's
+    /// flag, as in Python.
+    pub daemon: bool,
 }
 
 pub(crate) static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
@@ -66,6 +72,7 @@ pub(crate) fn with_identity<R>(f: impl FnOnce(&mut Identity) -> R) -> R {
         path: Vec::new(),
         started: 0,
         parent: None,
+        daemon: false,
     });
     f(id)
 }
@@ -123,16 +130,23 @@ pub(crate) fn run_spec(spec: ChildSpec, mut fds: Vec<OwnedFd>) -> i32 {
     };
     sys::code::note_parent_runs_this_exe();
     sys::process::set_name(&spec.me.name);
+    super::header::set(&spec.me.name);
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec.me);
     super::authkey::inherit(spec.authkey);
+    super::set_start_method(spec.start_method);
     let args = spec.args;
     run_guarded(move || entry.call((&args, fds)))
 }
 
-/// Runs a target body, turning a panic into exit code 1 (the panic hook has
-/// already printed the message to stderr).
+/// Runs a child's target body, turning a panic into exit code 1 (the panic
+/// hook has already printed the message to stderr, under a `Process <name>:`
+/// header), then does what Python's exit handler does before the child
+/// exits: terminates its daemon children and joins the others.
 pub(crate) fn run_guarded(body: impl FnOnce() -> i32) -> i32 {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1)
+    super::header::name_panics();
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
+    super::finish_children();
+    code
 }
 
 /// The spawned child's side of `init()`: reads its spec from the bootstrap

@@ -89,6 +89,13 @@ struct Table {
     hung_up: bool,
 }
 
+impl AsFd for StatusChannel {
+    /// Readable when a report (or the server's hang-up) is waiting.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// What the status channel says of one child.
 pub(crate) enum Status {
     Exited(i32),

@@ -11,6 +11,7 @@
 pub(crate) mod authkey;
 mod child;
 mod forkserver;
+mod header;
 mod target;
 
 use std::fmt;
@@ -37,9 +38,42 @@ pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::SeqCst)
 }
 
-/// Records that [`init`](fn@crate::init) has run.
+/// Records that [`init`](fn@crate::init) has run, and arranges for this
+/// process to join its non-daemon children when it exits through `exit`
+/// (`main` returning, or `std::process::exit`), as Python's exit handler does.
 pub(crate) fn note_init_called() {
-    INIT_CALLED.store(true, Ordering::SeqCst);
+    if !INIT_CALLED.swap(true, Ordering::SeqCst) {
+        sys::process::at_exit(finish_children_at_exit);
+    }
+}
+
+extern "C" fn finish_children_at_exit() {
+    // Nothing may unwind out of an `extern "C"` handler.
+    let _ = std::panic::catch_unwind(finish_children);
+}
+
+/// What Python's exit handler (`util._exit_function`) does to the children
+/// of a process that is about to exit: daemon children are terminated
+/// (`SIGTERM`; a daemon that ignores it dies with this process anyway), and
+/// non-daemon children, held or dropped, are joined.
+pub(crate) fn finish_children() {
+    let live: Vec<Arc<Shared>> = lock(&CHILDREN).iter().filter_map(Weak::upgrade).collect();
+    let live: Vec<Process> = live.into_iter().map(|shared| Process { shared }).collect();
+    let orphans = std::mem::take(&mut *lock(&ORPHANS));
+    for p in live.iter().filter(|p| p.daemon()) {
+        let _ = p.terminate();
+    }
+    for o in orphans.iter().filter(|o| o.daemon) {
+        let _ = sys::process::send_signal(o.pidfd.as_ref(), libc::SIGTERM);
+    }
+    for p in live.iter().filter(|p| !p.daemon()) {
+        let _ = p.join();
+    }
+    for o in orphans.iter().filter(|o| !o.daemon) {
+        if sys::fd::wait_readable(o.pidfd.as_ref(), None).is_ok() && o.reap {
+            let _ = sys::process::try_reap(o.pidfd.as_ref());
+        }
+    }
 }
 
 /// How a child process is created.
@@ -92,13 +126,41 @@ static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(StartMethod::ForkServer as u8);
 
 /// Sets the start method used by [`Process::new`] from now on (Python's
 /// `multiprocessing.set_start_method`).
+///
+/// A child starts with the method that started it as its own default,
+/// whatever this process's default is (as Python forces it): a child of
+/// `get_context(StartMethod::Spawn)` reports `Spawn` from
+/// [`get_start_method`] and spawns its own children.
 pub fn set_start_method(method: StartMethod) {
     DEFAULT_METHOD.store(method as u8, Ordering::SeqCst);
 }
 
-/// The start method [`Process::new`] uses.
+/// The start method [`Process::new`] uses: [`StartMethod::ForkServer`] in
+/// the main process unless [`set_start_method`] changed it, and in a child
+/// the method that started it.
 pub fn get_start_method() -> StartMethod {
     StartMethod::from_u8(DEFAULT_METHOD.load(Ordering::SeqCst))
+}
+
+/// Every start method this platform supports, the platform's default first
+/// (Python's `multiprocessing.get_all_start_methods()`).
+///
+/// # Examples
+///
+/// ```
+/// use multiprocess::{StartMethod, get_all_start_methods};
+///
+/// assert_eq!(
+///     get_all_start_methods(),
+///     [StartMethod::ForkServer, StartMethod::Fork, StartMethod::Spawn]
+/// );
+/// ```
+pub fn get_all_start_methods() -> Vec<StartMethod> {
+    vec![
+        StartMethod::ForkServer,
+        StartMethod::Fork,
+        StartMethod::Spawn,
+    ]
 }
 
 /// A start method to create processes with, without changing the global
@@ -236,6 +298,9 @@ pub enum StartError {
     /// The operating system refused (fork, exec, sockets).
     #[error("cannot start the process: {0}")]
     Io(#[from] io::Error),
+    /// [`Process::close`] was called on this process.
+    #[error("the process object is closed")]
+    Closed,
 }
 
 /// Why waiting for or signalling a process failed.
@@ -252,6 +317,14 @@ pub enum ProcessError {
     /// The operating system reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// [`Process::close`] refused: the process still runs (join or terminate
+    /// it first). Python's `ValueError`.
+    #[error("cannot close a process while it is still running; join() or terminate() it first")]
+    StillRunning,
+    /// [`Process::close`] was called before: the process object no longer
+    /// holds the child. Python's `ValueError: process object is closed`.
+    #[error("the process object is closed")]
+    Closed,
 }
 
 /// A process: Python's `multiprocessing.Process`.
@@ -293,7 +366,19 @@ pub enum ProcessError {
 ///
 /// Dropping a running `Process` does not stop it: the child runs on and is
 /// reaped in the background when it exits (no zombie is left while this
-/// process runs). A daemon child is killed when this process exits.
+/// process runs).
+///
+/// # When the creating process exits
+///
+/// As Python's exit handler does, a process joins its non-daemon children,
+/// held or dropped, before it exits, and terminates (`SIGTERM`) its daemon
+/// children, which are killed anyway if they survive it. A child does this
+/// when its target returns (or panics, or calls `std::process::exit`); the
+/// main program when `main` returns or calls `std::process::exit`, through
+/// an `atexit` handler that [`init`](fn@crate::init) registers. A process
+/// that ends by signal, or by `std::process::abort`, waits for nothing, and
+/// a non-daemon child that never ends keeps its parent from exiting (mark
+/// it [`daemon`](ProcessBuilder::daemon), or join or terminate it).
 pub struct Process {
     shared: Arc<Shared>,
 }
@@ -317,6 +402,8 @@ enum State {
     /// A fork-server child that exited after its server died: the exit code
     /// is unknown.
     Lost,
+    /// [`Process::close`] released the child; its exit code if it was known.
+    Closed(Option<i32>),
 }
 
 struct Running {
@@ -362,8 +449,10 @@ impl ProcessBuilder {
         self
     }
 
-    /// A daemon process is killed when its parent exits (default: the
-    /// parent's own daemon flag, false in the main process).
+    /// A daemon process is killed when its parent exits, while a non-daemon
+    /// child is waited for (see [`init`](fn@crate::init)). Default: the
+    /// creating process's own daemon flag (false in the main process), as in
+    /// Python.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
         self
@@ -385,17 +474,17 @@ impl ProcessBuilder {
     }
 
     fn build(self, launch: Box<dyn Launch>) -> Process {
-        let (path, default_name) = child::with_identity(|me| {
+        let (path, default_name, my_daemon) = child::with_identity(|me| {
             me.started += 1;
             let mut path = me.path.clone();
             path.push(me.started);
             let digits: Vec<String> = path.iter().map(u32::to_string).collect();
-            (path, format!("Process-{}", digits.join(":")))
+            (path, format!("Process-{}", digits.join(":")), me.daemon)
         });
         Process {
             shared: Arc::new(Shared {
                 name: self.name.unwrap_or(default_name),
-                daemon: self.daemon.unwrap_or(false),
+                daemon: self.daemon.unwrap_or(my_daemon),
                 method: self.method.unwrap_or_else(get_start_method),
                 path,
                 pid: AtomicU32::new(0),
@@ -407,15 +496,33 @@ impl ProcessBuilder {
 
 /// Every started process of ours that may still run, for [`active_children`].
 static CHILDREN: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
-/// Pidfds of dropped, still running direct children, reaped later.
-static ORPHANS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+/// Dropped, still running children: reaped later (direct children), and
+/// waited for or terminated when this process exits ([`finish_children`]).
+static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
+
+struct Orphan {
+    pidfd: Arc<OwnedFd>,
+    /// A direct child, which this process must reap (a fork-server child is
+    /// the server's to reap).
+    reap: bool,
+    daemon: bool,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn reap_orphans() {
-    lock(&ORPHANS).retain(|fd| matches!(sys::process::try_reap(fd), Ok(None)));
+    lock(&ORPHANS).retain(|o| {
+        if o.reap {
+            matches!(sys::process::try_reap(o.pidfd.as_ref()), Ok(None))
+        } else {
+            matches!(
+                sys::fd::wait_readable(o.pidfd.as_ref(), Some(Instant::now())),
+                Ok(sys::fd::Ready::TimedOut)
+            )
+        }
+    });
 }
 
 impl Process {
@@ -445,6 +552,10 @@ impl Process {
         let mut state = lock(&self.shared.state);
         let launch = match std::mem::replace(&mut *state, State::Starting) {
             State::NotStarted(launch) => launch,
+            closed @ State::Closed(_) => {
+                *state = closed;
+                return Err(StartError::Closed);
+            }
             other => {
                 *state = other;
                 return Err(StartError::AlreadyStarted);
@@ -514,12 +625,14 @@ impl Process {
                 path: self.shared.path.clone(),
                 started: 0,
                 parent: Some((std::process::id(), current_process().name)),
+                daemon: self.shared.daemon,
             },
             daemon: self.shared.daemon,
             args,
             authkey,
             ignored_signals: sys::signal::ignored_set(),
             domains: domain_count,
+            start_method: method,
         };
         let started = match method {
             StartMethod::ForkServer => forkserver::start_child(&spec, fds).map(|s| Running {
@@ -547,6 +660,7 @@ impl Process {
             path: self.shared.path.clone(),
             started: 0,
             parent: Some((std::process::id(), current_process().name)),
+            daemon: self.shared.daemon,
         };
         let parent_pid = std::process::id();
         let daemon = self.shared.daemon;
@@ -577,10 +691,13 @@ impl Process {
                 // Forget (do not close) nothing: the pidfds are copies.
                 orphans.clear();
                 sys::process::set_name(&me.name);
+                header::set(&me.name);
                 *identity = Some(me);
                 drop((server, children, orphans, identity));
                 // A forked copy runs its parent's executable.
                 sys::code::note_parent_runs_this_exe();
+                // Its own children are forked too by default, as in Python.
+                set_start_method(StartMethod::Fork);
                 if daemon && !sys::process::die_with_parent(parent_pid).unwrap_or(false) {
                     sys::process::exit_now(1);
                 }
@@ -624,11 +741,15 @@ impl Process {
             // and other joiners are never blocked by a waiting joiner).
             let (pidfd, status) = {
                 let mut state = lock(&self.shared.state);
+                if let State::Closed(_) = &*state {
+                    return Err(ProcessError::Closed);
+                }
                 if let Some(code) = poll_state(&mut state)? {
                     return Ok(Some(code));
                 }
                 match &*state {
                     State::Running(r) => (r.pidfd.clone(), r.status.clone()),
+                    State::Closed(_) => return Err(ProcessError::Closed),
                     _ => return Err(ProcessError::NotStarted),
                 }
             };
@@ -659,15 +780,84 @@ impl Process {
         }
     }
 
+    /// For [`wait`](crate::wait): the descriptor on which this child's exit
+    /// status arrives once its pidfd says it has exited, if that status
+    /// comes from elsewhere (a fork server's status channel); `None` for a
+    /// child this process reaps itself.
+    pub(crate) fn status_fd(&self) -> Option<Arc<dyn std::os::fd::AsFd + Send + Sync>> {
+        match &*lock(&self.shared.state) {
+            State::Running(Running {
+                status: Some((channel, _)),
+                ..
+            }) => Some(channel.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(&*lock(&self.shared.state), State::Closed(_))
+    }
+
     /// The exit code, or `None` while the process runs (or before start).
     pub fn exitcode(&self) -> Option<i32> {
         poll_state(&mut lock(&self.shared.state)).ok().flatten()
     }
 
-    /// Whether the process has started and not yet exited.
+    /// Whether the process has started and not yet exited. False once
+    /// [`close`](Self::close)d (where Python raises `ValueError`).
     pub fn is_alive(&self) -> bool {
         let mut state = lock(&self.shared.state);
         matches!(poll_state(&mut state), Ok(None)) && matches!(&*state, State::Running(_))
+    }
+
+    /// Releases the process's resources: its pidfd and its place in
+    /// [`active_children`] (Python 3.7's `Process.close()`). Afterwards
+    /// [`join`](Self::join), [`terminate`](Self::terminate),
+    /// [`kill`](Self::kill) and [`wait`](crate::wait) fail with
+    /// [`ProcessError::Closed`], [`start`](Self::start) with
+    /// [`StartError::Closed`], and [`is_alive`](Self::is_alive) is false; the
+    /// name, pid and [`exitcode`](Self::exitcode) stay. Closing again does
+    /// nothing. Dropping a `Process` releases the same resources.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::StillRunning`] while the child runs: join or
+    /// terminate it first. Nothing is released then.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiprocess::{Process, ProcessError};
+    ///
+    /// fn work() {}
+    ///
+    /// multiprocess::init();
+    /// let p = Process::new(work, ());
+    /// p.start()?;
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(matches!(p.join(), Err(ProcessError::Closed)));
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self) -> Result<(), ProcessError> {
+        let mut state = lock(&self.shared.state);
+        let code = match poll_state(&mut state) {
+            Ok(Some(code)) => Some(code),
+            Err(ProcessError::StatusLost) => None,
+            Err(e) => return Err(e),
+            Ok(None) => match &*state {
+                State::Running(_) => return Err(ProcessError::StillRunning),
+                _ => None,
+            },
+        };
+        // Dropping the old state closes the pidfd (the child is reaped).
+        *state = State::Closed(code);
+        drop(state);
+        let me = Arc::as_ptr(&self.shared);
+        lock(&CHILDREN).retain(|c| c.as_ptr() != me && c.strong_count() > 0);
+        Ok(())
     }
 
     /// The process id, once started (kept after it exits).
@@ -710,6 +900,7 @@ impl Process {
         match &*lock(&self.shared.state) {
             State::Running(r) => Ok(sys::process::send_signal(r.pidfd.as_ref(), sig)?),
             State::Exited(_) | State::Lost => Ok(()),
+            State::Closed(_) => Err(ProcessError::Closed),
             _ => Err(ProcessError::NotStarted),
         }
     }
@@ -728,6 +919,7 @@ fn poll_state(state: &mut State) -> Result<Option<i32>, ProcessError> {
             return Err(ProcessError::StatusLost);
         }
         State::Lost => return Err(ProcessError::StatusLost),
+        State::Closed(code) => return Ok(*code),
         State::Running(r) => match &r.status {
             None => sys::process::try_reap(r.pidfd.as_ref())?,
             Some((channel, id)) => match channel.status(*id)? {
@@ -756,20 +948,29 @@ impl Drop for Shared {
             self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
             State::Starting,
         );
-        if let State::Running(r) = &state
-            && let Some((channel, id)) = &r.status
-        {
+        // Whoever dropped exited children before releases them now.
+        reap_orphans();
+        let State::Running(r) = state else { return };
+        let running = if let Some((channel, id)) = &r.status {
             // The server reaps it; its report is of no use now.
             channel.forget(*id);
-            return;
-        }
-        if let State::Running(r) = state
-            && r.status.is_none()
-            && !r.server_died
-            && let Ok(pidfd) = Arc::try_unwrap(r.pidfd)
-            && matches!(sys::process::try_reap(&pidfd), Ok(None))
-        {
-            lock(&ORPHANS).push(pidfd);
+            matches!(
+                sys::fd::wait_readable(r.pidfd.as_ref(), Some(Instant::now())),
+                Ok(sys::fd::Ready::TimedOut)
+            )
+        } else if r.server_died {
+            false
+        } else {
+            matches!(sys::process::try_reap(r.pidfd.as_ref()), Ok(None))
+        };
+        if running {
+            // Kept to be reaped, and joined or terminated when this process
+            // exits (`finish_children`).
+            lock(&ORPHANS).push(Orphan {
+                pidfd: r.pidfd,
+                reap: r.status.is_none(),
+                daemon: self.daemon,
+            });
         }
     }
 }
@@ -781,6 +982,7 @@ impl fmt::Debug for Process {
             State::Running(r) => format!("started pid={}", r.pid),
             State::Exited(code) => format!("stopped exitcode={code}"),
             State::Lost => "stopped exitcode=unknown".to_string(),
+            State::Closed(_) => "closed".to_string(),
         };
         write!(f, "<Process name='{}' {state}", self.shared.name)?;
         if self.shared.daemon {
@@ -863,6 +1065,9 @@ pub struct ProcessInfo {
     pub name: String,
     /// The process id.
     pub pid: u32,
+    /// Whether this process is a daemon (false in the main process): the
+    /// default daemon flag of the processes it creates.
+    pub daemon: bool,
 }
 
 /// This process's name and pid.
@@ -874,9 +1079,11 @@ pub struct ProcessInfo {
 /// assert_eq!(me.pid, std::process::id());
 /// ```
 pub fn current_process() -> ProcessInfo {
+    let (name, daemon) = child::with_identity(|me| (me.name.clone(), me.daemon));
     ProcessInfo {
-        name: child::with_identity(|me| me.name.clone()),
+        name,
         pid: std::process::id(),
+        daemon,
     }
 }
 
@@ -905,6 +1112,25 @@ impl ProcessInfo {
     pub fn authkey(&self) -> [u8; 32] {
         authkey::get().expect("cannot read random bytes for the process tree's key")
     }
+
+    /// Replaces this process's authentication key (Python's
+    /// `current_process().authkey = key`): [`authkey`](Self::authkey)
+    /// returns it from now on, and the children started after inherit it
+    /// (whatever the start method). Children already running keep the key
+    /// they have. Objects that check signatures under the key (a
+    /// [`Barrier`](crate::Barrier)'s action) must then be made after the
+    /// change, by processes that agree on the key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let me = multiprocess::current_process();
+    /// me.set_authkey(*b"a key of exactly thirty-two byte");
+    /// assert_eq!(&me.authkey(), b"a key of exactly thirty-two byte");
+    /// ```
+    pub fn set_authkey(&self, key: [u8; 32]) {
+        authkey::inherit(key);
+    }
 }
 
 /// The process that started this one, if multiprocess started it (Python's
@@ -912,7 +1138,11 @@ impl ProcessInfo {
 pub fn parent_process() -> Option<ParentProcess> {
     let (pid, name) = child::with_identity(|me| me.parent.clone())?;
     Some(ParentProcess {
-        info: ProcessInfo { name, pid },
+        info: ProcessInfo {
+            name,
+            pid,
+            daemon: false,
+        },
         pidfd: sys::process::pidfd_open(pid).ok(),
     })
 }

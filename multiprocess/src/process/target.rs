@@ -64,7 +64,10 @@ impl<E: Debug> TargetResult for Result<(), E> {
         match self {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("Error: {e:?}");
+                match super::header::get() {
+                    Some(header) => eprintln!("{header}\nError: {e:?}"),
+                    None => eprintln!("Error: {e:?}"),
+                }
                 LAST_ERROR.with(|last| *last.borrow_mut() = Some(format!("{e:?}")));
                 1
             }

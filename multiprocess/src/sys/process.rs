@@ -219,6 +219,20 @@ pub(crate) fn fork() -> io::Result<Forked> {
     forked
 }
 
+/// Registers `handler` to run when this process exits through `exit(3)`:
+/// `main` returning or `std::process::exit`, not [`exit_now`] and not a
+/// signal. Handlers registered by the parent stay registered in a forked
+/// child. A failure (out of memory for the registration) is ignored: the
+/// handler then does not run.
+///
+/// # References
+/// - [`atexit(3)`](https://man7.org/linux/man-pages/man3/atexit.3.html)
+pub(crate) fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: `handler` is a plain `extern "C" fn()` that lives for the
+    // whole program; atexit only stores the pointer.
+    let _ = unsafe { libc::atexit(handler) };
+}
+
 /// Flushes stdout and stderr and ends the process at once with `code`,
 /// running no destructors and no `atexit` handlers of the parent's.
 pub(crate) fn exit_now(code: i32) -> ! {

@@ -22,6 +22,9 @@
 //!   table ([`encode_plain_into`], [`decode_plain`]), and `Vec<u8>`/`String`
 //!   copied in one piece ([`as_bytes`], [`decode_bytes`]). They produce and
 //!   accept exactly the bytes of the general path.
+//! - `reason.rs`: on the cold path of a failed encode, the reason in
+//!   words: the text of a custom `Serialize` error (postcard keeps only
+//!   "Serde Serialization Error"), or the serde feature postcard refused.
 //! - `tag.rs`: [`type_tag`], a type's 64-bit name, so a value is never
 //!   decoded as another type than the one it was encoded from.
 //!
@@ -29,6 +32,7 @@
 //! own, in `pool/wire.rs`.
 
 mod fast;
+mod reason;
 mod table;
 mod tag;
 #[cfg(test)]
@@ -91,8 +95,25 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
             *buf = out;
             Ok(())
         }
-        Err(e) => Err(EncodeError::Serialize(take_handle_error(e.to_string()))),
+        Err(e) => Err(EncodeError::Serialize(encode_failure(value, e))),
     }
+}
+
+/// The text of a failed encode (the cold path): a handle's own message, or
+/// the reason the value's `Serialize` gave, which postcard drops (see
+/// `reason.rs`). The value is serialized once more for that, into a side
+/// table of its own that is dropped at once.
+#[cold]
+fn encode_failure<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> String {
+    if let Some(text) = HANDLE_ERROR.with(|h| h.borrow_mut().take()) {
+        return text;
+    }
+    let previous = ENCODE_TABLE.with(|t| t.borrow_mut().replace(Vec::new()));
+    let previous_domains = ENCODE_DOMAINS.replace(None);
+    let text = reason::reason(value, &e.to_string());
+    ENCODE_DOMAINS.set(previous_domains);
+    ENCODE_TABLE.with(|t| *t.borrow_mut() = previous);
+    take_handle_error(text)
 }
 
 /// Serializes `value` into fresh bytes plus a handle table.

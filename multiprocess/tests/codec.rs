@@ -1,0 +1,67 @@
+//! What crosses a process boundary and what is refused, in words: a custom
+//! `Serialize` error keeps its text in every error that reports it (Python's
+//! `MaybeEncodingError`), serde features the encoding cannot round trip are
+//! refused at the sender, and a task may return the caller's own type.
+
+mod common;
+
+use common::{LIMIT, bounded};
+use multiprocess::{Pipe, Pool, PoolError, Queue, SendError, TaskError};
+use serde::{Deserialize, Serialize};
+
+multiprocess::init_before_main!();
+
+/// A value whose serialization always fails with its own reason.
+#[derive(Deserialize, Debug, PartialEq)]
+struct Refuses(u32);
+impl Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("no way"))
+    }
+}
+
+fn make_refuses(x: u32) -> Result<Refuses, String> {
+    Ok(Refuses(x))
+}
+
+fn take_refuses(r: Refuses) -> u32 {
+    r.0
+}
+
+#[test]
+fn a_custom_serialize_error_keeps_its_text_in_queue_put() {
+    let q: Queue<Refuses> = Queue::new().unwrap();
+    let err = q.put(Refuses(7)).unwrap_err();
+    assert!(err.to_string().contains("no way"), "{err}");
+    assert_eq!(err.into_inner(), Refuses(7));
+}
+
+#[test]
+fn a_custom_serialize_error_keeps_its_text_in_pipe_send() {
+    let (a, _b) = Pipe::new::<Refuses, Refuses>().unwrap();
+    match a.send(Refuses(7)) {
+        Err(SendError::Encode(value, e)) => {
+            assert!(e.to_string().contains("no way"), "{e}");
+            assert_eq!(value, Refuses(7));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_custom_serialize_error_keeps_its_text_in_pool_arguments_and_results() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        match pool.apply(take_refuses, (Refuses(1),)) {
+            Err(e @ PoolError::Encode(_)) => assert!(e.to_string().contains("no way"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        match pool.apply(make_refuses, (1,)) {
+            Err(PoolError::Task {
+                error: error @ TaskError::Unserializable { .. },
+                ..
+            }) => assert!(error.to_string().contains("no way"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{LIMIT, bounded};
-use multiprocess::{Pipe, Pool, PoolError, Queue, SendError, TaskError};
+use multiprocess::{Executor, Pipe, Pool, PoolError, Queue, SendError, TaskError, TaskReturn};
 use serde::{Deserialize, Serialize};
 
 multiprocess::init_before_main!();
@@ -63,5 +63,56 @@ fn a_custom_serialize_error_keeps_its_text_in_pool_arguments_and_results() {
             }) => assert!(error.to_string().contains("no way"), "{error}"),
             other => panic!("{other:?}"),
         }
+    });
+}
+
+/// The caller's own type, returned by a task with no hand-written impl.
+#[derive(Serialize, Deserialize, TaskReturn, Debug, PartialEq)]
+struct Stats {
+    n: usize,
+    mean: f64,
+}
+
+/// A generic one: the derive bounds the impl by the type's serde bounds.
+#[derive(Serialize, Deserialize, TaskReturn, Debug, PartialEq)]
+struct Tagged<T> {
+    tag: String,
+    value: T,
+}
+
+fn stats(xs: Vec<f64>) -> Stats {
+    Stats {
+        n: xs.len(),
+        mean: xs.iter().sum::<f64>() / xs.len() as f64,
+    }
+}
+
+fn tagged(x: u32) -> Tagged<Vec<u32>> {
+    Tagged {
+        tag: format!("#{x}"),
+        value: vec![x; 2],
+    }
+}
+
+#[test]
+fn a_task_returns_its_own_derived_type_from_pool_and_executor() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            pool.apply(stats, (vec![1.0, 2.0, 6.0],)).unwrap(),
+            Stats { n: 3, mean: 3.0 }
+        );
+        let got = pool.map(tagged, 0..3).unwrap();
+        assert_eq!(
+            got[2],
+            Tagged {
+                tag: "#2".into(),
+                value: vec![2, 2]
+            }
+        );
+        drop(pool);
+        let ex = Executor::new(1).unwrap();
+        let fut = ex.submit(tagged, (5,)).unwrap();
+        assert_eq!(fut.result().unwrap().value, vec![5, 5]);
     });
 }

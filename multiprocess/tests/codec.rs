@@ -116,3 +116,124 @@ fn a_task_returns_its_own_derived_type_from_pool_and_executor() {
         assert_eq!(fut.result().unwrap().value, vec![5, 5]);
     });
 }
+
+/// serde's untagged enum: encodes fine, but its Deserialize needs
+/// `deserialize_any`, which postcard will never implement.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[serde(untagged)]
+enum Loose {
+    Number(u32),
+    Text(String),
+}
+
+/// A field skipped when empty: fewer fields written than read back.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    tags: Vec<u32>,
+    id: u8,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Inner {
+    a: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Flat {
+    #[serde(flatten)]
+    inner: Inner,
+}
+
+fn echo_loose(x: Loose) -> u32 {
+    match x {
+        Loose::Number(n) => n,
+        Loose::Text(_) => 0,
+    }
+}
+
+fn make_loose(x: u32) -> Result<Loose, String> {
+    Ok(Loose::Number(x))
+}
+
+#[test]
+fn an_untagged_enum_is_refused_at_queue_put_naming_the_cause() {
+    let q: Queue<Loose> = Queue::new().unwrap();
+    for value in [Loose::Number(3), Loose::Text("x".repeat(1000))] {
+        let err = q.put(value.clone()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("untagged") && text.contains("Vec<u8>"),
+            "{text}"
+        );
+        assert_eq!(err.into_inner(), value, "the value is handed back");
+    }
+    assert_eq!(q.qsize(), 0, "nothing was put");
+}
+
+#[test]
+fn skip_serializing_if_and_flatten_are_refused_at_queue_put() {
+    // The first `Sparse` this process sends skips its field (the check
+    // judges a type by its first value; no other test sends a `Sparse`).
+    let q: Queue<Sparse> = Queue::new().unwrap();
+    let err = q
+        .put(Sparse {
+            tags: vec![],
+            id: 9,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("skip_serializing_if"), "{err}");
+    assert_eq!(
+        err.into_inner(),
+        Sparse {
+            tags: vec![],
+            id: 9
+        }
+    );
+    let q: Queue<Flat> = Queue::new().unwrap();
+    let err = q
+        .put(Flat {
+            inner: Inner { a: 1 },
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("flatten"), "{err}");
+}
+
+#[test]
+fn an_untagged_enum_is_refused_at_pipe_send_naming_the_cause() {
+    let (a, b) = Pipe::new::<Loose, Loose>().unwrap();
+    match a.send(Loose::Number(4)) {
+        Err(SendError::Encode(value, e)) => {
+            assert!(e.to_string().contains("untagged"), "{e}");
+            assert_eq!(value, Loose::Number(4));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was sent; the pipe still works for a type that round trips.
+    let (c, d) = Pipe::new::<Inner, Inner>().unwrap();
+    c.send(Inner { a: 2 }).unwrap();
+    assert_eq!(d.recv().unwrap(), Inner { a: 2 });
+    drop(a);
+    assert!(b.recv().is_err());
+}
+
+#[test]
+fn an_untagged_enum_as_pool_argument_or_result_fails_naming_the_cause() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        match pool.apply(echo_loose, (Loose::Number(1),)) {
+            Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
+            Ok(v) => panic!("{v}"),
+        }
+        match pool.apply(make_loose, (1,)) {
+            Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
+            Ok(v) => panic!("{v:?}"),
+        }
+        // The pool keeps working.
+        assert_eq!(pool.apply(take_refuses_not, (2,)).unwrap(), 2);
+    });
+}
+
+fn take_refuses_not(x: u32) -> u32 {
+    x
+}

@@ -22,6 +22,10 @@
 //!   table ([`encode_plain_into`], [`decode_plain`]), and `Vec<u8>`/`String`
 //!   copied in one piece ([`as_bytes`], [`decode_bytes`]). They produce and
 //!   accept exactly the bytes of the general path.
+//! - `probe.rs`: [`check_round_trip`], the sender-side check that a type's
+//!   encoding decodes as that type (serde attributes postcard cannot round
+//!   trip, such as `#[serde(untagged)]`, are refused where they are sent),
+//!   once per type.
 //! - `reason.rs`: on the cold path of a failed encode, the reason in
 //!   words: the text of a custom `Serialize` error (postcard keeps only
 //!   "Serde Serialization Error"), or the serde feature postcard refused.
@@ -32,6 +36,7 @@
 //! own, in `pool/wire.rs`.
 
 mod fast;
+mod probe;
 mod reason;
 mod table;
 mod tag;
@@ -47,6 +52,7 @@ pub(crate) use fast::{
     as_bytes, decode_bytes, decode_plain, encode_plain_into, encode_plain_to_slice, from_bytes,
     is_bytes, varint,
 };
+pub(crate) use probe::{check as check_round_trip, skip_in_probe};
 pub(crate) use table::take_handle_error;
 use table::{DECODE_TABLE, ENCODE_DOMAINS, ENCODE_TABLE, HANDLE_ERROR};
 pub(crate) use table::{deserialize_fd, handle_de_error, handle_error, serialize_fd};
@@ -146,7 +152,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
     match result {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(malformed(format!("{} trailing bytes", rest.len()))),
-        Err(e) => Err(malformed(take_handle_error(e.to_string()))),
+        Err(e) => Err(malformed(explain(take_handle_error(e.to_string())))),
+    }
+}
+
+/// A decode error's text, with the cause and the fix when postcard says
+/// the type needs a feature it will never implement (`deserialize_any`).
+pub(crate) fn explain(text: String) -> String {
+    if text.contains(probe::WONT_IMPLEMENT) {
+        format!("{text}: {}", probe::cause(&text))
+    } else {
+        text
     }
 }
 

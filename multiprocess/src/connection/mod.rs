@@ -825,7 +825,7 @@ impl<S, R> Connection<S, R> {
     }
 }
 
-impl<S: Serialize + 'static, R> Connection<S, R> {
+impl<S: Serialize + DeserializeOwned + 'static, R> Connection<S, R> {
     /// Sends `value` as one message (Python's `send`).
     ///
     /// Handles inside `value` (a `Connection`, a queue, a lock) are passed
@@ -869,7 +869,14 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
                 tx.buf.extend_from_slice(bytes);
                 Ok(())
             }
-            None => codec::encode_into(&value, &mut tx.buf, &mut tx.fds),
+            // A value with handles is not checked: decoding it would take them.
+            None => codec::encode_into(&value, &mut tx.buf, &mut tx.fds).and_then(|()| {
+                if tx.fds.is_empty() {
+                    codec::check_round_trip::<S>(&tx.buf)
+                } else {
+                    Ok(())
+                }
+            }),
         };
         if let Err(e) = encoded {
             tx.fds.clear();

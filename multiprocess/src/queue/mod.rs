@@ -316,6 +316,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         // Small items: encoded on the stack.
         let mut stack = [0u8; STACK_ENCODE];
         if let Some(n) = codec::encode_plain_to_slice(&value, &mut stack) {
+            if let Err(error) = codec::check_round_trip::<T>(&stack[..n]) {
+                return Err(PutFail::Unsendable(PutError::Encode { value, error }));
+            }
             let result = self
                 .ring
                 .put(Msg::whole(&stack[..n]), lock_deadline, deadline);
@@ -333,6 +336,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 if !fds.is_empty() {
                     return Err(PutFail::Unsendable(PutError::ContainsHandle(value)));
                 }
+            }
+            if let Err(error) = codec::check_round_trip::<T>(buf) {
+                return Err(PutFail::Unsendable(PutError::Encode { value, error }));
             }
             match self.ring.put(Msg::whole(buf), lock_deadline, deadline) {
                 Ok(()) => Ok(()),

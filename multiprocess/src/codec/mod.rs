@@ -59,6 +59,36 @@ pub(crate) use table::{deserialize_fd, handle_de_error, handle_error, serialize_
 pub(crate) use tag::type_tag;
 
 /// Error while turning a value into bytes plus handles.
+///
+/// Its text says why: the message of a custom `Serialize` error
+/// (`serde::ser::Error::custom("...")`), a handle that cannot travel, or a
+/// serde feature the encoding cannot round trip. The encoding (postcard) is
+/// compact and not self-describing, so `#[serde(untagged)]`, internally
+/// tagged enums (`#[serde(tag = "...")]`), `#[serde(flatten)]` and
+/// `#[serde(skip_serializing_if)]` would encode and then fail to decode in
+/// the other process: a [`Queue`](crate::Queue) or
+/// [`Connection`](crate::Connection) refuses such a value when it is sent
+/// instead, handing it back with this error. It decodes the first value of
+/// each type once in the sending process to find out, and remembers a type
+/// that passes, so later sends cost nothing; a type whose first value does
+/// not reach the failing part (an `Option<Untagged>` sent as `None` first)
+/// still fails at the receiver, whose [`DecodeError`] names the same cause.
+/// Pool task arguments and results are checked where they are decoded (a
+/// [`TaskError::Decode`](crate::TaskError::Decode) naming the cause).
+///
+/// ```
+/// use multiprocess::Queue;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// #[serde(untagged)]
+/// enum Loose { Number(u32), Text(String) }
+///
+/// let q = Queue::new()?;
+/// let err = q.put(Loose::Number(1)).unwrap_err();
+/// assert!(err.to_string().contains("untagged"));
+/// assert_eq!(err.into_inner(), Loose::Number(1)); // handed back
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {

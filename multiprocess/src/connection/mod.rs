@@ -852,7 +852,9 @@ impl<S: Serialize + DeserializeOwned + 'static, R> Connection<S, R> {
     ///
     /// Every error hands `value` back:
     /// [`SendError::Disconnected`] if the peer is closed,
-    /// [`SendError::Encode`] if serialization fails,
+    /// [`SendError::Encode`] if serialization fails or the value would not
+    /// decode as an `S` (serde attributes the encoding cannot round trip,
+    /// such as `#[serde(untagged)]`: see [`EncodeError`]),
     /// [`SendError::TooLarge`] above [`max_message_size`](Connection::max_message_size),
     /// [`SendError::Io`] for OS errors (including more than 253 handles in
     /// one message).

@@ -394,8 +394,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// The item cannot be serialized or holds an OS handle; the error gives it
-    /// back ([`PutError::into_inner`]).
+    /// The item cannot be serialized, would not decode as a `T` (serde
+    /// attributes the encoding cannot round trip, such as
+    /// `#[serde(untagged)]`: see [`EncodeError`](crate::EncodeError)), or
+    /// holds an OS handle; the error gives it back ([`PutError::into_inner`]).
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         match self.put_impl(value, None, None) {
             Ok(()) => Ok(()),

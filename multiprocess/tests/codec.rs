@@ -6,7 +6,9 @@
 mod common;
 
 use common::{LIMIT, bounded};
-use multiprocess::{Executor, Pipe, Pool, PoolError, Queue, SendError, TaskError, TaskReturn};
+use multiprocess::{
+    Executor, Pipe, Pool, PoolError, Process, Queue, SendError, StartError, TaskError, TaskReturn,
+};
 use serde::{Deserialize, Serialize};
 
 multiprocess::init_before_main!();
@@ -236,4 +238,17 @@ fn an_untagged_enum_as_pool_argument_or_result_fails_naming_the_cause() {
 
 fn take_refuses_not(x: u32) -> u32 {
     x
+}
+
+fn loose_target(_x: Loose) {}
+
+#[test]
+fn an_untagged_enum_as_process_argument_is_refused_at_start() {
+    bounded(LIMIT, || {
+        let p = Process::new(loose_target, (Loose::Number(1),));
+        match p.start() {
+            Err(e @ StartError::Encode(_)) => assert!(e.to_string().contains("untagged"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    });
 }

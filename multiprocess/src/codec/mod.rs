@@ -52,7 +52,7 @@ pub(crate) use fast::{
     as_bytes, decode_bytes, decode_plain, encode_plain_into, encode_plain_to_slice, from_bytes,
     is_bytes, varint,
 };
-pub(crate) use probe::{check as check_round_trip, skip_in_probe};
+pub(crate) use probe::{check as check_round_trip, check_as, skip_in_probe};
 pub(crate) use table::take_handle_error;
 use table::{DECODE_TABLE, ENCODE_DOMAINS, ENCODE_TABLE, HANDLE_ERROR};
 pub(crate) use table::{deserialize_fd, handle_de_error, handle_error, serialize_fd};
@@ -68,7 +68,9 @@ pub(crate) use tag::type_tag;
 /// `#[serde(skip_serializing_if)]` would encode and then fail to decode in
 /// the other process: a [`Queue`](crate::Queue) or
 /// [`Connection`](crate::Connection) refuses such a value when it is sent
-/// instead, handing it back with this error. It decodes the first value of
+/// instead, handing it back with this error, and
+/// [`Process::start`](crate::Process::start) refuses such arguments (Spawn
+/// and ForkServer; under Fork they are not encoded). It decodes the first value of
 /// each type once in the sending process to find out, and remembers a type
 /// that passes, so later sends cost nothing; a type whose first value does
 /// not reach the failing part (an `Option<Untagged>` sent as `None` first)

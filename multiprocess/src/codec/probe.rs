@@ -67,6 +67,26 @@ pub(crate) fn check<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(), E
     check_slow::<T>(id, bytes)
 }
 
+/// [`check`] for a value of another type `V` whose encoding is a `T`'s
+/// (a process's or a task's arguments, encoded as given and decoded as the
+/// target's parameter tuple): encodes `value` only while `T` is unchecked.
+/// A value that does not encode plainly (an error, a handle) is left to the
+/// encode that follows, which reports it.
+#[inline]
+pub(crate) fn check_as<T: DeserializeOwned + 'static, V: serde::Serialize + ?Sized>(
+    value: &V,
+) -> Result<(), EncodeError> {
+    let id = TypeId::of::<T>();
+    if GOOD_HERE.with(|g| g.borrow().contains(&id)) {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    if !super::encode_plain_into(value, &mut bytes) {
+        return Ok(());
+    }
+    check_slow::<T>(id, &bytes)
+}
+
 #[cold]
 fn check_slow<T: DeserializeOwned + 'static>(id: TypeId, bytes: &[u8]) -> Result<(), EncodeError> {
     let known = GOOD

@@ -129,6 +129,14 @@ pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// The child entry point for this target and argument type.
     #[doc(hidden)]
     fn entry(self) -> Entry;
+
+    /// Checks that `args` would decode as this target's arguments in the
+    /// child (serde attributes the encoding cannot round trip are refused
+    /// at `start`; see `codec/probe.rs`).
+    #[doc(hidden)]
+    fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError>
+    where
+        Self: Sized;
 }
 
 macro_rules! impl_target {
@@ -153,6 +161,10 @@ macro_rules! impl_target {
                     )
                 };
                 code::entry::<RunTarget<Func, ($($a,)*)>>(self)
+            }
+
+            fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError> {
+                crate::codec::check_as::<($($a,)*), V>(args)
             }
         }
     };

@@ -116,6 +116,10 @@ fn a_task_returns_its_own_derived_type_from_pool_and_executor() {
         let ex = Executor::new(1).unwrap();
         let fut = ex.submit(tagged, (5,)).unwrap();
         assert_eq!(fut.result().unwrap().value, vec![5, 5]);
+        match ex.submit(echo_loose, (Loose::Number(1),)) {
+            Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
+            Ok(_) => panic!("an untagged argument was submitted"),
+        }
     });
 }
 
@@ -223,10 +227,16 @@ fn an_untagged_enum_is_refused_at_pipe_send_naming_the_cause() {
 fn an_untagged_enum_as_pool_argument_or_result_fails_naming_the_cause() {
     bounded(LIMIT, || {
         let pool = Pool::new(1).unwrap();
+        // Arguments: refused by the caller, nothing submitted.
         match pool.apply(echo_loose, (Loose::Number(1),)) {
-            Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
-            Ok(v) => panic!("{v}"),
+            Err(e @ PoolError::Encode(_)) => assert!(e.to_string().contains("untagged"), "{e}"),
+            other => panic!("{other:?}"),
         }
+        match pool.map(echo_loose, vec![Loose::Number(1), Loose::Number(2)]) {
+            Err(e @ PoolError::Encode(_)) => assert!(e.to_string().contains("untagged"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // Results: the caller's decode names the cause.
         match pool.apply(make_loose, (1,)) {
             Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
             Ok(v) => panic!("{v:?}"),

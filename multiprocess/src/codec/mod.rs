@@ -75,7 +75,9 @@ pub(crate) use tag::type_tag;
 /// that passes, so later sends cost nothing; a type whose first value does
 /// not reach the failing part (an `Option<Untagged>` sent as `None` first)
 /// still fails at the receiver, whose [`DecodeError`] names the same cause.
-/// Pool task arguments and results are checked where they are decoded (a
+/// Pool and Executor task arguments (and a pool initializer's) are refused
+/// by the caller the same way ([`PoolError::Encode`](crate::PoolError::Encode));
+/// a task's result is checked where it is decoded, in the caller (a
 /// [`TaskError::Decode`](crate::TaskError::Decode) naming the cause).
 ///
 /// ```

@@ -165,6 +165,23 @@ pub trait Task<Args>: Copy + Send + Sync + 'static {
     /// The worker entry point for this task and argument type.
     #[doc(hidden)]
     fn entry(self) -> TaskEntry;
+
+    /// Checks that `args` (an `Args`, or for `map` its one element, which
+    /// encodes the same) would decode as this task's arguments in the
+    /// worker: serde attributes the encoding cannot round trip are refused
+    /// by the caller (see `codec/probe.rs`).
+    #[doc(hidden)]
+    fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError>
+    where
+        Self: Sized;
+}
+
+/// [`Task::check_args`] on the first of `items` (the check is once per
+/// type, so one item is enough).
+pub(crate) fn check_first<F: Task<Args>, Args, V: Serialize>(
+    items: &[V],
+) -> Result<(), crate::EncodeError> {
+    items.first().map_or(Ok(()), F::check_args)
 }
 
 macro_rules! impl_task {
@@ -191,6 +208,10 @@ macro_rules! impl_task {
                     )
                 };
                 code::entry::<RunChunk<Func, ($($a,)*)>>(self)
+            }
+
+            fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError> {
+                crate::codec::check_as::<($($a,)*), V>(args)
             }
         }
     };

@@ -345,6 +345,12 @@ pub use connection::{
     RecvTimeoutError, SendError, TryRecvError,
 };
 pub use init::init;
+/// `#[derive(TaskReturn)]`: lets a pool or executor task return your own
+/// serde type (see the [`TaskReturn`](trait@TaskReturn) trait).
+pub use multiprocess_macros::TaskReturn;
+/// serde, for the code `#[derive(TaskReturn)]` writes.
+#[doc(hidden)]
+pub use serde as __serde;
 
 #[cfg(feature = "redis")]
 #[doc(hidden)]

@@ -3077,3 +3077,40 @@ fn test_wait__wait_integer() {
         }
     });
 }
+
+// ---- issue 12: codec ----
+
+/// A task result whose `Serialize` fails with its own reason.
+#[derive(serde::Deserialize, Debug, multiprocess::TaskReturn)]
+struct Unpicklable;
+impl serde::Serialize for Unpicklable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("cannot pickle this"))
+    }
+}
+
+fn unpickleable_result() -> Unpicklable {
+    Unpicklable
+}
+
+/// Ports `_TestPool.test_unpickleable_result`: a result that cannot be
+/// sent is an error (Python's `MaybeEncodingError`), which keeps the
+/// serializer's reason (`wrapped.exc`), 20 times over without losing a
+/// worker.
+#[test]
+fn test_pool__unpickleable_result() {
+    bounded(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.worker_pids();
+        for _ in 0..20 {
+            match pool.apply_async(unpickleable_result, ()).unwrap().get() {
+                Err(PoolError::Task {
+                    error: error @ TaskError::Unserializable { .. },
+                    ..
+                }) => assert!(error.message().contains("cannot pickle this"), "{error}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(pool.worker_pids(), pids);
+    });
+}

@@ -349,17 +349,11 @@ fn failing_tasks_give_task_errors_and_the_rest_arrive() {
 }
 
 /// A result type whose serialization always fails.
-#[derive(serde::Deserialize, Debug)]
+#[derive(serde::Deserialize, Debug, multiprocess::TaskReturn)]
 struct Unsendable;
 impl serde::Serialize for Unsendable {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
         Err(serde::ser::Error::custom("unsendable on purpose"))
-    }
-}
-impl multiprocess::TaskReturn for Unsendable {
-    type Output = Unsendable;
-    fn into_result(self) -> Result<Unsendable, String> {
-        Ok(self)
     }
 }
 fn make_unsendable(_x: u32) -> Unsendable {

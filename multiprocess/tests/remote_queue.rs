@@ -689,3 +689,23 @@ fn a_forked_child_uses_the_queue_and_the_parent_connection_still_works() {
     assert_eq!(q.try_get().unwrap(), 6);
     assert_eq!(q.qsize().unwrap(), 0);
 }
+
+/// serde's untagged enum: its Deserialize needs deserialize_any.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+#[serde(untagged)]
+enum Loose {
+    Number(u32),
+    Text(String),
+}
+
+#[test]
+fn an_untagged_enum_is_refused_at_put_naming_the_cause() {
+    let server = LocalServer::start().unwrap();
+    let c = cluster(&server);
+    let q: Queue<Loose> = c.queue("loose").unwrap();
+    let err = q.put(Loose::Number(1)).unwrap_err();
+    assert!(err.to_string().contains("untagged"), "{err}");
+    assert!(matches!(err, PutError::Encode { .. }), "{err:?}");
+    assert_eq!(err.into_inner(), Loose::Number(1));
+    assert!(q.is_empty().unwrap(), "nothing was put");
+}

@@ -22,6 +22,13 @@
 //!   table ([`encode_plain_into`], [`decode_plain`]), and `Vec<u8>`/`String`
 //!   copied in one piece ([`as_bytes`], [`decode_bytes`]). They produce and
 //!   accept exactly the bytes of the general path.
+//! - `probe.rs`: [`check_round_trip`], the sender-side check that a type's
+//!   encoding decodes as that type (serde attributes postcard cannot round
+//!   trip, such as `#[serde(untagged)]`, are refused where they are sent),
+//!   once per type.
+//! - `reason.rs`: on the cold path of a failed encode, the reason in
+//!   words: the text of a custom `Serialize` error (postcard keeps only
+//!   "Serde Serialization Error"), or the serde feature postcard refused.
 //! - `tag.rs`: [`type_tag`], a type's 64-bit name, so a value is never
 //!   decoded as another type than the one it was encoded from.
 //!
@@ -29,6 +36,8 @@
 //! own, in `pool/wire.rs`.
 
 mod fast;
+mod probe;
+mod reason;
 mod table;
 mod tag;
 #[cfg(test)]
@@ -43,12 +52,47 @@ pub(crate) use fast::{
     as_bytes, decode_bytes, decode_plain, encode_plain_into, encode_plain_to_slice, from_bytes,
     is_bytes, varint,
 };
+pub(crate) use probe::{check as check_round_trip, check_as, skip_in_probe};
 pub(crate) use table::take_handle_error;
 use table::{DECODE_TABLE, ENCODE_DOMAINS, ENCODE_TABLE, HANDLE_ERROR};
 pub(crate) use table::{deserialize_fd, handle_de_error, handle_error, serialize_fd};
 pub(crate) use tag::type_tag;
 
 /// Error while turning a value into bytes plus handles.
+///
+/// Its text says why: the message of a custom `Serialize` error
+/// (`serde::ser::Error::custom("...")`), a handle that cannot travel, or a
+/// serde feature the encoding cannot round trip. The encoding (postcard) is
+/// compact and not self-describing, so `#[serde(untagged)]`, internally
+/// tagged enums (`#[serde(tag = "...")]`), `#[serde(flatten)]` and
+/// `#[serde(skip_serializing_if)]` would encode and then fail to decode in
+/// the other process: a [`Queue`](crate::Queue) or
+/// [`Connection`](crate::Connection) refuses such a value when it is sent
+/// instead, handing it back with this error, and
+/// [`Process::start`](crate::Process::start) refuses such arguments (Spawn
+/// and ForkServer; under Fork they are not encoded). It decodes the first value of
+/// each type once in the sending process to find out, and remembers a type
+/// that passes, so later sends cost nothing; a type whose first value does
+/// not reach the failing part (an `Option<Untagged>` sent as `None` first)
+/// still fails at the receiver, whose [`DecodeError`] names the same cause.
+/// Pool and Executor task arguments (and a pool initializer's) are refused
+/// by the caller the same way ([`PoolError::Encode`](crate::PoolError::Encode));
+/// a task's result is checked where it is decoded, in the caller (a
+/// [`TaskError::Decode`](crate::TaskError::Decode) naming the cause).
+///
+/// ```
+/// use multiprocess::Queue;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// #[serde(untagged)]
+/// enum Loose { Number(u32), Text(String) }
+///
+/// let q = Queue::new()?;
+/// let err = q.put(Loose::Number(1)).unwrap_err();
+/// assert!(err.to_string().contains("untagged"));
+/// assert_eq!(err.into_inner(), Loose::Number(1)); // handed back
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -91,8 +135,25 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
             *buf = out;
             Ok(())
         }
-        Err(e) => Err(EncodeError::Serialize(take_handle_error(e.to_string()))),
+        Err(e) => Err(EncodeError::Serialize(encode_failure(value, e))),
     }
+}
+
+/// The text of a failed encode (the cold path): a handle's own message, or
+/// the reason the value's `Serialize` gave, which postcard drops (see
+/// `reason.rs`). The value is serialized once more for that, into a side
+/// table of its own that is dropped at once.
+#[cold]
+fn encode_failure<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> String {
+    if let Some(text) = HANDLE_ERROR.with(|h| h.borrow_mut().take()) {
+        return text;
+    }
+    let previous = ENCODE_TABLE.with(|t| t.borrow_mut().replace(Vec::new()));
+    let previous_domains = ENCODE_DOMAINS.replace(None);
+    let text = reason::reason(value, &e.to_string());
+    ENCODE_DOMAINS.set(previous_domains);
+    ENCODE_TABLE.with(|t| *t.borrow_mut() = previous);
+    take_handle_error(text)
 }
 
 /// Serializes `value` into fresh bytes plus a handle table.
@@ -125,7 +186,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
     match result {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(malformed(format!("{} trailing bytes", rest.len()))),
-        Err(e) => Err(malformed(take_handle_error(e.to_string()))),
+        Err(e) => Err(malformed(explain(take_handle_error(e.to_string())))),
+    }
+}
+
+/// A decode error's text, with the cause and the fix when postcard says
+/// the type needs a feature it will never implement (`deserialize_any`).
+pub(crate) fn explain(text: String) -> String {
+    if text.contains(probe::WONT_IMPLEMENT) {
+        format!("{text}: {}", probe::cause(&text))
+    } else {
+        text
     }
 }
 

@@ -93,3 +93,37 @@ fn wrong_type_names_expected() {
     let err = decode::<u64>(&bytes, fds).err().unwrap();
     assert!(err.to_string().contains("u64"), "{err}");
 }
+
+/// A value whose `Serialize` always fails with its own reason.
+struct Refuses;
+impl Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("no way"))
+    }
+}
+
+#[test]
+fn a_custom_serialize_error_keeps_its_text() {
+    let err = encode(&(1u32, vec![Some(Refuses)])).unwrap_err();
+    assert!(err.to_string().contains("no way"), "{err}");
+    // The plain path fails too; its caller re-encodes for the text.
+    assert!(!encode_plain_into(&Refuses, &mut Vec::new()));
+}
+
+#[test]
+fn a_flattened_struct_is_refused_naming_flatten() {
+    #[derive(Serialize)]
+    struct Inner {
+        a: u32,
+    }
+    #[derive(Serialize)]
+    struct Outer {
+        #[serde(flatten)]
+        inner: Inner,
+    }
+    let err = encode(&Outer {
+        inner: Inner { a: 1 },
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("flatten"), "{err}");
+}

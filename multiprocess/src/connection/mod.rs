@@ -1136,7 +1136,7 @@ impl<S, R> Connection<S, R> {
     }
 }
 
-impl<S: Serialize + 'static, R> Connection<S, R> {
+impl<S: Serialize + DeserializeOwned + 'static, R> Connection<S, R> {
     /// Sends `value` as one message (Python's `send`).
     ///
     /// Handles inside `value` (a `Connection`, a queue, a lock) are passed
@@ -1163,7 +1163,9 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
     ///
     /// Every error hands `value` back:
     /// [`SendError::Disconnected`] if the peer is closed,
-    /// [`SendError::Encode`] if serialization fails,
+    /// [`SendError::Encode`] if serialization fails or the value would not
+    /// decode as an `S` (serde attributes the encoding cannot round trip,
+    /// such as `#[serde(untagged)]`: see [`EncodeError`]),
     /// [`SendError::TooLarge`] above [`max_message_size`](Connection::max_message_size),
     /// [`SendError::Io`] for OS errors (including more than 253 handles in
     /// one message).
@@ -1180,7 +1182,14 @@ impl<S: Serialize + 'static, R> Connection<S, R> {
                 tx.buf.extend_from_slice(bytes);
                 Ok(())
             }
-            None => codec::encode_into(&value, &mut tx.buf, &mut tx.fds),
+            // A value with handles is not checked: decoding it would take them.
+            None => codec::encode_into(&value, &mut tx.buf, &mut tx.fds).and_then(|()| {
+                if tx.fds.is_empty() {
+                    codec::check_round_trip::<S>(&tx.buf)
+                } else {
+                    Ok(())
+                }
+            }),
         };
         if let Err(e) = encoded {
             tx.fds.clear();

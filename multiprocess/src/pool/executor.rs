@@ -276,6 +276,7 @@ impl Executor {
         let err = |e| ExecutorError::from_pool(core, e);
         self.pool.check_open().map_err(err)?;
         let entry = f.entry().offset();
+        F::check_args(&args).map_err(|e| err(e.into()))?;
         let shared = Arc::new(Shared::new());
         let job: Arc<dyn Job> = shared.clone();
         let chunks = self
@@ -489,6 +490,8 @@ impl ExecutorMap<'_> {
         let core = &self.executor.pool.core;
         let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
+        super::task::check_first::<F, _, _>(&items)
+            .map_err(|e| ExecutorError::from_pool(core, e.into()))?;
         let (iter, job) = self
             .executor
             .pool

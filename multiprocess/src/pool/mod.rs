@@ -237,6 +237,7 @@ impl PoolBuilder {
         A: Serialize + Send + 'static,
     {
         let spec = (|| {
+            F::check_args(&args)?;
             let (bytes, fds) = codec::encode(&args)?;
             Ok(InitSpec {
                 entry: f.entry().offset(),
@@ -636,6 +637,7 @@ impl Pool {
         Args: Serialize + 'static,
     {
         let entry = f.entry().offset();
+        F::check_args(&args)?;
         self.submit_list(entry, vec![args], Some(1), take_one, callbacks)
     }
 
@@ -966,6 +968,7 @@ impl Chunked<'_> {
     {
         let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
+        task::check_first::<F, _, _>(&items)?;
         self.pool.submit_list(
             entry,
             items,
@@ -1006,6 +1009,7 @@ impl Chunked<'_> {
     {
         let entry = f.entry().offset();
         let items: Vec<Args> = iterable.into_iter().collect();
+        task::check_first::<F, _, _>(&items)?;
         self.pool.submit_list(
             entry,
             items,
@@ -1028,6 +1032,7 @@ impl Chunked<'_> {
     {
         let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
+        task::check_first::<F, _, _>(&items)?;
         self.pool
             .submit_iter(entry, items, self.chunksize.unwrap_or(1), true)
     }
@@ -1049,6 +1054,7 @@ impl Chunked<'_> {
     {
         let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
+        task::check_first::<F, _, _>(&items)?;
         self.pool
             .submit_iter(entry, items, self.chunksize.unwrap_or(1), false)
     }

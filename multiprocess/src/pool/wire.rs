@@ -293,7 +293,9 @@ pub(crate) fn decode_list_into<T: DeserializeOwned + 'static>(
     let start = out.len();
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let result = serde::de::DeserializeSeed::deserialize(Extend(out), &mut de)
-        .map_err(|e| codec::malformed::<Vec<T>>(codec::take_handle_error(e.to_string())))
+        .map_err(|e| {
+            codec::malformed::<Vec<T>>(codec::explain(codec::take_handle_error(e.to_string())))
+        })
         .and_then(|n| match de.finalize() {
             Ok([]) => Ok(n),
             Ok(rest) => Err(codec::malformed::<Vec<T>>(format!(

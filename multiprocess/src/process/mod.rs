@@ -249,6 +249,7 @@ where
         Some(self.target.entry())
     }
     fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
+        F::check_args(&self.args)?;
         codec::encode(&self.args)
     }
     fn run(self: Box<Self>) -> i32 {

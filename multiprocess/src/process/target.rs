@@ -48,6 +48,11 @@ where
 /// What a target function may return: `()` (exit code 0), or a `Result` whose
 /// `Err` is printed to the child's stderr and gives exit code 1, as an
 /// uncaught exception does in Python.
+#[diagnostic::on_unimplemented(
+    message = "a process target cannot return `{Self}`",
+    label = "the target's return type",
+    note = "a target returns `()` or `Result<(), E>` with `E: Debug`; to send a value back, pass a `Queue` or a `Connection` as an argument and put it there (or use a `Pool`, whose tasks return values)"
+)]
 pub trait TargetResult {
     /// The process exit code for this result.
     fn exit_code(self) -> i32;
@@ -98,6 +103,27 @@ pub(crate) fn with_error_text<R>(f: impl FnOnce() -> R) -> (R, Option<String>) {
 /// binary, the target must not capture anything: a capturing closure is a
 /// compile-time error (use [`Context::process_closure`](crate::Context::process_closure)
 /// with the `Fork` start method for those).
+///
+/// A target that borrows an argument is refused at compile time: arguments
+/// are decoded in the child, so they must be owned. rustc reports it in its
+/// own words, not through this trait's message (the failure is a lifetime
+/// one, which `#[diagnostic::on_unimplemented]` cannot catch):
+/// "implementation of `Deserialize` is not general enough: `&str` must
+/// implement `Deserialize<'0>`, for any lifetime `'0`" — take `String`, not
+/// `&str` (`Vec<T>`, not `&[T]`):
+///
+/// ```compile_fail
+/// fn greet(name: &str) { println!("hello {name}"); }
+///
+/// // error: implementation of `Deserialize` is not general enough
+/// let p = multiprocess::Process::new(greet, ("world",));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a process target with arguments `{Args}`",
+    label = "not a process target for these arguments",
+    note = "a target is a fn item or a closure that captures nothing, taking 0 to 6 arguments that are owned serde values (take `String`, not `&str`; `Vec<T>`, not `&[T]`: arguments are decoded in the child, so they must be owned), and returning `()` or `Result<(), E: Debug>`",
+    note = "the arguments are passed as a tuple: `Process::new(f, (x,))` for one"
+)]
 pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// Runs the target and returns its exit code.
     #[doc(hidden)]
@@ -106,6 +132,14 @@ pub trait Target<Args>: Copy + Send + Sync + 'static {
     /// The child entry point for this target and argument type.
     #[doc(hidden)]
     fn entry(self) -> Entry;
+
+    /// Checks that `args` would decode as this target's arguments in the
+    /// child (serde attributes the encoding cannot round trip are refused
+    /// at `start`; see `codec/probe.rs`).
+    #[doc(hidden)]
+    fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError>
+    where
+        Self: Sized;
 }
 
 macro_rules! impl_target {
@@ -130,6 +164,10 @@ macro_rules! impl_target {
                     )
                 };
                 code::entry::<RunTarget<Func, ($($a,)*)>>(self)
+            }
+
+            fn check_args<V: Serialize + ?Sized>(args: &V) -> Result<(), crate::EncodeError> {
+                crate::codec::check_as::<($($a,)*), V>(args)
             }
         }
     };

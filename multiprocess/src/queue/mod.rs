@@ -316,6 +316,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         // Small items: encoded on the stack.
         let mut stack = [0u8; STACK_ENCODE];
         if let Some(n) = codec::encode_plain_to_slice(&value, &mut stack) {
+            if let Err(error) = codec::check_round_trip::<T>(&stack[..n]) {
+                return Err(PutFail::Unsendable(PutError::Encode { value, error }));
+            }
             let result = self
                 .ring
                 .put(Msg::whole(&stack[..n]), lock_deadline, deadline);
@@ -333,6 +336,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 if !fds.is_empty() {
                     return Err(PutFail::Unsendable(PutError::ContainsHandle(value)));
                 }
+            }
+            if let Err(error) = codec::check_round_trip::<T>(buf) {
+                return Err(PutFail::Unsendable(PutError::Encode { value, error }));
             }
             match self.ring.put(Msg::whole(buf), lock_deadline, deadline) {
                 Ok(()) => Ok(()),
@@ -388,8 +394,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// ```
     ///
     /// # Errors
-    /// The item cannot be serialized or holds an OS handle; the error gives it
-    /// back ([`PutError::into_inner`]).
+    /// The item cannot be serialized, would not decode as a `T` (serde
+    /// attributes the encoding cannot round trip, such as
+    /// `#[serde(untagged)]`: see [`EncodeError`](crate::EncodeError)), or
+    /// holds an OS handle; the error gives it back ([`PutError::into_inner`]).
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         match self.put_impl(value, None, None) {
             Ok(()) => Ok(()),

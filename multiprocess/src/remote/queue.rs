@@ -935,6 +935,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             buf.truncate(ID_LEN);
             buf.extend_from_slice(&body);
         }
+        // serde attributes the encoding cannot round trip: refused here.
+        if let Err(error) = codec::check_round_trip::<T>(&buf[ID_LEN..]) {
+            return Err(PutError::Encode { value, error });
+        }
         let size = buf.len() - ID_LEN;
         if size > self.shared.max_payload {
             let error = BackendError::TooLarge {

@@ -662,6 +662,7 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(d)?;
+        crate::codec::skip_in_probe()?;
         SharedMemory::attach_with(&wire.name, wire.tracked).map_err(|e| {
             crate::codec::handle_de_error(format!(
                 "cannot attach shared memory {:?} (unlinked?): {e}",

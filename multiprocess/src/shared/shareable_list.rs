@@ -1272,6 +1272,7 @@ impl Serialize for ShareableList {
 impl<'de> Deserialize<'de> for ShareableList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(d)?;
+        crate::codec::skip_in_probe()?;
         ShareableList::attach_with(&wire.name, wire.tracked).map_err(|e| {
             crate::codec::handle_de_error(format!(
                 "cannot attach ShareableList {:?} (unlinked?): {e}",

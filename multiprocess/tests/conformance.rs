@@ -2546,3 +2546,94 @@ fn test_pool__worker_killed_mid_task() {
         assert_eq!(pool.worker_pids().len(), 2);
     });
 }
+
+// ---- issue 12: syncs ----
+
+/// Ports `lock_tests.ConditionTests.test_acquire`: by default a condition
+/// has an RLock (acquired twice by one thread); built on a plain Lock, the
+/// lock is held while the condition is, and not reentrant.
+#[test]
+fn condition_tests__acquire() {
+    bounded(LIMIT, || {
+        let cond = Condition::new().unwrap();
+        let a = cond.acquire();
+        let b = cond
+            .acquire_timeout(Duration::from_secs(2))
+            .expect("the default lock is reentrant");
+        drop(b);
+        drop(a);
+        let lock = Lock::new().unwrap();
+        let cond = Condition::with_lock(lock.clone()).unwrap();
+        let g = cond.acquire();
+        assert!(lock.try_acquire().is_none());
+        drop(g);
+        let l = lock.try_acquire().expect("released with the condition");
+        assert!(cond.try_acquire().is_none());
+        drop(l);
+        let _g = cond.acquire();
+        assert!(lock.try_acquire().is_none());
+    });
+}
+
+fn nested_waiter(cond: Condition, ready: Event) {
+    let mut outer = cond.acquire();
+    let _inner = cond.acquire();
+    ready.set();
+    // Two levels held: wait must release both, or the parent never gets in.
+    assert!(outer.wait_timeout(Duration::from_secs(20)));
+}
+
+/// Ports `lock_tests.ConditionTests.test_notify` with its default lock (an
+/// RLock) and a waiter, in a child process, holding it at two levels:
+/// `wait` releases every level (Python's `_release_save`) and restores them
+/// (`_acquire_restore`).
+#[test]
+fn condition_tests__notify_rlock_nested() {
+    bounded(LIMIT, || {
+        let cond = Condition::new().unwrap();
+        let ready = Event::new().unwrap();
+        let p = Process::new(nested_waiter, (cond.clone(), ready.clone()));
+        p.start().unwrap();
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        assert!(eventually(Duration::from_secs(20), || cond.waiting() == 1));
+        let g = cond
+            .acquire_timeout(Duration::from_secs(20))
+            .expect("wait released both levels");
+        assert_eq!(g.notify(1), 1);
+        drop(g);
+        assert_eq!(p.join().unwrap(), 0);
+        assert!(cond.try_acquire().is_some(), "both levels released at exit");
+    });
+}
+
+fn locked_increments(counter: Value<i64>, n: u32) {
+    for _ in 0..n {
+        let _held = counter.get_lock().acquire();
+        counter.set(counter.get() + 1);
+    }
+}
+
+/// Ports the docs' `Value` recipe behind `_TestValue` (processes flavour):
+/// `with counter.get_lock(): counter.value += 1` in several processes. The
+/// default lock is an RLock, so `get`/`set` inside the held lock do not
+/// deadlock, and no increment is lost.
+#[test]
+fn test_value__get_lock_increment() {
+    bounded(LIMIT, || {
+        let counter = Value::new(0i64).unwrap();
+        let ps: Vec<Process> = (0..3)
+            .map(|_| Process::new(locked_increments, (counter.clone(), 300)))
+            .collect();
+        for p in &ps {
+            p.start().unwrap();
+        }
+        for p in &ps {
+            assert_eq!(p.join().unwrap(), 0);
+        }
+        assert_eq!(counter.get(), 900);
+        let arr = Array::<i32>::new(2).unwrap();
+        let _held = arr.get_lock().acquire();
+        arr.set(1, arr.get(1).unwrap() + 1).unwrap();
+        assert_eq!(arr.to_vec(), [0, 1]);
+    });
+}

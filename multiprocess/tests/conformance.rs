@@ -27,9 +27,12 @@
 //!   `process.rs::dropped_running_process_leaves_no_zombie` covers the drop.
 //! - **`sentinel` as an integer**: `Process` itself is [`Waitable`]; see
 //!   `_TestProcess.test_sentinel` below.
-//! - **`Queue.shutdown()` (3.13, `test_shutdown_*`)**, **`_TestHeap`**,
-//!   **ctypes `Structure`s in `Value`** (any `bytemuck::Pod` type serves):
-//!   the features do not exist.
+//! - **`_TestHeap`**, **ctypes `Structure`s in `Value`** (any
+//!   `bytemuck::Pod` type serves): the features do not exist.
+//!   `Queue.shutdown()` (3.13) is ported from `Lib/test/test_queue.py`'s
+//!   `BaseQueueTestMixin.test_shutdown_*` below (the cases that need
+//!   threads racing on one `queue.Queue` object are covered by
+//!   `tests/queue.rs`'s cross-process shutdown tests).
 //! - **`ShareableList` and `SharedMemoryManager`
 //!   (`test_shared_memory_ShareableList_*`, `test_shared_memory_SharedMemoryManager_*`)**:
 //!   their behaviours (attach by name, fixed slot capacity with "exceeds
@@ -2635,5 +2638,92 @@ fn test_value__get_lock_increment() {
         let _held = arr.get_lock().acquire();
         arr.set(1, arr.get(1).unwrap() + 1).unwrap();
         assert_eq!(arr.to_vec(), [0, 1]);
+    });
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_empty`.
+#[test]
+fn base_queue_test_mixin__shutdown_empty() {
+    let q = Queue::<String>::new().unwrap();
+    q.shutdown(false);
+    assert!(matches!(q.put("data".into()), Err(PutError::ShutDown(s)) if s == "data"));
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_nonempty`.
+#[test]
+fn base_queue_test_mixin__shutdown_nonempty() {
+    let q = Queue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.shutdown(false);
+    assert_eq!(q.get().unwrap(), "data");
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_immediate`.
+#[test]
+fn base_queue_test_mixin__shutdown_immediate() {
+    let q = Queue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.shutdown(true);
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_allowed_transitions`.
+#[test]
+fn base_queue_test_mixin__shutdown_allowed_transitions() {
+    let q = Queue::<u8>::new().unwrap();
+    assert!(!q.is_shutdown());
+    q.shutdown(false);
+    assert!(q.is_shutdown());
+    q.shutdown(true);
+    assert!(q.is_shutdown());
+    q.shutdown(false);
+    assert!(q.is_shutdown());
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_all_methods_in_one_thread`
+/// (Python's `queue.Queue` with `task_done`/`join` is our `JoinableQueue`).
+#[test]
+fn base_queue_test_mixin__shutdown_all_methods_in_one_thread() {
+    bounded(LIMIT, || {
+        let q = JoinableQueue::<i32>::bounded(2).unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        q.shutdown(false);
+        assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+        assert!(matches!(q.try_put(4), Err(TryPutError::ShutDown(4))));
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.try_get().unwrap(), 2);
+        q.task_done().unwrap();
+        q.task_done().unwrap();
+        assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+        assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+        assert!(matches!(
+            q.get_timeout(Duration::from_secs(10)),
+            Err(GetTimeoutError::ShutDown)
+        ));
+        q.join();
+    });
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_immediate_all_methods_in_one_thread`:
+/// the discarded items count as done, so `join` returns.
+#[test]
+fn base_queue_test_mixin__shutdown_immediate_all_methods_in_one_thread() {
+    bounded(LIMIT, || {
+        let q = JoinableQueue::<i32>::bounded(2).unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        q.shutdown(true);
+        assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+        assert!(matches!(
+            q.put_timeout(4, Duration::from_secs(10)),
+            Err(PutTimeoutError::ShutDown(4))
+        ));
+        assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+        assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+        q.join();
+        assert_eq!(q.unfinished_tasks(), 0);
     });
 }

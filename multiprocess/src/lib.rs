@@ -188,7 +188,7 @@
 //! # Shared state
 //!
 //! A [`Value`] holds one plain-data value (any [`bytemuck::Pod`] type) in
-//! shared memory with its own [`Lock`]; an [`Array`] holds a fixed number of
+//! shared memory with its own [`RLock`]; an [`Array`] holds a fixed number of
 //! them. `*v.lock() += 1` is Python's `with v.get_lock(): v.value += 1`.
 //! [`RawValue`] and [`RawArray`] have no lock (racy, never undefined
 //! behaviour). A [`SharedMemory`] segment is attached by name from any

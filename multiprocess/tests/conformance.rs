@@ -24,9 +24,12 @@
 //!   (`multiprocessing.dummy`)**: not provided; std threads serve.
 //! - **`sentinel` as an integer**: `Process` itself is [`Waitable`]; see
 //!   `_TestProcess.test_sentinel` below.
-//! - **`Queue.shutdown()` (3.13, `test_shutdown_*`)**, **`_TestHeap`**,
-//!   **ctypes `Structure`s in `Value`** (any `bytemuck::Pod` type serves):
-//!   the features do not exist.
+//! - **`_TestHeap`**, **ctypes `Structure`s in `Value`** (any
+//!   `bytemuck::Pod` type serves): the features do not exist.
+//!   `Queue.shutdown()` (3.13) is ported from `Lib/test/test_queue.py`'s
+//!   `BaseQueueTestMixin.test_shutdown_*` below (the cases that need
+//!   threads racing on one `queue.Queue` object are covered by
+//!   `tests/queue.rs`'s cross-process shutdown tests).
 //! - **`ShareableList` and `SharedMemoryManager`
 //!   (`test_shared_memory_ShareableList_*`, `test_shared_memory_SharedMemoryManager_*`)**:
 //!   their behaviours (attach by name, fixed slot capacity with "exceeds
@@ -2009,12 +2012,12 @@ fn test_array__array_from_size() {
 /// with `lock=`. (`lock=False`/`RawValue` is a separate type with no lock.)
 #[test]
 fn test_value__getobj_getlock() {
-    let lock = Lock::new().unwrap();
+    let lock = RLock::new().unwrap();
     let v = Value::with_lock(5i32, lock.clone()).unwrap();
     let arr = Array::with_lock(&[1i32, 2], lock.clone()).unwrap();
     let g = lock.acquire();
     assert!(v.get_lock().is_locked());
-    assert!(arr.get_lock().try_acquire().is_none());
+    assert_eq!(arr.get_lock().depth(), 1, "the same lock, held here");
     drop(g);
     let own = Value::new(1i32).unwrap();
     let _g = own.lock();
@@ -3112,5 +3115,183 @@ fn test_pool__unpickleable_result() {
             }
         }
         assert_eq!(pool.worker_pids(), pids);
+    });
+}
+
+// ---- issue 12: syncs ----
+
+/// Ports `lock_tests.ConditionTests.test_acquire`: by default a condition
+/// has an RLock (acquired twice by one thread); built on a plain Lock, the
+/// lock is held while the condition is, and not reentrant.
+#[test]
+fn condition_tests__acquire() {
+    bounded(LIMIT, || {
+        let cond = Condition::new().unwrap();
+        let a = cond.acquire();
+        let b = cond
+            .acquire_timeout(Duration::from_secs(2))
+            .expect("the default lock is reentrant");
+        drop(b);
+        drop(a);
+        let lock = Lock::new().unwrap();
+        let cond = Condition::with_lock(lock.clone()).unwrap();
+        let g = cond.acquire();
+        assert!(lock.try_acquire().is_none());
+        drop(g);
+        let l = lock.try_acquire().expect("released with the condition");
+        assert!(cond.try_acquire().is_none());
+        drop(l);
+        let _g = cond.acquire();
+        assert!(lock.try_acquire().is_none());
+    });
+}
+
+fn nested_waiter(cond: Condition, ready: Event) {
+    let mut outer = cond.acquire();
+    let _inner = cond.acquire();
+    ready.set();
+    // Two levels held: wait must release both, or the parent never gets in.
+    assert!(outer.wait_timeout(Duration::from_secs(20)));
+}
+
+/// Ports `lock_tests.ConditionTests.test_notify` with its default lock (an
+/// RLock) and a waiter, in a child process, holding it at two levels:
+/// `wait` releases every level (Python's `_release_save`) and restores them
+/// (`_acquire_restore`).
+#[test]
+fn condition_tests__notify_rlock_nested() {
+    bounded(LIMIT, || {
+        let cond = Condition::new().unwrap();
+        let ready = Event::new().unwrap();
+        let p = Process::new(nested_waiter, (cond.clone(), ready.clone()));
+        p.start().unwrap();
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        assert!(eventually(Duration::from_secs(20), || cond.waiting() == 1));
+        let g = cond
+            .acquire_timeout(Duration::from_secs(20))
+            .expect("wait released both levels");
+        assert_eq!(g.notify(1), 1);
+        drop(g);
+        assert_eq!(p.join().unwrap(), 0);
+        assert!(cond.try_acquire().is_some(), "both levels released at exit");
+    });
+}
+
+fn locked_increments(counter: Value<i64>, n: u32) {
+    for _ in 0..n {
+        let _held = counter.get_lock().acquire();
+        counter.set(counter.get() + 1);
+    }
+}
+
+/// Ports the docs' `Value` recipe behind `_TestValue` (processes flavour):
+/// `with counter.get_lock(): counter.value += 1` in several processes. The
+/// default lock is an RLock, so `get`/`set` inside the held lock do not
+/// deadlock, and no increment is lost.
+#[test]
+fn test_value__get_lock_increment() {
+    bounded(LIMIT, || {
+        let counter = Value::new(0i64).unwrap();
+        let ps: Vec<Process> = (0..3)
+            .map(|_| Process::new(locked_increments, (counter.clone(), 300)))
+            .collect();
+        for p in &ps {
+            p.start().unwrap();
+        }
+        for p in &ps {
+            assert_eq!(p.join().unwrap(), 0);
+        }
+        assert_eq!(counter.get(), 900);
+        let arr = Array::<i32>::new(2).unwrap();
+        let _held = arr.get_lock().acquire();
+        arr.set(1, arr.get(1).unwrap() + 1).unwrap();
+        assert_eq!(arr.to_vec(), [0, 1]);
+    });
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_empty`.
+#[test]
+fn base_queue_test_mixin__shutdown_empty() {
+    let q = Queue::<String>::new().unwrap();
+    q.shutdown(false);
+    assert!(matches!(q.put("data".into()), Err(PutError::ShutDown(s)) if s == "data"));
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_nonempty`.
+#[test]
+fn base_queue_test_mixin__shutdown_nonempty() {
+    let q = Queue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.shutdown(false);
+    assert_eq!(q.get().unwrap(), "data");
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_immediate`.
+#[test]
+fn base_queue_test_mixin__shutdown_immediate() {
+    let q = Queue::<String>::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.shutdown(true);
+    assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_allowed_transitions`.
+#[test]
+fn base_queue_test_mixin__shutdown_allowed_transitions() {
+    let q = Queue::<u8>::new().unwrap();
+    assert!(!q.is_shutdown());
+    q.shutdown(false);
+    assert!(q.is_shutdown());
+    q.shutdown(true);
+    assert!(q.is_shutdown());
+    q.shutdown(false);
+    assert!(q.is_shutdown());
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_all_methods_in_one_thread`
+/// (Python's `queue.Queue` with `task_done`/`join` is our `JoinableQueue`).
+#[test]
+fn base_queue_test_mixin__shutdown_all_methods_in_one_thread() {
+    bounded(LIMIT, || {
+        let q = JoinableQueue::<i32>::bounded(2).unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        q.shutdown(false);
+        assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+        assert!(matches!(q.try_put(4), Err(TryPutError::ShutDown(4))));
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.try_get().unwrap(), 2);
+        q.task_done().unwrap();
+        q.task_done().unwrap();
+        assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+        assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+        assert!(matches!(
+            q.get_timeout(Duration::from_secs(10)),
+            Err(GetTimeoutError::ShutDown)
+        ));
+        q.join();
+    });
+}
+
+/// Ports `test_queue.BaseQueueTestMixin.test_shutdown_immediate_all_methods_in_one_thread`:
+/// the discarded items count as done, so `join` returns.
+#[test]
+fn base_queue_test_mixin__shutdown_immediate_all_methods_in_one_thread() {
+    bounded(LIMIT, || {
+        let q = JoinableQueue::<i32>::bounded(2).unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        q.shutdown(true);
+        assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+        assert!(matches!(
+            q.put_timeout(4, Duration::from_secs(10)),
+            Err(PutTimeoutError::ShutDown(4))
+        ));
+        assert!(matches!(q.get(), Err(multiprocess::GetError::ShutDown)));
+        assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+        q.join();
+        assert_eq!(q.unfinished_tasks(), 0);
     });
 }

@@ -329,3 +329,94 @@ fn small_items_survive_random_kills() {
         }
     });
 }
+
+// ---- Queue::shutdown ----
+
+fn blocked_get(q: Queue<u32>, ready: multiprocess::Event) {
+    ready.set();
+    let start = Instant::now();
+    let r = q.get_timeout(Duration::from_secs(20));
+    assert!(
+        matches!(r, Err(multiprocess::GetTimeoutError::ShutDown)),
+        "{r:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woken by shutdown"
+    );
+}
+
+fn blocked_put(q: Queue<u32>, ready: multiprocess::Event) {
+    ready.set();
+    let start = Instant::now();
+    match q.put_timeout(7, Duration::from_secs(20)) {
+        Err(multiprocess::PutTimeoutError::ShutDown(7)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woken by shutdown"
+    );
+}
+
+/// A getter blocked on an empty queue and a putter blocked on a full one,
+/// each in another process, fail with ShutDown as soon as the queue is
+/// shut down (not at their 60 s timeout).
+#[test]
+fn shutdown_wakes_blocked_getters_and_putters_in_other_processes() {
+    bounded(LIMIT, || {
+        let empty = Queue::<u32>::new().unwrap();
+        let full = Queue::<u32>::bounded(1).unwrap();
+        full.put(1).unwrap();
+        let (r1, r2) = (
+            multiprocess::Event::new().unwrap(),
+            multiprocess::Event::new().unwrap(),
+        );
+        let g = Process::new(blocked_get, (empty.clone(), r1.clone()));
+        let p = Process::new(blocked_put, (full.clone(), r2.clone()));
+        g.start().unwrap();
+        p.start().unwrap();
+        assert!(r1.wait_timeout(Duration::from_secs(20)));
+        assert!(r2.wait_timeout(Duration::from_secs(20)));
+        std::thread::sleep(Duration::from_millis(200)); // let them block
+        empty.shutdown(false);
+        full.shutdown(false);
+        assert_eq!(g.join().unwrap(), 0);
+        assert_eq!(p.join().unwrap(), 0);
+        // The full queue's item is still drained, then ShutDown.
+        assert_eq!(full.get().unwrap(), 1);
+        assert!(matches!(full.get(), Err(multiprocess::GetError::ShutDown)));
+    });
+}
+
+/// An immediate shutdown discards what is left: gets fail at once, and a
+/// JoinableQueue's join returns (the discarded items count as done), also
+/// when called from another process's handle.
+#[test]
+fn immediate_shutdown_discards_and_releases_join() {
+    bounded(LIMIT, || {
+        let q = Queue::<String>::new().unwrap();
+        q.put("a".into()).unwrap();
+        q.put("b".into()).unwrap();
+        q.shutdown(true);
+        assert!(q.is_shutdown());
+        assert_eq!(q.qsize(), 0);
+        assert!(matches!(
+            q.try_get(),
+            Err(multiprocess::TryGetError::ShutDown)
+        ));
+        match q.try_put("c".into()) {
+            Err(multiprocess::TryPutError::ShutDown(s)) => assert_eq!(s, "c"),
+            other => panic!("{other:?}"),
+        }
+        let j = multiprocess::JoinableQueue::<u32>::new().unwrap();
+        for i in 0..3 {
+            j.put(i).unwrap();
+        }
+        assert_eq!(j.get().unwrap(), 0);
+        j.shutdown(true);
+        assert_eq!(j.unfinished_tasks(), 1, "only the taken task is left");
+        j.task_done().unwrap();
+        assert!(j.join_timeout(Duration::from_secs(10)).is_ok());
+    });
+}

@@ -89,6 +89,9 @@ pub enum PutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The queue was shut down ([`Queue::shutdown`](super::Queue::shutdown),
+    /// Python's `queue.ShutDown`); the item is handed back.
+    ShutDown(T),
     /// The Redis server could not take the item ([`remote`](crate::remote)
     /// queues only): unreachable, out of memory, the item over
     /// `max_payload`...
@@ -100,7 +103,7 @@ pub enum PutError<T> {
         error: crate::backend::BackendError,
     },
 }
-put_error_common!(PutError,);
+put_error_common!(PutError, ShutDown => "the queue is shut down");
 
 /// Error of [`Queue::try_put`](super::Queue::try_put); gives the item back.
 ///
@@ -127,6 +130,9 @@ pub enum TryPutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The queue was shut down ([`Queue::shutdown`](super::Queue::shutdown),
+    /// Python's `queue.ShutDown`); the item is handed back.
+    ShutDown(T),
     /// The Redis server could not take the item ([`remote`](crate::remote)
     /// queues only): unreachable, out of memory, the item over
     /// `max_payload`...
@@ -138,7 +144,7 @@ pub enum TryPutError<T> {
         error: crate::backend::BackendError,
     },
 }
-put_error_common!(TryPutError, Full => "queue is full");
+put_error_common!(TryPutError, Full => "queue is full", ShutDown => "the queue is shut down");
 
 /// Error of [`Queue::put_timeout`](super::Queue::put_timeout); gives the item
 /// back.
@@ -169,6 +175,9 @@ pub enum PutTimeoutError<T> {
     },
     /// The item holds an OS handle, which cannot travel through shared memory.
     ContainsHandle(T),
+    /// The queue was shut down ([`Queue::shutdown`](super::Queue::shutdown),
+    /// Python's `queue.ShutDown`); the item is handed back.
+    ShutDown(T),
     /// The Redis server could not take the item ([`remote`](crate::remote)
     /// queues only): unreachable, out of memory, the item over
     /// `max_payload`...
@@ -180,13 +189,18 @@ pub enum PutTimeoutError<T> {
         error: crate::backend::BackendError,
     },
 }
-put_error_common!(PutTimeoutError, Timeout => "timed out waiting for room in the queue");
+put_error_common!(
+    PutTimeoutError,
+    Timeout => "timed out waiting for room in the queue",
+    ShutDown => "the queue is shut down"
+);
 
 impl<T> From<PutError<T>> for TryPutError<T> {
     fn from(e: PutError<T>) -> Self {
         match e {
             PutError::Encode { value, error } => TryPutError::Encode { value, error },
             PutError::ContainsHandle(v) => TryPutError::ContainsHandle(v),
+            PutError::ShutDown(v) => TryPutError::ShutDown(v),
             #[cfg(feature = "redis")]
             PutError::Backend { value, error } => TryPutError::Backend { value, error },
         }
@@ -198,6 +212,7 @@ impl<T> From<PutError<T>> for PutTimeoutError<T> {
         match e {
             PutError::Encode { value, error } => PutTimeoutError::Encode { value, error },
             PutError::ContainsHandle(v) => PutTimeoutError::ContainsHandle(v),
+            PutError::ShutDown(v) => PutTimeoutError::ShutDown(v),
             #[cfg(feature = "redis")]
             PutError::Backend { value, error } => PutTimeoutError::Backend { value, error },
         }
@@ -220,6 +235,11 @@ pub enum GetError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The queue was shut down and (unless immediately) is empty
+    /// ([`Queue::shutdown`](super::Queue::shutdown), Python's
+    /// `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The Redis server failed ([`remote`](crate::remote) queues only);
     /// no item was taken.
     #[cfg(feature = "redis")]
@@ -247,6 +267,11 @@ pub enum TryGetError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The queue was shut down and (unless immediately) is empty
+    /// ([`Queue::shutdown`](super::Queue::shutdown), Python's
+    /// `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The Redis server failed ([`remote`](crate::remote) queues only);
     /// no item was taken.
     #[cfg(feature = "redis")]
@@ -277,6 +302,11 @@ pub enum GetTimeoutError {
     /// The item taken did not decode (it is dropped; the queue keeps working).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The queue was shut down and (unless immediately) is empty
+    /// ([`Queue::shutdown`](super::Queue::shutdown), Python's
+    /// `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// The Redis server failed ([`remote`](crate::remote) queues only);
     /// no item was taken.
     #[cfg(feature = "redis")]

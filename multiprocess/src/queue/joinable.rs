@@ -317,6 +317,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
         match self.counted_get(None, None) {
             Ok(v) => Ok(v),
             Err(GetFail::Decode(e)) => Err(GetError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(GetError::ShutDown),
             Err(GetFail::Deadline) => unreachable!("get without a deadline timed out"),
         }
     }
@@ -340,6 +341,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(GetTimeoutError::Timeout),
             Err(GetFail::Decode(e)) => Err(GetTimeoutError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(GetTimeoutError::ShutDown),
         }
     }
 
@@ -363,6 +365,7 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(TryGetError::Empty),
             Err(GetFail::Decode(e)) => Err(TryGetError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(TryGetError::ShutDown),
         }
     }
 }
@@ -671,6 +674,42 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(self) {}
+
+    /// Shuts the queue down for every process, as
+    /// [`Queue::shutdown`](crate::Queue::shutdown); with `immediate`, the
+    /// items discarded count as done, so [`join`](JoinableQueue::join)
+    /// returns once the tasks already taken are done (Python 3.13).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiprocess::JoinableQueue::<u8>::new()?;
+    /// q.put(1).unwrap();
+    /// q.shutdown(true);
+    /// q.join(); // the discarded item needs no task_done
+    /// assert!(q.get().is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        if self.queue.ring.shutdown(immediate) > 0 {
+            self.wake_joiners();
+        }
+    }
+
+    /// Whether [`shutdown`](JoinableQueue::shutdown) was called, by any
+    /// process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiprocess::JoinableQueue::<u8>::new()?;
+    /// q.shutdown(false);
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.queue.ring.is_shutdown()
+    }
 }
 
 impl<T> Clone for JoinableQueue<T> {

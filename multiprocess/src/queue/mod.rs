@@ -29,9 +29,7 @@ pub use error::{
     TryGetError, TryPutError,
 };
 pub use joinable::JoinableQueue;
-#[cfg(test)]
-use ring::Incomplete;
-use ring::{Msg, Ring};
+use ring::{Incomplete, Msg, Ring};
 pub use simple::SimpleQueue;
 
 use crate::codec::{self, DecodeError};
@@ -240,7 +238,26 @@ enum PutFail<T> {
 
 enum GetFail {
     Deadline,
+    ShutDown,
     Decode(DecodeError),
+}
+
+impl<T> PutFail<T> {
+    fn from_ring(e: Incomplete, value: T) -> Self {
+        match e {
+            Incomplete::ShutDown => PutFail::Unsendable(PutError::ShutDown(value)),
+            _ => PutFail::Deadline(value),
+        }
+    }
+}
+
+impl GetFail {
+    fn from_ring(e: Incomplete) -> Self {
+        match e {
+            Incomplete::ShutDown => GetFail::ShutDown,
+            _ => GetFail::Deadline,
+        }
+    }
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
@@ -311,7 +328,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 body: bytes,
             };
             let result = self.ring.put(msg, lock_deadline, deadline);
-            return result.map_err(|_| PutFail::Deadline(value));
+            return result.map_err(|e| PutFail::from_ring(e, value));
         }
         // Small items: encoded on the stack.
         let mut stack = [0u8; STACK_ENCODE];
@@ -322,7 +339,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             let result = self
                 .ring
                 .put(Msg::whole(&stack[..n]), lock_deadline, deadline);
-            return result.map_err(|_| PutFail::Deadline(value));
+            return result.map_err(|e| PutFail::from_ring(e, value));
         }
         with_buffer(|buf| {
             if !codec::encode_plain_into(&value, buf) {
@@ -342,7 +359,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             }
             match self.ring.put(Msg::whole(buf), lock_deadline, deadline) {
                 Ok(()) => Ok(()),
-                Err(_) => Err(PutFail::Deadline(value)),
+                Err(e) => Err(PutFail::from_ring(e, value)),
             }
         })
     }
@@ -359,7 +376,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             let announced = self
                 .ring
                 .get_counted(&mut out, true, lock_deadline, deadline, slot)
-                .map_err(|_| GetFail::Deadline)?;
+                .map_err(GetFail::from_ring)?;
             return match announced {
                 Some(n) if n == out.len() as u64 => codec::from_bytes(out).map_err(GetFail::Decode),
                 Some(n) => Err(GetFail::Decode(codec::malformed::<T>(format!(
@@ -371,12 +388,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             };
         }
         with_buffer(|buf| {
-            if self
+            if let Err(e) = self
                 .ring
                 .get_counted(buf, false, lock_deadline, deadline, slot)
-                .is_err()
             {
-                return Err(GetFail::Deadline);
+                return Err(GetFail::from_ring(e));
             }
             codec::decode_plain(buf).map_err(GetFail::Decode)
         })
@@ -475,6 +491,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         match self.get_impl(None, None, None) {
             Ok(v) => Ok(v),
             Err(GetFail::Decode(e)) => Err(GetError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(GetError::ShutDown),
             Err(GetFail::Deadline) => unreachable!("get without a deadline timed out"),
         }
     }
@@ -500,6 +517,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(GetTimeoutError::Timeout),
             Err(GetFail::Decode(e)) => Err(GetTimeoutError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(GetTimeoutError::ShutDown),
         }
     }
 
@@ -525,6 +543,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             Ok(v) => Ok(v),
             Err(GetFail::Deadline) => Err(TryGetError::Empty),
             Err(GetFail::Decode(e)) => Err(TryGetError::Decode(e)),
+            Err(GetFail::ShutDown) => Err(TryGetError::ShutDown),
         }
     }
 }
@@ -630,6 +649,45 @@ impl<T> Queue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(self) {}
+
+    /// Shuts the queue down for every process (Python 3.13's
+    /// `queue.Queue.shutdown(immediate)`): from then on `put` fails with
+    /// `ShutDown`, handing the item back; `get` returns what is left and
+    /// then fails with `ShutDown`. With `immediate`, what is left is
+    /// discarded and `get` fails at once. Getters and putters blocked in any
+    /// process wake up and fail promptly. There is no way back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiprocess::{GetError, PutError, Queue};
+    ///
+    /// let q = Queue::<u8>::new()?;
+    /// q.put(1).unwrap();
+    /// q.shutdown(false);
+    /// assert!(matches!(q.put(2), Err(PutError::ShutDown(2))));
+    /// assert_eq!(q.get().unwrap(), 1); // drained first
+    /// assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        self.ring.shutdown(immediate);
+    }
+
+    /// Whether [`shutdown`](Queue::shutdown) was called, by any process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiprocess::Queue::<u8>::new()?;
+    /// assert!(!q.is_shutdown());
+    /// q.shutdown(true);
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.ring.is_shutdown()
+    }
 
     /// Closes this process's descriptor of the queue's memory, keeping the
     /// mapping, if this is the process's only handle (no clone shares it);

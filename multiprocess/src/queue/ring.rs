@@ -105,6 +105,14 @@ const VERSION_AT: usize = 8;
 const TYPE_TAG_AT: usize = 16;
 const CAPACITY_AT: usize = 24;
 const MAXSIZE_AT: usize = 32;
+/// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`] (`Queue::shutdown`); set once,
+/// SeqCst, then both epochs are bumped so every sleeper re-checks it.
+const SHUTDOWN_AT: usize = 40;
+const OPEN: u32 = 0;
+/// Puts fail; gets drain what is left, then fail.
+const SHUT_DOWN: u32 = 1;
+/// Puts and gets fail; what was left has been discarded.
+const SHUT_DOWN_NOW: u32 = 2;
 const PUT_LOCK_AT: usize = 128;
 const TAIL_AT: usize = 136;
 /// The producers' cached copy of `head` (see the module docs).
@@ -218,6 +226,8 @@ impl<'a> Msg<'a> {
 pub(crate) enum Incomplete {
     /// The deadline passed (immediately, for a try).
     Deadline,
+    /// The queue was shut down (`Queue::shutdown`).
+    ShutDown,
     /// Test hook: the operation "died" halfway on purpose.
     #[cfg(test)]
     Crashed,
@@ -435,6 +445,10 @@ impl Ring {
         until: Option<Instant>,
         writer: Option<u32>,
     ) -> bool {
+        // The rest of a started item is awaited even after a shutdown (its
+        // producer finishes it or aborts it).
+        let stop = writer.is_none();
+        let shut = self.region.atomic_u32(SHUTDOWN_AT);
         let (word, epoch_at, waiters_at, pause) = match side {
             Side::Data => (
                 self.tail(),
@@ -466,18 +480,68 @@ impl Ring {
             until,
             Wait {
                 sleepers: Some(self.region.atomic_u32(waiters_at)),
-                poll: |_| Poll::ready_if(word.load(Ordering::Acquire) != seen, false),
+                poll: |_| {
+                    Poll::ready_if(
+                        word.load(Ordering::Acquire) != seen
+                            || (stop && shut.load(Ordering::Acquire) != OPEN),
+                        false,
+                    )
+                },
                 sleep: || {
                     let e = epoch.load(Ordering::SeqCst);
-                    (word.load(Ordering::SeqCst) == seen).then_some(SleepOn {
-                        word: epoch,
-                        expected: e,
-                    })
+                    (word.load(Ordering::SeqCst) == seen
+                        && !(stop && shut.load(Ordering::SeqCst) != OPEN))
+                        .then_some(SleepOn {
+                            word: epoch,
+                            expected: e,
+                        })
                 },
                 probe: || writer.is_some_and(|w| !owner_alive(w)).then_some(true),
                 timed_out: || Some(false),
             },
         )
+    }
+
+    /// The shutdown state ([`OPEN`], [`SHUT_DOWN`], [`SHUT_DOWN_NOW`]).
+    fn shutdown_state(&self) -> u32 {
+        self.region.atomic_u32(SHUTDOWN_AT).load(Ordering::SeqCst)
+    }
+
+    /// Whether [`shutdown`](Ring::shutdown) was called (by any process).
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown_state() != OPEN
+    }
+
+    /// Shuts the queue down: later and blocked puts fail; gets drain what is
+    /// left and then fail, or, `immediate`, fail at once, what is left being
+    /// discarded (returns how many items were). Wakes every sleeper: the
+    /// flag's SeqCst store precedes the epoch bumps, and a sleeper re-checks
+    /// the flag after reading the epoch, so none sleeps past it.
+    pub(crate) fn shutdown(&self, immediate: bool) -> u64 {
+        let flag = self.region.atomic_u32(SHUTDOWN_AT);
+        let _ = flag.compare_exchange(OPEN, SHUT_DOWN, Ordering::SeqCst, Ordering::SeqCst);
+        if immediate {
+            flag.store(SHUT_DOWN_NOW, Ordering::SeqCst);
+        }
+        for epoch_at in [DATA_EPOCH_AT, SPACE_EPOCH_AT] {
+            let epoch = self.region.atomic_u32(epoch_at);
+            epoch.fetch_add(1, Ordering::SeqCst);
+            futex::wake(epoch, u32::MAX);
+        }
+        if !immediate {
+            return 0;
+        }
+        // Getters leave at once now, so the get lock comes free.
+        let lock = self.get_lock();
+        let _ = lock.lock(None);
+        let head = self.head().load(Ordering::Relaxed);
+        let tail = self.refresh_tail();
+        let dropped = cnt(tail).wrapping_sub(cnt(head)) & CNT_MASK;
+        self.head()
+            .store(pack(pos(tail), cnt(tail)), Ordering::SeqCst);
+        self.notify(SPACE_EPOCH_AT, SPACE_WAITERS_AT);
+        lock.unlock();
+        dropped
     }
 
     /// Wakes whoever waits on the epoch, if anyone does. Must follow a SeqCst
@@ -645,6 +709,10 @@ impl Ring {
         if how == Acquired::OwnerDied {
             self.recover_put();
         }
+        if self.is_shutdown() {
+            lock.unlock();
+            return Err(Incomplete::ShutDown);
+        }
         let result = self.put_locked(msg, deadline, lock);
         #[cfg(test)]
         if result == Err(Incomplete::Crashed) {
@@ -714,6 +782,9 @@ impl Ring {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Incomplete::Deadline);
                 }
+                if self.is_shutdown() {
+                    return Err(Incomplete::ShutDown);
+                }
                 self.wait_change(Side::Space, head, deadline, None);
                 head = self.refresh_head();
             }
@@ -759,7 +830,8 @@ impl Ring {
                 }
                 continue;
             }
-            if expired {
+            let shut = self.is_shutdown();
+            if expired || shut {
                 if !first {
                     // Mid-item: the reserve guarantees room for this.
                     let rec = self.write_record(pos(tail), ABORT, pid, Msg::EMPTY, 0, 0);
@@ -767,7 +839,11 @@ impl Ring {
                     tail_word.store(tail, Ordering::SeqCst);
                     self.notify(DATA_EPOCH_AT, DATA_WAITERS_AT);
                 }
-                return Err(Incomplete::Deadline);
+                return Err(if shut {
+                    Incomplete::ShutDown
+                } else {
+                    Incomplete::Deadline
+                });
             }
             let _ = chunks;
             self.wait_change(Side::Space, head, deadline, None);
@@ -878,6 +954,9 @@ impl Ring {
         let mut announced = None;
         let mut chunks = 0usize;
         loop {
+            if partial.is_none() && self.shutdown_state() == SHUT_DOWN_NOW {
+                return Err(Incomplete::ShutDown);
+            }
             if !self.whole_record_before(tail, head) {
                 tail = self.refresh_tail();
             }
@@ -892,6 +971,9 @@ impl Ring {
             if used == 0 {
                 match partial {
                     None => {
+                        if self.is_shutdown() {
+                            return Err(Incomplete::ShutDown);
+                        }
                         if deadline.is_some_and(|d| Instant::now() >= d) {
                             return Err(Incomplete::Deadline);
                         }

@@ -20,13 +20,17 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
-use crate::sync::{Lock, LockGuard};
+use crate::sync::{RLock, RLockGuard};
+use crate::sys::atomic::AtomicU32;
 use crate::sys::shm::{LockedSlice, SharedRegion};
 
 const MAGIC_AT: usize = 0;
 const KIND_AT: usize = 8;
 const TYPE_TAG_AT: usize = 16;
 const LEN_AT: usize = 24;
+/// 1 while a view (`Value::lock`, `Array::lock`) of the block is open;
+/// read and written only by the thread holding the block's lock.
+const VIEW_AT: usize = 32;
 const MAGIC: u64 = u64::from_le_bytes(*b"mpShare1");
 
 /// What guards a block's bytes.
@@ -140,9 +144,31 @@ impl<T: Pod> Block<T> {
         self.region.fd()
     }
 
-    /// The elements, exclusively, while `guard` (the block's lock) is held.
-    pub(crate) fn locked<'a>(&'a self, guard: LockGuard<'a>) -> LockedSlice<'a, T, LockGuard<'a>> {
-        self.region.locked_slice(data_at::<T>(), self.len, guard)
+    /// Takes `lock` (the block's, reentrantly) and gives the elements,
+    /// exclusively, while it is held.
+    ///
+    /// # Panics
+    /// If this thread already has a view of this block open: a second one
+    /// would alias the first's `&mut [T]` (`what` names the type).
+    pub(crate) fn locked<'a>(
+        &'a self,
+        lock: &'a RLock,
+        what: &str,
+    ) -> LockedSlice<'a, T, ViewGuard<'a>> {
+        let guard = lock.acquire();
+        let open = self.region.atomic_u32(VIEW_AT);
+        // At depth 1 the lock was free a moment ago, so a set flag is stale
+        // (left by a holder that died); deeper, this thread set it.
+        if lock.depth() > 1 && open.load(Ordering::Relaxed) != 0 {
+            drop(guard);
+            panic!(
+                "{what} accessed while this thread holds its guard (from `lock()`): \
+                 use that guard (a second view would alias it)"
+            );
+        }
+        open.store(1, Ordering::Relaxed);
+        self.region
+            .locked_slice(data_at::<T>(), self.len, ViewGuard { open, guard })
     }
 
     fn offset(&self, index: usize) -> usize {
@@ -184,6 +210,26 @@ impl<T: Pod> Block<T> {
     pub(crate) fn racy_copy_from(&self, src: &[T]) {
         self.region
             .racy_write(self.offset(0), bytemuck::cast_slice(src));
+    }
+}
+
+/// A block's lock held for an open view; closes the view on drop, then
+/// releases one level of the lock.
+pub(crate) struct ViewGuard<'a> {
+    open: &'a AtomicU32,
+    guard: RLockGuard<'a>,
+}
+
+impl ViewGuard<'_> {
+    pub(crate) fn previous_owner_died(&self) -> bool {
+        self.guard.previous_owner_died()
+    }
+}
+
+impl Drop for ViewGuard<'_> {
+    fn drop(&mut self) {
+        // Still under the lock: `guard` is dropped after this.
+        self.open.store(0, Ordering::Relaxed);
     }
 }
 
@@ -246,7 +292,8 @@ pub struct LengthError {
 }
 
 /// A fixed-length array of plain data shared by processes, with its own
-/// [`Lock`], like Python's `multiprocessing.Array('i', n)`.
+/// [`RLock`], like Python's `multiprocessing.Array('i', n)` (whose default
+/// lock is an `RLock`).
 ///
 /// `T` is any [`bytemuck::Pod`] type: numbers, arrays of them, and
 /// `#[repr(C)]` structs of them deriving `Pod` and `Zeroable`. Cloning
@@ -272,12 +319,23 @@ pub struct LengthError {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
-/// # Caveats
-/// The lock is not reentrant: calling another method of the array (or of a
-/// value sharing its lock) while holding its guard deadlocks.
+/// The lock is reentrant, so Python's
+/// `with arr.get_lock(): arr[0] += 1` translates directly:
+///
+/// ```
+/// let a = multiprocess::Array::<i32>::new(2)?;
+/// let _held = a.get_lock().acquire();
+/// a.set(0, a.get(0).unwrap() + 1).unwrap(); // same thread: no deadlock
+/// assert_eq!(a.to_vec(), [1, 0]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Panics
+/// Calling a method of the array that reads or writes it while this thread
+/// holds its [`ArrayGuard`] panics (the guard is the way to access it then).
 pub struct Array<T> {
     block: Block<T>,
-    lock: Lock,
+    lock: RLock,
 }
 
 impl<T: Pod> Array<T> {
@@ -294,10 +352,10 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// If the memfd or the lock cannot be created.
     pub fn new(len: usize) -> io::Result<Array<T>> {
-        Self::with_lock_zeroed(len, Lock::new()?)
+        Self::with_lock_zeroed(len, RLock::new()?)
     }
 
-    fn with_lock_zeroed(len: usize, lock: Lock) -> io::Result<Array<T>> {
+    fn with_lock_zeroed(len: usize, lock: RLock) -> io::Result<Array<T>> {
         Ok(Array {
             block: Block::create(len, Kind::Locked, "multiprocess-array")?,
             lock,
@@ -317,7 +375,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// If the memfd or the lock cannot be created.
     pub fn from_slice(values: &[T]) -> io::Result<Array<T>> {
-        Self::with_lock(values, Lock::new()?)
+        Self::with_lock(values, RLock::new()?)
     }
 
     /// An array holding a copy of `values`, guarded by an existing `lock`
@@ -326,8 +384,8 @@ impl<T: Pod> Array<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiprocess::{Array, Lock};
-    /// let lock = Lock::new()?;
+    /// use multiprocess::{Array, RLock};
+    /// let lock = RLock::new()?;
     /// let a = Array::with_lock(&[0u32; 4], lock.clone())?;
     /// let _held = lock.acquire();
     /// assert!(a.get_lock().is_locked());
@@ -336,7 +394,7 @@ impl<T: Pod> Array<T> {
     ///
     /// # Errors
     /// If the memfd cannot be created.
-    pub fn with_lock(values: &[T], lock: Lock) -> io::Result<Array<T>> {
+    pub fn with_lock(values: &[T], lock: RLock) -> io::Result<Array<T>> {
         let a = Self::with_lock_zeroed(values.len(), lock)?;
         a.block.init_from(values);
         Ok(a)
@@ -357,7 +415,7 @@ impl<T: Pod> Array<T> {
     /// ```
     pub fn lock(&self) -> ArrayGuard<'_, T> {
         ArrayGuard {
-            view: self.block.locked(self.lock.acquire()),
+            view: self.block.locked(&self.lock, "Array"),
         }
     }
 
@@ -473,7 +531,7 @@ impl<T> Array<T> {
     /// assert!(!a.get_lock().is_locked());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn get_lock(&self) -> &Lock {
+    pub fn get_lock(&self) -> &RLock {
         &self.lock
     }
 }
@@ -504,7 +562,7 @@ impl<T: Pod> Serialize for Array<T> {
 
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (FdIn(fd), lock) = <(FdIn, Lock)>::deserialize(deserializer)?;
+        let (FdIn(fd), lock) = <(FdIn, RLock)>::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Locked, "Array")
             .map_err(|e| codec::handle_de_error(e.to_string()))?;
         Ok(Array { block, lock })
@@ -524,7 +582,7 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
-    view: LockedSlice<'a, T, LockGuard<'a>>,
+    view: LockedSlice<'a, T, ViewGuard<'a>>,
 }
 
 impl<T> ArrayGuard<'_, T> {
@@ -741,5 +799,22 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
         let block = Block::open(fd, Kind::Raw, "RawArray")
             .map_err(|e| codec::handle_de_error(e.to_string()))?;
         Ok(RawArray { block })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_view_flag_is_ignored_when_the_lock_is_taken_fresh() {
+        // As left by a process that died with a view open.
+        let a = Array::<u8>::new(1).unwrap();
+        a.block
+            .region
+            .atomic_u32(VIEW_AT)
+            .store(1, Ordering::Relaxed);
+        a.set(0, 9).unwrap();
+        assert_eq!(a.get(0), Some(9));
     }
 }

@@ -7,13 +7,14 @@ use std::io;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::array::{Block, FdIn, FdOut, Kind};
+use super::array::{Block, FdIn, FdOut, Kind, ViewGuard};
 use crate::codec;
-use crate::sync::{Lock, LockGuard};
+use crate::sync::RLock;
 use crate::sys::shm::LockedSlice;
 
-/// One value of plain data shared by processes, with its own [`Lock`], like
-/// Python's `multiprocessing.Value('i', 0)`.
+/// One value of plain data shared by processes, with its own [`RLock`],
+/// like Python's `multiprocessing.Value('i', 0)` (whose default lock is an
+/// `RLock`).
 ///
 /// `T` is any [`bytemuck::Pod`] type: `i32`, `f64`, `u8`, arrays of them,
 /// or a `#[repr(C)]` struct deriving `Pod` and `Zeroable`. Cloning gives
@@ -23,14 +24,18 @@ use crate::sys::shm::LockedSlice;
 ///
 /// # Examples
 ///
-/// Python's `with v.get_lock(): v.value += 1` is:
+/// Python's `with v.get_lock(): v.value += 1` is, shortest, `*v.lock() += 1`;
+/// as the lock is reentrant, the word-for-word translation works too:
 ///
 /// ```
 /// use multiprocess::Value;
 ///
 /// let v = Value::<i32>::new(0)?;
 /// *v.lock() += 1;
-/// v.set(v.get() * 10); // two separate lock holds: not atomic together
+/// {
+///     let _held = v.get_lock().acquire();
+///     v.set(v.get() * 10); // one lock hold: atomic together
+/// }
 /// assert_eq!(v.get(), 10);
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -61,12 +66,12 @@ use crate::sys::shm::LockedSlice;
 /// }
 /// ```
 ///
-/// # Caveats
-/// The lock is not reentrant: calling `get`/`set` (or `lock`) while holding
-/// a guard of the same value, or of a value sharing its lock, deadlocks.
+/// # Panics
+/// Calling `get`, `set` or `lock` while this thread holds a [`ValueGuard`]
+/// of the same value panics (the guard is the way to access it then).
 pub struct Value<T> {
     block: Block<T>,
-    lock: Lock,
+    lock: RLock,
 }
 
 impl<T: Pod> Value<T> {
@@ -83,7 +88,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// If the memfd or the lock cannot be created.
     pub fn new(value: T) -> io::Result<Value<T>> {
-        Self::with_lock(value, Lock::new()?)
+        Self::with_lock(value, RLock::new()?)
     }
 
     /// A shared value guarded by an existing `lock` (Python's
@@ -93,14 +98,14 @@ impl<T: Pod> Value<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiprocess::{Lock, Value};
-    /// let lock = Lock::new()?;
+    /// use multiprocess::{RLock, Value};
+    /// let lock = RLock::new()?;
     /// let a = Value::with_lock(1i32, lock.clone())?;
     /// let b = Value::with_lock(2i32, lock.clone())?;
     /// let held = a.lock();
     /// assert!(b.get_lock().is_locked());
+    /// assert_eq!(b.get(), 2); // reentrant: this thread holds the lock
     /// drop(held);
-    /// assert_eq!(b.get(), 2);
     /// // Creating a value does not take the lock, so this is fine:
     /// let _g = lock.acquire();
     /// let _c = Value::with_lock(3i32, lock.clone())?;
@@ -109,7 +114,7 @@ impl<T: Pod> Value<T> {
     ///
     /// # Errors
     /// If the memfd cannot be created.
-    pub fn with_lock(value: T, lock: Lock) -> io::Result<Value<T>> {
+    pub fn with_lock(value: T, lock: RLock) -> io::Result<Value<T>> {
         let block = Block::create(1, Kind::Locked, "multiprocess-value")?;
         block.init_from(&[value]);
         Ok(Value { block, lock })
@@ -130,7 +135,7 @@ impl<T: Pod> Value<T> {
     /// ```
     pub fn lock(&self) -> ValueGuard<'_, T> {
         ValueGuard {
-            view: self.block.locked(self.lock.acquire()),
+            view: self.block.locked(&self.lock, "Value"),
         }
     }
 
@@ -172,7 +177,7 @@ impl<T> Value<T> {
     /// assert!(v.get_lock().is_locked());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn get_lock(&self) -> &Lock {
+    pub fn get_lock(&self) -> &RLock {
         &self.lock
     }
 }
@@ -203,7 +208,7 @@ impl<T: Pod> Serialize for Value<T> {
 
 impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (FdIn(fd), lock) = <(FdIn, Lock)>::deserialize(deserializer)?;
+        let (FdIn(fd), lock) = <(FdIn, RLock)>::deserialize(deserializer)?;
         let block = Block::open(fd, Kind::Locked, "Value")
             .map_err(|e| codec::handle_de_error(e.to_string()))?;
         if block.len() != 1 {
@@ -228,7 +233,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
-    view: LockedSlice<'a, T, LockGuard<'a>>,
+    view: LockedSlice<'a, T, ViewGuard<'a>>,
 }
 
 impl<T> ValueGuard<'_, T> {
@@ -388,6 +393,73 @@ mod tests {
         let back: Value<i32> = codec::decode(&bytes, fds).unwrap();
         back.set(5);
         assert_eq!(v.get(), 5);
+    }
+
+    /// Runs `f` on a thread; false if it did not finish within 10 s (a
+    /// deadlock), so the test fails instead of hanging.
+    fn finishes(f: impl FnOnce() + Send + 'static) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+    }
+
+    #[test]
+    fn get_lock_is_reentrant_for_get_and_set() {
+        // Python: `with v.get_lock(): v.value += 1`.
+        let v = Value::new(41i32).unwrap();
+        let a = Array::<u8>::new(2).unwrap();
+        let (v2, a2) = (v.clone(), a.clone());
+        assert!(
+            finishes(move || {
+                let _held = v2.get_lock().acquire();
+                v2.set(v2.get() + 1);
+                *v2.lock() += 1;
+                let _held = a2.get_lock().acquire();
+                a2.set(1, a2.get(1).unwrap() + 7).unwrap();
+                a2.lock()[0] = 3;
+            }),
+            "deadlocked: the lock is not reentrant"
+        );
+        assert_eq!(v.get(), 43);
+        assert_eq!(a.to_vec(), [3, 7]);
+        assert!(!v.get_lock().is_locked() && !a.get_lock().is_locked());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "unwinds through a panic")]
+    fn access_while_own_guard_is_open_panics_and_frees_the_lock() {
+        let v = Value::new(1u32).unwrap();
+        let a = Array::<u32>::new(1).unwrap();
+        let g = v.lock();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.get()));
+        let msg = r.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("Value accessed while this thread holds"),
+            "{msg}"
+        );
+        assert_eq!(v.get_lock().depth(), 1, "the failed access left no level");
+        drop(g);
+        assert!(!v.get_lock().is_locked());
+        let g = a.lock();
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.set(0, 2))).is_err());
+        drop(g);
+        // A view closed cleanly can be reopened.
+        a.set(0, 5).unwrap();
+        assert_eq!(a.to_vec(), [5]);
+    }
+
+    #[test]
+    fn other_values_sharing_the_lock_stay_accessible() {
+        let lock = RLock::new().unwrap();
+        let x = Value::with_lock(1u8, lock.clone()).unwrap();
+        let y = Value::with_lock(2u8, lock.clone()).unwrap();
+        let mut gx = x.lock();
+        *gx += y.get();
+        assert_eq!(*gx, 3);
     }
 
     #[test]

@@ -267,22 +267,28 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// Creates a condition with its own new [`Lock`] (Python's
-    /// `Condition()`).
+    /// Creates a condition with its own new [`RLock`] (Python's
+    /// `Condition()`, whose default lock is an `RLock`): the thread holding
+    /// it may acquire it again, and [`wait`](ConditionGuard::wait) releases
+    /// every level and restores them. [`with_lock`](Condition::with_lock)
+    /// builds one on a plain [`Lock`].
     ///
     /// # Examples
     ///
     /// ```
     /// let cond = multiprocess::Condition::new()?;
     /// let guard = cond.acquire();
-    /// assert_eq!(guard.notify_all(), 0);
+    /// let nested = cond.acquire(); // reentrant: no deadlock
+    /// assert_eq!(nested.notify_all(), 0);
+    /// drop(nested);
+    /// drop(guard);
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
     /// # Errors
     /// If a memfd cannot be created or mapped (out of descriptors or memory).
     pub fn new() -> io::Result<Condition> {
-        Self::with_lock(Lock::new()?)
+        Self::with_rlock(RLock::new()?)
     }
 
     /// Creates a condition that uses an existing [`Lock`] (Python's
@@ -724,6 +730,38 @@ mod tests {
     }
 
     #[test]
+    fn default_lock_is_reentrant_and_wait_releases_every_level() {
+        let cond = Condition::new().unwrap();
+        let mut outer = cond.acquire();
+        let inner = cond
+            .acquire_timeout(Duration::from_millis(200))
+            .expect("Condition::new() must be reentrant, as Python's default RLock");
+        drop(inner);
+        let _inner2 = cond.try_acquire().expect("reentrant try_acquire");
+        let c2 = cond.clone();
+        let h = std::thread::spawn(move || {
+            // Possible only if wait released both levels.
+            let g = c2
+                .acquire_timeout(Duration::from_secs(10))
+                .expect("wait released every level");
+            g.notify(1)
+        });
+        assert!(outer.wait_timeout(Duration::from_secs(10)));
+        assert_eq!(h.join().unwrap(), 1);
+        // Both levels are back: the other thread cannot take the lock.
+        let c3 = cond.clone();
+        let other = std::thread::spawn(move || c3.try_acquire().is_some());
+        assert!(!other.join().unwrap(), "levels restored after wait");
+    }
+
+    #[test]
+    fn with_lock_is_not_reentrant() {
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let _g = cond.acquire();
+        assert!(cond.try_acquire().is_none());
+    }
+
+    #[test]
     fn rlock_levels_are_restored() {
         let lock = RLock::new().unwrap();
         let cond = Condition::with_rlock(lock.clone()).unwrap();
@@ -796,6 +834,8 @@ mod tests {
         );
         let back: Condition = codec::decode(&bytes, fds).unwrap();
         let _g = cond.acquire();
-        assert!(back.try_acquire().is_none());
+        // Another thread (the lock is reentrant for this one).
+        let other = std::thread::spawn(move || back.try_acquire().is_none());
+        assert!(other.join().unwrap());
     }
 }

@@ -115,7 +115,7 @@ fn a_task_returns_its_own_derived_type_from_pool_and_executor() {
         drop(pool);
         let ex = Executor::new(1).unwrap();
         let fut = ex.submit(tagged, (5,)).unwrap();
-        assert_eq!(fut.result().unwrap().value, vec![5, 5]);
+        assert_eq!(fut.take_result().unwrap().value, vec![5, 5]);
         match ex.submit(echo_loose, (Loose::Number(1),)) {
             Err(e) => assert!(e.to_string().contains("untagged"), "{e}"),
             Ok(_) => panic!("an untagged argument was submitted"),

@@ -66,6 +66,10 @@ fn submit_and_result() {
         for (i, f) in futures.iter().enumerate() {
             assert_eq!(f.result().unwrap(), (i * i) as u64);
             assert!(f.done());
+            // As in Python, a done future gives the same result again.
+            assert_eq!(f.result().unwrap(), (i * i) as u64);
+            assert_eq!(f.take_result().unwrap(), (i * i) as u64);
+            assert!(matches!(f.take_result(), Err(ExecutorError::ResultTaken)));
             assert!(matches!(f.result(), Err(ExecutorError::ResultTaken)));
         }
         assert!(matches!(
@@ -550,15 +554,16 @@ fn done_callbacks_run_once_in_order_and_see_the_result() {
         // The callbacks did not take the result.
         assert_eq!(future.result().unwrap(), 100);
 
-        // Added once done: runs at once, on this thread, and may take the
-        // result (which then is gone for everyone else).
+        // Added once done: runs at once, on this thread, and reads the
+        // result, which stays for everyone else (as in Python); only
+        // `take_result` moves it out.
         let done = ex.submit(square, (9,)).unwrap();
         done.wait();
         let taken = Arc::new(std::sync::Mutex::new(None));
         let slot = taken.clone();
         done.add_done_callback(move |f| *slot.lock().unwrap() = Some(f.result()));
         assert_eq!(taken.lock().unwrap().take().unwrap().unwrap(), 81);
-        assert!(matches!(done.result(), Err(ExecutorError::ResultTaken)));
+        assert_eq!(done.result().unwrap(), 81);
         assert!(rx.try_recv().is_err(), "no callback ran twice");
     });
 }
@@ -660,5 +665,80 @@ fn max_tasks_per_child_1_replaces_workers_without_waiting_for_a_tick() {
         eprintln!("600 tasks, max_tasks_per_child(1): {:?}", t.elapsed());
         assert_eq!(pids.len(), 600, "one task per worker");
         assert_eq!(ex.submit(square, (5,)).unwrap().result().unwrap(), 25);
+    });
+}
+
+/// Python's `Future.result()` returns the same value on every call, and a
+/// done-callback may read it without taking it from the future's owner;
+/// an error is the same on every read too.
+#[test]
+fn a_result_and_an_error_read_again_and_by_a_done_callback() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(1).unwrap();
+        let f = ex.submit(sleep_ms, (200,)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        f.add_done_callback(move |f| {
+            let _ = tx.send(f.result());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("the callback ran")
+                .unwrap(),
+            200
+        );
+        assert_eq!(f.result().unwrap(), 200);
+        assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), 200);
+        let bad = ex.submit(fragile, (5,)).unwrap();
+        for _ in 0..3 {
+            match bad.result() {
+                Err(ExecutorError::Task(TaskError::Failed { message })) => {
+                    assert!(message.contains("five is bad"), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(bad.take_result(), Err(ExecutorError::Task(_))));
+    });
+}
+
+/// Python's `wait(fs, timeout)` and `as_completed(fs, timeout)` leave the
+/// futures in the caller's hands: given borrowed futures, those still
+/// pending after the timeout are still there and finish later.
+#[test]
+fn wait_futures_and_as_completed_on_borrowed_futures_lose_nothing_at_a_timeout() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let futures = vec![
+            ex.submit(sleep_ms, (1500,)).unwrap(),
+            ex.submit(sleep_ms, (10,)).unwrap(),
+        ];
+        let split = wait_futures(
+            &futures,
+            ReturnWhen::AllCompleted,
+            Some(Duration::from_millis(500)),
+        );
+        assert_eq!(split.done.len(), 1);
+        assert_eq!(split.done[0].result().unwrap(), 10);
+        assert_eq!(split.not_done.len(), 1);
+        let mut yielded = Vec::new();
+        let mut timed_out = false;
+        for item in as_completed(futures.iter()).timeout(Duration::from_millis(300)) {
+            match item {
+                Ok(f) => yielded.push(f.result().unwrap()),
+                Err(ExecutorError::Timeout) => timed_out = true,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(yielded, [10]);
+        assert!(timed_out);
+        // Nothing was lost: the slow one is still ours, and finishes.
+        assert_eq!(
+            futures[0].result_timeout(Duration::from_secs(20)).unwrap(),
+            1500
+        );
+        let all: Vec<u64> = as_completed(&futures)
+            .map(|f| f.unwrap().result().unwrap())
+            .collect();
+        assert_eq!(all.len(), 2);
     });
 }

@@ -2,6 +2,7 @@
 //! finish) and [`wait_futures`] (Python's `concurrent.futures.wait`). Both
 //! register a waker per future that reports its index, so a wait never polls.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -36,9 +37,11 @@ impl Wake for IndexWaker {
 /// Each item is `Ok(future)`, already done, so its
 /// [`result`](TaskFuture::result) returns at once. With a
 /// [`timeout`](Self::timeout), an item not done by then comes out as
-/// `Err(ExecutorError::Timeout)`, which ends the iterator.
-pub struct AsCompleted<R> {
-    futures: Vec<Option<TaskFuture<R>>>,
+/// `Err(ExecutorError::Timeout)`, which ends the iterator. `F` is what it
+/// was given: owned [`TaskFuture`]s, or `&TaskFuture`s borrowed from a
+/// collection that keeps them (so none is lost at a timeout).
+pub struct AsCompleted<F> {
+    futures: Vec<Option<F>>,
     ready: Arc<Ready>,
     left: usize,
     start: Instant,
@@ -46,7 +49,7 @@ pub struct AsCompleted<R> {
     timed_out: bool,
 }
 
-impl<R> fmt::Debug for AsCompleted<R> {
+impl<F> fmt::Debug for AsCompleted<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("left", &self.left)
@@ -56,6 +59,11 @@ impl<R> fmt::Debug for AsCompleted<R> {
 
 /// Yields `futures` as they finish, whatever their order (Python's
 /// `concurrent.futures.as_completed`). Futures already done come first.
+///
+/// It takes owned futures or borrowed ones (`&futures`, or
+/// `futures.iter()`): borrowed, the futures still pending after a
+/// [`timeout`](AsCompleted::timeout) stay in your collection, as Python's
+/// do in its set.
 ///
 /// # Examples
 ///
@@ -76,19 +84,21 @@ impl<R> fmt::Debug for AsCompleted<R> {
 /// assert_eq!(total, 14);
 /// # Ok::<(), multiprocess::ExecutorError>(())
 /// ```
-pub fn as_completed<R>(futures: impl IntoIterator<Item = TaskFuture<R>>) -> AsCompleted<R> {
+pub fn as_completed<R, F: Borrow<TaskFuture<R>>>(
+    futures: impl IntoIterator<Item = F>,
+) -> AsCompleted<F> {
     let ready = Arc::new(Ready {
         queue: Mutex::new(VecDeque::new()),
         cv: Condvar::new(),
     });
-    let futures: Vec<Option<TaskFuture<R>>> = futures.into_iter().map(Some).collect();
+    let futures: Vec<Option<F>> = futures.into_iter().map(Some).collect();
     for (index, f) in futures.iter().enumerate() {
         let waker = Waker::from(Arc::new(IndexWaker {
             index,
             ready: ready.clone(),
         }));
         if let Some(f) = f {
-            f.shared.listen(waker);
+            f.borrow().shared.listen(waker);
         }
     }
     AsCompleted {
@@ -101,7 +111,7 @@ pub fn as_completed<R>(futures: impl IntoIterator<Item = TaskFuture<R>>) -> AsCo
     }
 }
 
-impl<R> AsCompleted<R> {
+impl<F> AsCompleted<F> {
     /// Gives up `timeout` after [`as_completed`] was called (Python's
     /// `timeout=`).
     ///
@@ -129,8 +139,8 @@ impl<R> AsCompleted<R> {
     }
 }
 
-impl<R> Iterator for AsCompleted<R> {
-    type Item = Result<TaskFuture<R>, ExecutorError>;
+impl<F> Iterator for AsCompleted<F> {
+    type Item = Result<F, ExecutorError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 || self.timed_out {
@@ -170,12 +180,13 @@ pub enum ReturnWhen {
 
 /// The futures [`wait_futures`] was given, split by whether they are done
 /// (Python's `DoneAndNotDoneFutures`); each side keeps the input order.
+/// `F` is what it was given: owned [`TaskFuture`]s or `&TaskFuture`s.
 #[derive(Debug)]
-pub struct DoneAndNotDone<R> {
+pub struct DoneAndNotDone<F> {
     /// The futures that are done or cancelled.
-    pub done: Vec<TaskFuture<R>>,
+    pub done: Vec<F>,
     /// The others.
-    pub not_done: Vec<TaskFuture<R>>,
+    pub not_done: Vec<F>,
 }
 
 /// Waits for `futures` until `return_when` holds or `timeout` passes
@@ -183,7 +194,8 @@ pub struct DoneAndNotDone<R> {
 /// `concurrent.futures.wait`; named apart from the crate's
 /// [`wait`](crate::wait) for connections and processes). Futures that are
 /// already done count at once; a timeout is not an error, it simply leaves
-/// futures in `not_done`.
+/// futures in `not_done`. It takes owned futures or borrowed ones
+/// (`&futures`), as [`as_completed`] does.
 ///
 /// # Examples
 ///
@@ -205,19 +217,19 @@ pub struct DoneAndNotDone<R> {
 /// assert_eq!(split.not_done.len(), 1);
 /// # Ok::<(), multiprocess::ExecutorError>(())
 /// ```
-pub fn wait_futures<R>(
-    futures: impl IntoIterator<Item = TaskFuture<R>>,
+pub fn wait_futures<R, F: Borrow<TaskFuture<R>>>(
+    futures: impl IntoIterator<Item = F>,
     return_when: ReturnWhen,
     timeout: Option<Duration>,
-) -> DoneAndNotDone<R> {
+) -> DoneAndNotDone<F> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let futures: Vec<TaskFuture<R>> = futures.into_iter().collect();
+    let futures: Vec<F> = futures.into_iter().collect();
     let ready = Arc::new(Ready {
         queue: Mutex::new(VecDeque::new()),
         cv: Condvar::new(),
     });
     for (index, f) in futures.iter().enumerate() {
-        f.shared.listen(Waker::from(Arc::new(IndexWaker {
+        f.borrow().shared.listen(Waker::from(Arc::new(IndexWaker {
             index,
             ready: ready.clone(),
         })));
@@ -234,7 +246,7 @@ pub fn wait_futures<R>(
             if let Some(d) = done.get_mut(index).filter(|d| !**d) {
                 *d = true;
                 left -= 1;
-                failed |= futures[index].failed();
+                failed |= futures[index].borrow().failed();
             }
         }
         let enough = match return_when {
@@ -256,7 +268,7 @@ pub fn wait_futures<R>(
         not_done: Vec::new(),
     };
     for f in futures {
-        if f.done() {
+        if f.borrow().done() {
             split.done.push(f);
         } else {
             split.not_done.push(f);

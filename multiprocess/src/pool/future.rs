@@ -108,9 +108,51 @@ fn run_callback(callback: DoneCallback) {
     }
 }
 
+/// A copy of a stored error, for a result read again. Every error a future
+/// stores is one of these variants; anything else (never stored) is
+/// described by its text.
+fn again(e: &ExecutorError) -> ExecutorError {
+    match e {
+        ExecutorError::BrokenPool {
+            message,
+            pid,
+            signal,
+        } => ExecutorError::BrokenPool {
+            message: message.clone(),
+            pid: *pid,
+            signal: *signal,
+        },
+        ExecutorError::Task(t) => ExecutorError::Task(t.clone()),
+        ExecutorError::Cancelled => ExecutorError::Cancelled,
+        ExecutorError::Timeout => ExecutorError::Timeout,
+        ExecutorError::ShutDown => ExecutorError::ShutDown,
+        ExecutorError::ResultTaken => ExecutorError::ResultTaken,
+        #[cfg(feature = "redis")]
+        ExecutorError::Pool(super::error::PoolError::Backend(b)) => {
+            ExecutorError::Pool(super::error::PoolError::Backend(b.clone()))
+        }
+        other => ExecutorError::Pool(super::error::PoolError::Broken(other.to_string())),
+    }
+}
+
+/// The result, copied, leaving it in place (a second read gives the same).
+fn peek<R: Clone>(inner: &Inner<R>) -> Result<R, ExecutorError> {
+    match &inner.state {
+        State::Ready(Ok(v)) => Ok(v.clone()),
+        State::Ready(Err(e)) => Err(again(e)),
+        State::Taken => Err(ExecutorError::ResultTaken),
+        State::Pending => Err(ExecutorError::Timeout),
+    }
+}
+
 fn take<R>(inner: &mut Inner<R>) -> Result<R, ExecutorError> {
     match std::mem::replace(&mut inner.state, State::Taken) {
-        State::Ready(r) => r,
+        State::Ready(Ok(v)) => Ok(v),
+        State::Ready(Err(e)) => {
+            let copy = again(&e);
+            inner.state = State::Ready(Err(e));
+            Err(copy)
+        }
         State::Taken => Err(ExecutorError::ResultTaken),
         State::Pending => {
             inner.state = State::Pending;
@@ -246,10 +288,9 @@ impl<R> TaskFuture<R> {
     /// Callbacks run in the order they were added; one that panics is
     /// reported on stderr and the others still run.
     ///
-    /// The callback gets its own handle on the future, so it may take the
-    /// result with [`result`](Self::result) (the value moves out once: a
-    /// later `result()` on any handle gives
-    /// [`ExecutorError::ResultTaken`]).
+    /// The callback gets its own handle on the future, so it may read the
+    /// result with [`result`](Self::result), which leaves it in place for
+    /// the future's other readers (as in Python).
     ///
     /// # Examples
     ///
@@ -308,26 +349,88 @@ impl<R> TaskFuture<R> {
         self.shared.wait_until(crate::deadline::after(timeout)).1
     }
 
-    /// Waits for the task and takes its result (Python's `result()`).
+    /// Waits for the task and returns its result (Python's `result()`):
+    /// the same value (a clone) or the same error on every call, from any
+    /// handle, including a done-callback's. For a result that is not
+    /// `Clone`, [`take_result`](Self::take_result) moves it out once.
     ///
     /// # Errors
     ///
     /// [`ExecutorError::Task`] if the task panicked or returned `Err`,
     /// [`ExecutorError::BrokenPool`] if a worker died,
     /// [`ExecutorError::Cancelled`] if cancelled,
-    /// [`ExecutorError::ResultTaken`] on a second call.
-    pub fn result(&self) -> Result<R, ExecutorError> {
-        take(&mut self.shared.wait_until(None).0)
+    /// [`ExecutorError::ResultTaken`] if [`take_result`](Self::take_result)
+    /// or `.await` already moved the value out.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(1)?;
+    /// let future = executor.submit(square, (7,))?;
+    /// assert_eq!(future.result()?, 49);
+    /// assert_eq!(future.result()?, 49); // as in Python: the same again
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn result(&self) -> Result<R, ExecutorError>
+    where
+        R: Clone,
+    {
+        peek(&self.shared.wait_until(None).0)
     }
 
-    /// Waits at most `timeout` for the task and takes its result (Python's
-    /// `result(timeout)`).
+    /// Waits at most `timeout` for the task and returns its result
+    /// (Python's `result(timeout)`), leaving it in place as
+    /// [`result`](Self::result) does.
     ///
     /// # Errors
     ///
     /// [`ExecutorError::Timeout`] if it is not done in time (the task goes
     /// on; call again later); otherwise as for [`result`](Self::result).
-    pub fn result_timeout(&self, timeout: Duration) -> Result<R, ExecutorError> {
+    pub fn result_timeout(&self, timeout: Duration) -> Result<R, ExecutorError>
+    where
+        R: Clone,
+    {
+        peek(&self.shared.wait_until(crate::deadline::after(timeout)).0)
+    }
+
+    /// Waits for the task and moves its result out, for any `R` (a later
+    /// read on any handle gives [`ExecutorError::ResultTaken`]; an error
+    /// stays readable).
+    ///
+    /// # Errors
+    ///
+    /// As for [`result`](Self::result).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn handle(n: u64) -> Vec<u8> {
+    ///     vec![0; n as usize]
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(1)?;
+    /// let future = executor.submit(handle, (3,))?;
+    /// assert_eq!(future.take_result()?.len(), 3);
+    /// assert!(matches!(future.take_result(), Err(multiprocess::ExecutorError::ResultTaken)));
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn take_result(&self) -> Result<R, ExecutorError> {
+        take(&mut self.shared.wait_until(None).0)
+    }
+
+    /// [`take_result`](Self::take_result) waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecutorError::Timeout`] if it is not done in time; otherwise as
+    /// for [`result`](Self::result).
+    pub fn take_result_timeout(&self, timeout: Duration) -> Result<R, ExecutorError> {
         take(&mut self.shared.wait_until(crate::deadline::after(timeout)).0)
     }
 }

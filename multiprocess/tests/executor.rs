@@ -742,3 +742,74 @@ fn wait_futures_and_as_completed_on_borrowed_futures_lose_nothing_at_a_timeout()
         assert_eq!(all.len(), 2);
     });
 }
+
+fn hang() -> u64 {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Python 3.14's `terminate_workers()` / `kill_workers()` (in the spirit of
+/// upstream's `test_force_shutdown_workers*`): an executor whose task hangs
+/// is stopped at once; the running and the pending futures fail with
+/// `Terminated`, a later submit with `ShutDown`, the workers are gone, and
+/// dropping the executor does not wait for the hung task.
+#[test]
+fn terminate_and_kill_workers_stop_a_hung_executor() {
+    bounded(LIMIT, || {
+        for hard in [false, true] {
+            let ex = Executor::new(2).unwrap();
+            let pids = ex.worker_pids();
+            assert_eq!(pids.len(), 2);
+            let hung: Vec<_> = (0..2).map(|_| ex.submit(hang, ()).unwrap()).collect();
+            let queued = ex.submit(square, (3,)).unwrap();
+            let done = ex.submit(square, (4,)).unwrap();
+            // Both workers are inside `hang` once neither hung future can be
+            // cancelled any more.
+            let t = Instant::now();
+            while !hung.iter().all(|f| f.running()) {
+                assert!(t.elapsed() < Duration::from_secs(20), "tasks never started");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let t = Instant::now();
+            if hard {
+                ex.kill_workers();
+            } else {
+                ex.terminate_workers();
+            }
+            assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+            for f in &hung {
+                assert!(
+                    matches!(
+                        f.result_timeout(Duration::from_secs(5)),
+                        Err(ExecutorError::Terminated)
+                    ),
+                    "hard={hard}"
+                );
+            }
+            assert!(matches!(queued.result(), Err(ExecutorError::Terminated)));
+            let _ = done; // queued behind the hung ones: also never ran
+            assert!(matches!(
+                ex.submit(square, (5,)),
+                Err(ExecutorError::ShutDown)
+            ));
+            for pid in pids {
+                let t = Instant::now();
+                while !pid_gone(pid) {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "worker {pid} still there"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            let t = Instant::now();
+            drop(ex);
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "drop waited {:?}",
+                t.elapsed()
+            );
+        }
+    });
+}

@@ -746,6 +746,12 @@ impl Core {
     /// Kills the workers and cancels outstanding work. Returns false if the
     /// pool was already terminated.
     pub(crate) fn terminate(&self) -> bool {
+        self.terminate_with(true)
+    }
+
+    /// [`terminate`](Self::terminate), stopping the workers with SIGKILL
+    /// (`hard`) or SIGTERM (then SIGKILL for one still there after 5 s).
+    pub(crate) fn terminate_with(&self, hard: bool) -> bool {
         let workers = {
             let mut st = lock(&self.state);
             if matches!(st.phase, Phase::Terminated) {
@@ -754,7 +760,11 @@ impl Core {
             st.phase = Phase::Terminated;
             self.take_all(&mut st, &Cancel::Terminated)
         };
-        kill_all(&workers);
+        if hard {
+            kill_all(&workers);
+        } else {
+            term_all(&workers);
+        }
         self.stop_threads();
         true
     }
@@ -962,6 +972,19 @@ fn kill_all(workers: &[impl AsRef<Process>]) {
     }
     for w in workers {
         let _ = w.as_ref().join_timeout(Duration::from_secs(5));
+    }
+}
+
+/// SIGTERM to every worker, then SIGKILL to any still there after 5 s.
+fn term_all(workers: &[impl AsRef<Process>]) {
+    for w in workers {
+        let _ = w.as_ref().terminate();
+    }
+    for w in workers {
+        if !matches!(w.as_ref().join_timeout(Duration::from_secs(5)), Ok(Some(_))) {
+            let _ = w.as_ref().kill();
+            let _ = w.as_ref().join_timeout(Duration::from_secs(5));
+        }
     }
 }
 

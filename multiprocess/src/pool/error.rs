@@ -246,10 +246,19 @@ pub enum ExecutorError {
     /// `RuntimeError: cannot schedule new futures after shutdown`).
     #[error("cannot schedule new tasks after shutdown")]
     ShutDown,
-    /// The result was already taken by an earlier `result` or `.await`.
+    /// The result was already moved out by
+    /// [`take_result`](crate::TaskFuture::take_result) or `.await`.
     #[error("the result was already taken")]
     ResultTaken,
     /// Setting up the executor or encoding the arguments failed.
     #[error(transparent)]
     Pool(PoolError),
+    /// The executor's workers were stopped by
+    /// [`Executor::terminate_workers`](crate::Executor::terminate_workers) or
+    /// [`kill_workers`](crate::Executor::kill_workers) before the task
+    /// finished (a pending task never ran; a running one was stopped).
+    #[error(
+        "the executor's workers were stopped (terminate_workers/kill_workers) before the task finished"
+    )]
+    Terminated,
 }

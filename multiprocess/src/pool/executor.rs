@@ -44,7 +44,8 @@ impl ExecutorError {
     pub(crate) fn from_cancel(why: &Cancel) -> ExecutorError {
         match why {
             Cancel::Broken(b) => ExecutorError::broken(b.clone()),
-            Cancel::Cancelled | Cancel::Terminated => ExecutorError::Cancelled,
+            Cancel::Cancelled => ExecutorError::Cancelled,
+            Cancel::Terminated => ExecutorError::Terminated,
             #[cfg(feature = "redis")]
             Cancel::Backend(e) => ExecutorError::Pool(PoolError::Backend(e.clone())),
         }
@@ -433,6 +434,60 @@ impl Executor {
                     let _ = self.pool.join();
                 }
             }
+        }
+    }
+}
+
+impl Executor {
+    /// Stops every worker at once with SIGTERM (Python 3.14's
+    /// `terminate_workers()`), and shuts the executor down: running and
+    /// pending futures fail with [`ExecutorError::Terminated`], later
+    /// submits with [`ExecutorError::ShutDown`]. A worker that survives
+    /// SIGTERM for 5 s gets SIGKILL. This is how an executor with a hung
+    /// task is stopped (dropping it would wait for the task).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiprocess::{Executor, ExecutorError};
+    ///
+    /// fn hang() {
+    ///     loop {
+    ///         std::thread::sleep(std::time::Duration::from_secs(1));
+    ///     }
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = Executor::new(1)?;
+    /// let stuck = executor.submit(hang, ())?;
+    /// executor.terminate_workers();
+    /// assert!(matches!(stuck.result(), Err(ExecutorError::Terminated)));
+    /// # Ok::<(), ExecutorError>(())
+    /// ```
+    pub fn terminate_workers(&self) {
+        self.stop_workers(false);
+    }
+
+    /// [`terminate_workers`](Self::terminate_workers) with SIGKILL (Python
+    /// 3.14's `kill_workers()`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(2)?;
+    /// executor.kill_workers();
+    /// assert!(executor.worker_pids().is_empty());
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    pub fn kill_workers(&self) {
+        self.stop_workers(true);
+    }
+
+    fn stop_workers(&self, hard: bool) {
+        self.pool.close();
+        if self.pool.core.terminate_with(hard) {
+            self.pool.join_threads();
         }
     }
 }

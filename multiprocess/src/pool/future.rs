@@ -127,6 +127,7 @@ fn again(e: &ExecutorError) -> ExecutorError {
         ExecutorError::Timeout => ExecutorError::Timeout,
         ExecutorError::ShutDown => ExecutorError::ShutDown,
         ExecutorError::ResultTaken => ExecutorError::ResultTaken,
+        ExecutorError::Terminated => ExecutorError::Terminated,
         #[cfg(feature = "redis")]
         ExecutorError::Pool(super::error::PoolError::Backend(b)) => {
             ExecutorError::Pool(super::error::PoolError::Backend(b.clone()))

@@ -763,7 +763,7 @@ fn terminate_and_kill_workers_stop_a_hung_executor() {
             assert_eq!(pids.len(), 2);
             let hung: Vec<_> = (0..2).map(|_| ex.submit(hang, ()).unwrap()).collect();
             let queued = ex.submit(square, (3,)).unwrap();
-            let done = ex.submit(square, (4,)).unwrap();
+            let also_queued = ex.submit(square, (4,)).unwrap();
             // Both workers are inside `hang` once neither hung future can be
             // cancelled any more.
             let t = Instant::now();
@@ -788,7 +788,10 @@ fn terminate_and_kill_workers_stop_a_hung_executor() {
                 );
             }
             assert!(matches!(queued.result(), Err(ExecutorError::Terminated)));
-            let _ = done; // queued behind the hung ones: also never ran
+            assert!(matches!(
+                also_queued.result(),
+                Err(ExecutorError::Terminated)
+            ));
             assert!(matches!(
                 ex.submit(square, (5,)),
                 Err(ExecutorError::ShutDown)
@@ -811,5 +814,34 @@ fn terminate_and_kill_workers_stop_a_hung_executor() {
                 t.elapsed()
             );
         }
+    });
+}
+
+fn power(base: u64, exp: u32) -> u64 {
+    base.pow(exp)
+}
+
+/// Python's `executor.map(pow, [2, 3, 10], [5, 2])` (several iterables in
+/// step, stopping at the shortest) is `starmap` over a `zip`; in order,
+/// chunked or not.
+#[test]
+fn starmap_over_zipped_iterables_is_pythons_map_with_several_iterables() {
+    bounded(LIMIT, || {
+        let ex = Executor::new(2).unwrap();
+        let powers: Vec<u64> = ex
+            .starmap(power, vec![2u64, 3, 10].into_iter().zip(vec![5u32, 2]))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(powers, [32, 9]);
+        let bases: Vec<u64> = (0..100).collect();
+        let got: Vec<u64> = ex
+            .with_chunksize(7)
+            .with_timeout(Duration::from_secs(20))
+            .starmap(power, bases.iter().copied().zip(std::iter::repeat(2)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, bases.iter().map(|b| b * b).collect::<Vec<_>>());
     });
 }

@@ -323,6 +323,47 @@ impl Executor {
         self.options().map(f, iterable)
     }
 
+    /// [`map`](Self::map) over argument tuples: Python's
+    /// `executor.map(fn, *iterables)`, which calls `fn(a, b)` on items taken
+    /// from several iterables in step and stops at the shortest, is
+    /// `executor.starmap(f, a.into_iter().zip(b))` (a `zip` stops at the
+    /// shortest too). Lazy and ordered as `map`, and it takes the same
+    /// options ([`with_chunksize`](Self::with_chunksize),
+    /// [`with_timeout`](Self::with_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn power(base: u64, exp: u32) -> u64 {
+    ///     base.pow(exp)
+    /// }
+    ///
+    /// multiprocess::init();
+    /// let executor = multiprocess::Executor::new(2)?;
+    /// // Python: executor.map(pow, [2, 3, 10], [5, 2])
+    /// let powers: Vec<u64> = executor
+    ///     .starmap(power, vec![2, 3, 10].into_iter().zip(vec![5, 2]))?
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(powers, [32, 9]);
+    /// # Ok::<(), multiprocess::ExecutorError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`submit`](Self::submit).
+    pub fn starmap<F, Args, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<MapResults<F::Output>, ExecutorError>
+    where
+        F: Task<Args>,
+        Args: Serialize + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.options().starmap(f, iterable)
+    }
+
     /// [`map`](Self::map) with an explicit chunk size (Python's
     /// `chunksize=`): how many items travel to a worker at once (default
     /// 1). Chain [`with_timeout`](ExecutorMap::with_timeout) for both.
@@ -545,6 +586,40 @@ impl ExecutorMap<'_> {
         let core = &self.executor.pool.core;
         let entry = f.entry().offset();
         let items: Vec<A> = iterable.into_iter().collect();
+        super::task::check_first::<F, _, _>(&items)
+            .map_err(|e| ExecutorError::from_pool(core, e.into()))?;
+        let (iter, job) = self
+            .executor
+            .pool
+            .submit_iter_seqs(entry, items, self.chunksize.unwrap_or(1), true)
+            .map_err(|e| ExecutorError::from_pool(core, e))?;
+        Ok(MapResults::new(
+            iter,
+            Arc::downgrade(core) as Weak<dyn Backlog>,
+            job,
+            deadline,
+        ))
+    }
+
+    /// [`Executor::starmap`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Executor::submit`].
+    pub fn starmap<F, Args, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<MapResults<F::Output>, ExecutorError>
+    where
+        F: Task<Args>,
+        Args: Serialize + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        let deadline = self.timeout.and_then(crate::deadline::after);
+        let core = &self.executor.pool.core;
+        let entry = f.entry().offset();
+        let items: Vec<Args> = iterable.into_iter().collect();
         super::task::check_first::<F, _, _>(&items)
             .map_err(|e| ExecutorError::from_pool(core, e.into()))?;
         let (iter, job) = self

@@ -322,6 +322,7 @@ mod codec;
 mod connection;
 mod deadline;
 mod init;
+mod manager;
 mod pool;
 mod process;
 mod queue;
@@ -345,6 +346,7 @@ pub use connection::{
     RecvTimeoutError, SendError, TryRecvError,
 };
 pub use init::init;
+pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerError, ValueProxy};
 /// `#[derive(TaskReturn)]`: lets a pool or executor task return your own
 /// serde type (see the [`TaskReturn`](trait@TaskReturn) trait).
 pub use multiprocess_macros::TaskReturn;

@@ -36,7 +36,7 @@ const LAYERS: &[&[&str]] = &[
     &["process", "connection"],
     &["sync"],
     &["queue", "shared"],
-    &["pool", "wait", "fuzzing"],
+    &["pool", "manager", "wait", "fuzzing"],
     // The Redis backend (feature `redis`) builds on the pool's jobs; `init`
     // dispatches to its worker loop.
     &["remote"],

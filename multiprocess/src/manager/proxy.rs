@@ -1,0 +1,401 @@
+//! The typed proxies. Each holds the server's address and the object's id;
+//! every method is one request on this process's connection to the server.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{Kind, Op, Response};
+use super::{ManagerError, call_op, decode, encode};
+use crate::connection::Address;
+
+fn unexpected(r: Response) -> ManagerError {
+    ManagerError::Refused(format!("unexpected answer {r:?}"))
+}
+
+fn maybe<T: DeserializeOwned>(r: Response) -> Result<Option<T>, ManagerError> {
+    match r {
+        Response::Maybe(Some(b)) => decode(&b).map(Some),
+        Response::Maybe(None) => Ok(None),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn many<T: DeserializeOwned>(r: Response) -> Result<Vec<T>, ManagerError> {
+    match r {
+        Response::Many(items) => items.iter().map(|b| decode(b)).collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn count(r: Response) -> Result<usize, ManagerError> {
+    match r {
+        Response::Count(n) => Ok(n as usize),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unit(r: Response) -> Result<(), ManagerError> {
+    match r {
+        Response::Unit => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+macro_rules! proxy_common {
+    ($name:ident < $($t:ident),* >, $kind:expr) => {
+        impl<$($t),*> $name<$($t),*> {
+            pub(crate) fn new(address: Address, id: u64) -> Self {
+                $name { address, id, _types: PhantomData }
+            }
+
+            fn op(&self, op: Op) -> Result<Response, ManagerError> {
+                call_op(&self.address, self.id, $kind, op)
+            }
+        }
+
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                $name { address: self.address.clone(), id: self.id, _types: PhantomData }
+            }
+        }
+
+        impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("address", &self.address)
+                    .field("id", &self.id)
+                    .finish()
+            }
+        }
+    };
+}
+
+/// A dict in a [`Manager`](super::Manager) (Python's `DictProxy`): keys
+/// `K`, values `V`, insertion order kept. Every method is one request.
+///
+/// # Examples
+///
+/// ```no_run
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let d = manager.dict::<String, u64>()?;
+/// d.insert("a".into(), 1)?;
+/// assert_eq!(d.get(&"a".to_string())?, Some(1));
+/// assert_eq!(d.len()?, 1);
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct DictProxy<K, V> {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+proxy_common!(DictProxy<K, V>, Kind::Dict);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    /// `d[key] = value`; the value it replaced, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`]: the server is gone, a value does not encode or
+    /// decode, or the call timed out.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
+        maybe(self.op(Op::Insert(encode(&key)?, encode(&value)?))?)
+    }
+
+    /// `d.get(key)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        maybe(self.op(Op::Get(encode(key)?))?)
+    }
+
+    /// `d.pop(key, None)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        maybe(self.op(Op::Remove(encode(key)?))?)
+    }
+
+    /// `key in d`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn contains_key(&self, key: &K) -> Result<bool, ManagerError> {
+        match self.op(Op::Contains(encode(key)?))? {
+            Response::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.setdefault(key, value)`: the value there, or `value` after
+    /// storing it, in one request (atomic on the server).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn get_or_insert(&self, key: K, value: V) -> Result<V, ManagerError> {
+        maybe(self.op(Op::GetOrInsert(encode(&key)?, encode(&value)?))?)?
+            .ok_or_else(|| ManagerError::Refused("setdefault gave nothing".into()))
+    }
+
+    /// `len(d)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        count(self.op(Op::Len)?)
+    }
+
+    /// `len(d) == 0`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `list(d.keys())`, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        many(self.op(Op::Keys)?)
+    }
+
+    /// `list(d.values())`, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        many(self.op(Op::Values)?)
+    }
+
+    /// `list(d.items())`, in insertion order (Python's `d.copy()` as
+    /// pairs).
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.op(Op::Items)? {
+            Response::Pairs(pairs) => pairs
+                .iter()
+                .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
+                .collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `d.clear()`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`insert`](Self::insert).
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        unit(self.op(Op::Clear)?)
+    }
+}
+
+/// A list in a [`Manager`](super::Manager) (Python's `ListProxy`).
+///
+/// # Examples
+///
+/// ```no_run
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let l = manager.list::<u64>()?;
+/// l.extend([3, 2, 1])?;
+/// l.push(0)?;
+/// assert_eq!(l.to_vec()?, [3, 2, 1, 0]);
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct ListProxy<T> {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ListProxy<T>, Kind::List);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    /// `l.append(value)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn push(&self, value: T) -> Result<(), ManagerError> {
+        unit(self.op(Op::Push(encode(&value)?))?)
+    }
+
+    /// `l.extend(values)`, in one request.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
+        let values = values
+            .into_iter()
+            .map(|v| encode(&v))
+            .collect::<Result<_, _>>()?;
+        unit(self.op(Op::Extend(values))?)
+    }
+
+    /// `l[index]`, or `None` past the end.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
+        maybe(self.op(Op::At(index as u64))?)
+    }
+
+    /// `l[index] = value`: the value replaced, or `None` (and nothing
+    /// stored) past the end.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn set(&self, index: usize, value: T) -> Result<Option<T>, ManagerError> {
+        maybe(self.op(Op::SetAt(index as u64, encode(&value)?))?)
+    }
+
+    /// `l.insert(index, value)`; false (nothing stored) past the end.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn insert(&self, index: usize, value: T) -> Result<bool, ManagerError> {
+        match self.op(Op::InsertAt(index as u64, encode(&value)?))? {
+            Response::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `l.pop(index)`, or `None` past the end.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn remove(&self, index: usize) -> Result<Option<T>, ManagerError> {
+        maybe(self.op(Op::RemoveAt(index as u64))?)
+    }
+
+    /// `l.pop()`, or `None` when empty.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        maybe(self.op(Op::Pop)?)
+    }
+
+    /// `len(l)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        count(self.op(Op::Len)?)
+    }
+
+    /// `len(l) == 0`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l[:]`: a copy of the whole list.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        many(self.op(Op::ToVec)?)
+    }
+
+    /// `l.clear()`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        unit(self.op(Op::Clear)?)
+    }
+}
+
+/// A value in a [`Manager`](super::Manager) (Python's `ValueProxy`). As in
+/// Python, `v.set(v.get()? + 1)` is two requests and races other
+/// processes; [`swap`](Self::swap) is one.
+///
+/// # Examples
+///
+/// ```no_run
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let v = manager.value(1.5f64)?;
+/// v.set(2.5)?;
+/// assert_eq!(v.get()?, 2.5);
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct ValueProxy<T> {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ValueProxy<T>, Kind::Value);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// `v.value`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn get(&self) -> Result<T, ManagerError> {
+        maybe(self.op(Op::Load)?)?.ok_or_else(|| ManagerError::Refused("no value".into()))
+    }
+
+    /// `v.value = value`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn set(&self, value: T) -> Result<(), ManagerError> {
+        unit(self.op(Op::Store(encode(&value)?))?)
+    }
+
+    /// Stores `value` and returns the one it replaced, in one request.
+    ///
+    /// # Errors
+    ///
+    /// As for [`DictProxy::insert`].
+    pub fn swap(&self, value: T) -> Result<T, ManagerError> {
+        maybe(self.op(Op::Swap(encode(&value)?))?)?
+            .ok_or_else(|| ManagerError::Refused("no value".into()))
+    }
+}

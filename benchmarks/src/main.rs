@@ -150,6 +150,18 @@ const WORKLOADS: &[Workload] = &[
         notes: "The same for a process blocked ~1 s in Connection::recv.",
     },
     Workload {
+        name: "manager/dict_setget",
+        python: true,
+        targets: &[SpeedupAtLeast(20.0)],
+        notes: "d[i] = i then d[i] on a Manager dict from the owning process, µs per pair (two round trips to the server).",
+    },
+    Workload {
+        name: "manager/shared_updates",
+        python: true,
+        targets: &[],
+        notes: "2 processes each doing n times: lock, get, set of one key of a Manager dict. Python uses Manager().Lock(); Rust the crate's Lock (the Manager has no lock proxy yet).",
+    },
+    Workload {
         name: "pool/map_chunksize1",
         python: true,
         targets: &[SpeedupAtLeast(10.0)],

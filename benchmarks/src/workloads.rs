@@ -102,6 +102,8 @@ pub(crate) fn run(name: &str, quick: bool) -> Result<()> {
         | "alloc/pipe_u64"
         | "alloc/pipe_1KiB"
         | "alloc/pipe_bytes_1KiB" => allocs(&out, name),
+        "manager/dict_setget" => manager_dict_setget(&out, quick),
+        "manager/shared_updates" => manager_shared_updates(&out, quick),
         "pool/map_chunksize1" => pool_map_chunksize1(&out, quick),
         "pool/map_100k_ints" => pool_map_100k_ints(&out, quick),
         "pool/apply_async_roundtrip" => pool_apply_async_roundtrip(&out, quick),
@@ -613,6 +615,102 @@ fn lock_counter(out: &Out, quick: bool) -> Result<()> {
             finish(p)?;
         }
         let count = counter.get();
+        if count != 2 * n as u64 {
+            return Err(format!("counter is {count}, expected {}", 2 * n).into());
+        }
+        samples.push(2.0 * n as f64 / ((end - t0) as f64 / 1e9));
+    }
+    out.rust("ops/s", samples);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- manager
+
+/// µs per `d[i] = i` + `d[i]` pair on a manager dict, from this process.
+fn manager_dict_setget(out: &Out, quick: bool) -> Result<()> {
+    let (reps, batch) = (pick(quick, 3, 5), pick(quick, 2000, 20_000));
+    let manager = multiprocess::Manager::new()?;
+    let d = manager.dict::<u64, u64>()?;
+    for i in 0..200 {
+        d.insert(i, i)?;
+        d.get(&i)?;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        for i in 0..batch as u64 {
+            d.insert(i, i)?;
+            if d.get(&i)? != Some(i) {
+                return Err("the dict lost a value".into());
+            }
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
+    }
+    out.rust("µs", samples);
+    Ok(())
+}
+
+fn manager_updater(
+    d: multiprocess::DictProxy<String, u64>,
+    lock: Lock,
+    ready: Queue<u8>,
+    go: Queue<u8>,
+    n: u64,
+    done: Queue<u64>,
+) {
+    ready.put(1).unwrap();
+    go.get_timeout(TIMEOUT).unwrap();
+    let key = "n".to_string();
+    for _ in 0..n {
+        let _g = lock.acquire();
+        let v = d.get(&key).unwrap().unwrap_or(0);
+        d.insert(key.clone(), v + 1).unwrap();
+    }
+    done.put(mono_ns()).unwrap();
+}
+
+/// 2 processes, each `n` times: lock, get, set on one manager dict key
+/// (Python: the same with `Manager().Lock()`; here the crate's `Lock`).
+fn manager_shared_updates(out: &Out, quick: bool) -> Result<()> {
+    let (reps, n) = (pick(quick, 2, 3), pick(quick, 20_000, 100_000));
+    let manager = multiprocess::Manager::new()?;
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let d = manager.dict::<String, u64>()?;
+        d.insert("n".into(), 0)?;
+        let lock = Lock::new()?;
+        let (ready, go, done) = (Queue::new()?, Queue::new()?, Queue::new()?);
+        let ps: Vec<Process> = (0..2)
+            .map(|_| {
+                let args = (
+                    d.clone(),
+                    lock.clone(),
+                    ready.clone(),
+                    go.clone(),
+                    n as u64,
+                    done.clone(),
+                );
+                Process::new(manager_updater, args)
+            })
+            .collect();
+        for p in &ps {
+            p.start()?;
+        }
+        for _ in &ps {
+            ready.get_timeout(TIMEOUT)?;
+        }
+        let t0 = mono_ns();
+        for _ in &ps {
+            go.put(1u8).map_err(|e| e.to_string())?;
+        }
+        let mut end = 0;
+        for _ in &ps {
+            end = end.max(done.get_timeout(TIMEOUT * 10)?);
+        }
+        for p in &ps {
+            finish(p)?;
+        }
+        let count = d.get(&"n".to_string())?.unwrap_or(0);
         if count != 2 * n as u64 {
             return Err(format!("counter is {count}, expected {}", 2 * n).into());
         }

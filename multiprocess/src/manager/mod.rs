@@ -124,6 +124,15 @@ fn connection(
                 why: other.to_string(),
             },
         })?;
+    // Over a Unix socket, go on over a shared-memory pipe from the server.
+    let conn = if matches!(address, Address::Tcp(_)) {
+        conn
+    } else {
+        upgrade(conn).map_err(|why| ManagerError::ServerGone {
+            address: address.to_string(),
+            why,
+        })?
+    };
     let conn = Arc::new(Mutex::new(conn));
     CONNS
         .lock()
@@ -131,6 +140,16 @@ fn connection(
         .get_or_insert_with(HashMap::new)
         .insert(slot, conn.clone());
     Ok(conn)
+}
+
+/// Trades a socket connection for the server's pipe.
+fn upgrade(conn: Connection<Request, Response>) -> Result<Connection<Request, Response>, String> {
+    conn.send(Request::Upgrade).map_err(|e| e.to_string())?;
+    match conn.recv_timeout(CALL_TIMEOUT) {
+        Ok(Response::Pipe(pipe)) => Ok(pipe),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn forget(address: &Address) {

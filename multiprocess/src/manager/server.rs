@@ -104,7 +104,7 @@ pub(crate) fn serve(
 
 /// Serves one client until it disconnects. A client killed mid-request
 /// ends only its own thread.
-fn client(conn: Connection<Response, Request>, objects: Shared) {
+fn client(mut conn: Connection<Response, Request>, objects: Shared) {
     loop {
         let request = match conn.recv() {
             Ok(r) => r,
@@ -120,6 +120,18 @@ fn client(conn: Connection<Response, Request>, objects: Shared) {
                 std::process::exit(0);
             }
             Request::Pid => Response::Pid(std::process::id()),
+            Request::Upgrade => match crate::connection::Pipe::new::<Response, Request>() {
+                Ok((ours, theirs)) => match conn.send(Response::Pipe(theirs)) {
+                    // From now on this client talks over the pipe; the
+                    // socket is dropped.
+                    Ok(()) => {
+                        conn = ours;
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+                Err(e) => Response::Error(format!("cannot make a pipe: {e}")),
+            },
             Request::Create(kind, types, init) => {
                 Response::Id(lock(&objects).create(kind, types, init))
             }

@@ -25,6 +25,10 @@ pub(crate) enum Request {
     Call(u64, Kind, Op),
     /// The server's pid.
     Pid,
+    /// Asks for a shared-memory `Pipe` to go on with (over a Unix socket,
+    /// where the end can travel): about 1 µs a round trip instead of a
+    /// socket's tens.
+    Upgrade,
     /// Stop the server (the owner only).
     Shutdown,
 }
@@ -66,6 +70,8 @@ pub(crate) enum Response {
     Count(u64),
     Bool(bool),
     Pid(u32),
+    /// The client's end of the pipe the server serves from now on.
+    Pipe(crate::connection::Connection<Request, Response>),
     /// The request failed; the text says why.
     Error(String),
 }

@@ -146,7 +146,7 @@ fn connection(
 fn upgrade(conn: Connection<Request, Response>) -> Result<Connection<Request, Response>, String> {
     conn.send(Request::Upgrade).map_err(|e| e.to_string())?;
     match conn.recv_timeout(CALL_TIMEOUT) {
-        Ok(Response::Pipe(pipe)) => Ok(pipe),
+        Ok(Response::Pipe(pipe)) => Ok(*pipe),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(e) => Err(e.to_string()),
     }

@@ -121,7 +121,7 @@ fn client(mut conn: Connection<Response, Request>, objects: Shared) {
             }
             Request::Pid => Response::Pid(std::process::id()),
             Request::Upgrade => match crate::connection::Pipe::new::<Response, Request>() {
-                Ok((ours, theirs)) => match conn.send(Response::Pipe(theirs)) {
+                Ok((ours, theirs)) => match conn.send(Response::Pipe(Box::new(theirs))) {
                     // From now on this client talks over the pipe; the
                     // socket is dropped.
                     Ok(()) => {

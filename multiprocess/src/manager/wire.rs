@@ -71,7 +71,7 @@ pub(crate) enum Response {
     Bool(bool),
     Pid(u32),
     /// The client's end of the pipe the server serves from now on.
-    Pipe(crate::connection::Connection<Request, Response>),
+    Pipe(Box<crate::connection::Connection<Request, Response>>),
     /// The request failed; the text says why.
     Error(String),
 }

@@ -25,6 +25,9 @@ mod four_parts;
 #[path = "joinable_queue_workers.rs"]
 mod joinable_queue_workers;
 #[allow(dead_code)]
+#[path = "manager_dict.rs"]
+mod manager_dict;
+#[allow(dead_code)]
 #[path = "pipe_ping_pong.rs"]
 mod pipe_ping_pong;
 #[allow(dead_code)]
@@ -53,7 +56,7 @@ type Example = fn() -> Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     multiprocess::init();
-    let examples: [(&str, Example); 14] = [
+    let examples: [(&str, Example); 15] = [
         (
             "Example 01: cube and square (cube_and_square)",
             cube_and_square::run,
@@ -106,6 +109,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "Executor: futures as they complete (executor_futures)",
             executor_futures::run,
+        ),
+        (
+            "Manager: a dict and a list in a server process (manager_dict)",
+            manager_dict::run,
         ),
     ];
     for (i, (title, run)) in examples.iter().enumerate() {

@@ -368,6 +368,17 @@ fn check_shareable_list(out: &[String]) {
     );
 }
 
+fn check_manager_dict(out: &[String]) {
+    // Python's documentation example prints exactly these lines.
+    assert_eq!(
+        out,
+        owned(&[
+            "{1: '1', '2': 2, 0.25: None}",
+            "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]"
+        ])
+    );
+}
+
 type Check = fn(&[String]);
 
 /// The tutorial's examples, which `each_example_prints_the_tutorial_lines`
@@ -375,7 +386,7 @@ type Check = fn(&[String]);
 const TUTORIAL: usize = 7;
 
 /// Everything in the tour, in its order.
-const EXAMPLES: [(&str, Check); 14] = [
+const EXAMPLES: [(&str, Check); 15] = [
     ("cube_and_square", check_cube_and_square),
     ("process_ids", check_process_ids),
     ("four_parts", check_four_parts),
@@ -390,6 +401,7 @@ const EXAMPLES: [(&str, Check); 14] = [
     ("barrier_lockstep", check_barrier_lockstep),
     ("pool_squares", check_pool_squares),
     ("executor_futures", check_executor_futures),
+    ("manager_dict", check_manager_dict),
 ];
 
 #[test]
@@ -429,6 +441,11 @@ fn the_pool_example_prints_its_documented_lines() {
 #[test]
 fn the_shareable_list_example_prints_what_python_prints() {
     check_shareable_list(&run_example("shareable_list"));
+}
+
+#[test]
+fn the_manager_example_prints_what_python_prints() {
+    check_manager_dict(&run_example("manager_dict"));
 }
 
 #[test]

@@ -159,7 +159,7 @@ const WORKLOADS: &[Workload] = &[
         name: "manager/shared_updates",
         python: true,
         targets: &[],
-        notes: "2 processes each doing n times: lock, get, set of one key of a Manager dict. Python uses Manager().Lock(); Rust the crate's Lock (the Manager has no lock proxy yet).",
+        notes: "2 processes each doing n times: lock, get, set of one key of a Manager dict, under the manager's lock (both sides).",
     },
     Workload {
         name: "pool/map_chunksize1",

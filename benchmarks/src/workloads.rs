@@ -652,7 +652,7 @@ fn manager_dict_setget(out: &Out, quick: bool) -> Result<()> {
 
 fn manager_updater(
     d: multiprocess::DictProxy<String, u64>,
-    lock: Lock,
+    lock: multiprocess::LockProxy,
     ready: Queue<u8>,
     go: Queue<u8>,
     n: u64,
@@ -662,7 +662,7 @@ fn manager_updater(
     go.get_timeout(TIMEOUT).unwrap();
     let key = "n".to_string();
     for _ in 0..n {
-        let _g = lock.acquire();
+        let _g = lock.acquire().unwrap();
         let v = d.get(&key).unwrap().unwrap_or(0);
         d.insert(key.clone(), v + 1).unwrap();
     }
@@ -670,7 +670,7 @@ fn manager_updater(
 }
 
 /// 2 processes, each `n` times: lock, get, set on one manager dict key
-/// (Python: the same with `Manager().Lock()`; here the crate's `Lock`).
+/// under a manager lock (Python: the same with `Manager().Lock()`).
 fn manager_shared_updates(out: &Out, quick: bool) -> Result<()> {
     let (reps, n) = (pick(quick, 2, 3), pick(quick, 20_000, 100_000));
     let manager = multiprocess::Manager::new()?;
@@ -678,7 +678,7 @@ fn manager_shared_updates(out: &Out, quick: bool) -> Result<()> {
     for _ in 0..reps {
         let d = manager.dict::<String, u64>()?;
         d.insert("n".into(), 0)?;
-        let lock = Lock::new()?;
+        let lock = manager.lock()?;
         let (ready, go, done) = (Queue::new()?, Queue::new()?, Queue::new()?);
         let ps: Vec<Process> = (0..2)
             .map(|_| {

@@ -346,7 +346,10 @@ pub use connection::{
     RecvTimeoutError, SendError, TryRecvError,
 };
 pub use init::init;
-pub use manager::{DictProxy, ListProxy, Manager, ManagerBuilder, ManagerError, ValueProxy};
+pub use manager::{
+    DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
+    ManagerError, QueueProxy, ValueProxy,
+};
 /// `#[derive(TaskReturn)]`: lets a pool or executor task return your own
 /// serde type (see the [`TaskReturn`](trait@TaskReturn) trait).
 pub use multiprocess_macros::TaskReturn;

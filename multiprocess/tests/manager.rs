@@ -11,7 +11,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded, pid_gone};
-use multiprocess::{DictProxy, ListProxy, Manager, ManagerError, Process, Queue, ValueProxy};
+use multiprocess::{
+    DictProxy, EventProxy, ListProxy, LockProxy, Manager, ManagerError, Process, Queue, QueueProxy,
+    ValueProxy,
+};
 
 fn fill(d: DictProxy<u32, String>, l: ListProxy<u32>, v: ValueProxy<f64>, tag: u32) {
     for i in 0..50 {
@@ -291,5 +294,126 @@ fn a_value_holding_a_handle_is_refused() {
             other => panic!("{other:?}"),
         }
         assert_eq!(d.len().unwrap(), 0);
+    });
+}
+
+fn count_under_lock(lock: LockProxy, d: DictProxy<String, u64>, n: u64) {
+    let key = "n".to_string();
+    for _ in 0..n {
+        let _g = lock.acquire().unwrap();
+        let v = d.get(&key).unwrap().unwrap_or(0);
+        d.insert(key.clone(), v + 1).unwrap();
+    }
+}
+
+/// Python's `manager.Lock()`: 3 processes doing read-modify-write under it
+/// lose no update; a held lock times out others; the guard releases.
+#[test]
+fn a_manager_lock_excludes_across_processes() {
+    bounded(LIMIT, || {
+        let manager = Manager::new().unwrap();
+        let lock = manager.lock().unwrap();
+        let d = manager.dict::<String, u64>().unwrap();
+        let ps: Vec<Process> = (0..3)
+            .map(|_| Process::new(count_under_lock, (lock.clone(), d.clone(), 300)))
+            .collect();
+        for p in &ps {
+            p.start().unwrap();
+        }
+        for p in &ps {
+            assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(0));
+        }
+        assert_eq!(d.get(&"n".to_string()).unwrap(), Some(900));
+        let g = lock.acquire().unwrap();
+        let other = Process::new(try_lock_briefly, (lock.clone(),));
+        other.start().unwrap();
+        assert_eq!(
+            other.join_timeout(Duration::from_secs(30)).unwrap(),
+            Some(0)
+        );
+        drop(g);
+        assert!(
+            lock.acquire_timeout(Duration::from_millis(100))
+                .unwrap()
+                .is_some()
+        );
+    });
+}
+
+fn try_lock_briefly(lock: LockProxy) {
+    let t = Instant::now();
+    assert!(
+        lock.acquire_timeout(Duration::from_millis(300))
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.elapsed() >= Duration::from_millis(150));
+}
+
+fn hold_forever(lock: LockProxy, held: Queue<u8>) {
+    let _g = lock.acquire().unwrap();
+    held.put(1).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// A holder killed with the lock held: the server releases it (Python's
+/// manager lock would stay held forever).
+#[test]
+fn a_manager_lock_held_by_a_killed_process_is_released() {
+    bounded(LIMIT, || {
+        let manager = Manager::new().unwrap();
+        let lock = manager.lock().unwrap();
+        let held = Queue::new().unwrap();
+        let p = Process::new(hold_forever, (lock.clone(), held.clone()));
+        p.start().unwrap();
+        held.get_timeout(Duration::from_secs(30)).unwrap();
+        assert!(
+            lock.acquire_timeout(Duration::from_millis(50))
+                .unwrap()
+                .is_none()
+        );
+        p.kill().unwrap();
+        p.join_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            lock.acquire_timeout(Duration::from_secs(10))
+                .unwrap()
+                .is_some(),
+            "the dead holder's lock was not released"
+        );
+    });
+}
+
+fn wait_then_answer(e: EventProxy, q: QueueProxy<String>) {
+    assert!(e.wait_timeout(Duration::from_secs(30)).unwrap());
+    q.put(format!("woken {}", std::process::id())).unwrap();
+}
+
+/// Python's `manager.Event()` and `manager.Queue()` across processes:
+/// a child waits on the event and answers through the queue.
+#[test]
+fn a_manager_event_and_queue_work_across_processes() {
+    bounded(LIMIT, || {
+        let manager = Manager::new().unwrap();
+        let e = manager.event().unwrap();
+        let q = manager.queue::<String>().unwrap();
+        assert_eq!(q.try_get().unwrap(), None);
+        let t = Instant::now();
+        assert_eq!(q.get_timeout(Duration::from_millis(200)).unwrap(), None);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        let p = Process::new(wait_then_answer, (e.clone(), q.clone()));
+        p.start().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(q.is_empty().unwrap());
+        assert!(!e.is_set().unwrap());
+        e.set().unwrap();
+        let got = q.get_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got, Some(format!("woken {}", p.pid().unwrap())));
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
+        q.put("a".into()).unwrap();
+        q.put("b".into()).unwrap();
+        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.get().unwrap(), "a");
+        e.clear().unwrap();
+        assert!(!e.wait_timeout(Duration::from_millis(50)).unwrap());
     });
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use proxy::{DictProxy, ListProxy, ValueProxy};
+pub use proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, QueueProxy, ValueProxy,
+};
 use wire::{Kind, Op, Request, Response};
 
 use crate::connection::{Address, Client, ConnectError, Connection, Pipe, RecvTimeoutError};
@@ -473,6 +475,42 @@ impl Manager {
         Ok(ValueProxy::new(
             self.address.clone(),
             self.create(Kind::Value, std::any::type_name::<T>(), Some(init), None)?,
+        ))
+    }
+
+    /// A new lock (Python's `manager.Lock()`); see [`LockProxy`].
+    ///
+    /// # Errors
+    ///
+    /// As for any request.
+    pub fn lock(&self) -> Result<LockProxy, ManagerError> {
+        Ok(LockProxy::new(
+            self.address.clone(),
+            self.create(Kind::Lock, "lock", None, None)?,
+        ))
+    }
+
+    /// A new event (Python's `manager.Event()`).
+    ///
+    /// # Errors
+    ///
+    /// As for any request.
+    pub fn event(&self) -> Result<EventProxy, ManagerError> {
+        Ok(EventProxy::new(
+            self.address.clone(),
+            self.create(Kind::Event, "event", None, None)?,
+        ))
+    }
+
+    /// A new unbounded queue of `T` (Python's `manager.Queue()`).
+    ///
+    /// # Errors
+    ///
+    /// As for any request.
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>, ManagerError> {
+        Ok(QueueProxy::new(
+            self.address.clone(),
+            self.create(Kind::Queue, std::any::type_name::<T>(), None, None)?,
         ))
     }
 

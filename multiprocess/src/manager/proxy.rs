@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ fn unit(r: Response) -> Result<(), ManagerError> {
 }
 
 macro_rules! proxy_common {
+    ($name:ident, $kind:expr) => {
+        proxy_common!($name<>, $kind);
+    };
     ($name:ident < $($t:ident),* >, $kind:expr) => {
         impl<$($t),*> $name<$($t),*> {
             pub(crate) fn new(address: Address, id: u64) -> Self {
@@ -397,5 +401,276 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     pub fn swap(&self, value: T) -> Result<T, ManagerError> {
         maybe(self.op(Op::Swap(encode(&value)?))?)?
             .ok_or_else(|| ManagerError::Refused("no value".into()))
+    }
+}
+
+/// The longest one blocking request waits on the server; a longer wait is
+/// several requests, so every call stays bounded.
+const SLICE: Duration = Duration::from_secs(5);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn boolean(r: Response) -> Result<bool, ManagerError> {
+    match r {
+        Response::Bool(b) => Ok(b),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Waits up to `timeout` (`None`: no limit) in slices of [`SLICE`], each
+/// one request; `Some` once `attempt` gives it.
+fn sliced<R>(
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut(Duration) -> Result<Option<R>, ManagerError>,
+) -> Result<Option<R>, ManagerError> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let slice = left.map_or(SLICE, |l| l.min(SLICE));
+        if let Some(r) = attempt(slice)? {
+            return Ok(Some(r));
+        }
+        if left.is_some_and(|l| l <= slice) {
+            return Ok(None);
+        }
+    }
+}
+
+/// A lock in a [`Manager`](super::Manager) (Python's `manager.Lock()`): not
+/// reentrant; held by the connection of the process that took it, and
+/// released by the server if that process dies or disconnects (Python's
+/// stays held forever).
+///
+/// # Examples
+///
+/// ```no_run
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let lock = manager.lock()?;
+/// {
+///     let _guard = lock.acquire()?;
+///     // ... the critical section ...
+/// } // released here
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct LockProxy {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn()>,
+}
+
+proxy_common!(LockProxy, Kind::Lock);
+
+/// Holds a [`LockProxy`]; releases it when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockProxyGuard<'a> {
+    lock: &'a LockProxy,
+}
+
+impl Drop for LockProxyGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.op(Op::Release);
+    }
+}
+
+impl LockProxy {
+    /// Takes the lock, waiting as long as it takes (in bounded requests).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] and the like.
+    pub fn acquire(&self) -> Result<LockProxyGuard<'_>, ManagerError> {
+        self.acquire_inner(None)?
+            .ok_or_else(|| ManagerError::Refused("an unbounded acquire ended".into()))
+    }
+
+    /// Takes the lock if it is free within `timeout`; `None` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<LockProxyGuard<'_>>, ManagerError> {
+        self.acquire_inner(Some(timeout))
+    }
+
+    fn acquire_inner(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<LockProxyGuard<'_>>, ManagerError> {
+        sliced(timeout, |slice| {
+            Ok(boolean(self.op(Op::Acquire(millis(slice)))?)?.then_some(()))
+        })
+        .map(|got| got.map(|()| LockProxyGuard { lock: self }))
+    }
+}
+
+/// An event in a [`Manager`](super::Manager) (Python's `manager.Event()`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let e = manager.event()?;
+/// e.set()?;
+/// assert!(e.wait_timeout(Duration::from_secs(1))?);
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct EventProxy {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn()>,
+}
+
+proxy_common!(EventProxy, Kind::Event);
+
+impl EventProxy {
+    /// `e.set()`: wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] and the like.
+    pub fn set(&self) -> Result<(), ManagerError> {
+        unit(self.op(Op::Set)?)
+    }
+
+    /// `e.clear()`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`set`](Self::set).
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        unit(self.op(Op::Clear)?)
+    }
+
+    /// `e.is_set()`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`set`](Self::set).
+    pub fn is_set(&self) -> Result<bool, ManagerError> {
+        boolean(self.op(Op::IsSet)?)
+    }
+
+    /// `e.wait(timeout)`: whether it is set.
+    ///
+    /// # Errors
+    ///
+    /// As for [`set`](Self::set).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        Ok(sliced(Some(timeout), |slice| {
+            Ok(boolean(self.op(Op::Wait(millis(slice)))?)?.then_some(()))
+        })?
+        .is_some())
+    }
+
+    /// `e.wait()`: until it is set.
+    ///
+    /// # Errors
+    ///
+    /// As for [`set`](Self::set).
+    pub fn wait(&self) -> Result<(), ManagerError> {
+        sliced(None, |slice| {
+            Ok(boolean(self.op(Op::Wait(millis(slice)))?)?.then_some(()))
+        })
+        .map(|_| ())
+    }
+}
+
+/// A queue in a [`Manager`](super::Manager) (Python's `manager.Queue()`),
+/// of items `T`; unbounded.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// multiprocess::init();
+/// let manager = multiprocess::Manager::new()?;
+/// let q = manager.queue::<String>()?;
+/// q.put("job".into())?;
+/// assert_eq!(q.get_timeout(Duration::from_secs(1))?, Some("job".to_string()));
+/// # Ok::<(), multiprocess::ManagerError>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct QueueProxy<T> {
+    address: Address,
+    id: u64,
+    #[serde(skip)]
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(QueueProxy<T>, Kind::Queue);
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    /// `q.put(item)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Encode`] (the item is not stored), or as for any
+    /// request.
+    pub fn put(&self, item: T) -> Result<(), ManagerError> {
+        unit(self.op(Op::Put(encode(&item)?))?)
+    }
+
+    /// `q.get(timeout=t)`: the next item, or `None` after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for any request, and [`ManagerError::Decode`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
+        sliced(Some(timeout), |slice| {
+            maybe(self.op(Op::Take(millis(slice)))?)
+        })
+    }
+
+    /// `q.get()`: the next item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_timeout`](Self::get_timeout).
+    pub fn get(&self) -> Result<T, ManagerError> {
+        sliced(None, |slice| maybe(self.op(Op::Take(millis(slice)))?))?
+            .ok_or_else(|| ManagerError::Refused("an unbounded get ended".into()))
+    }
+
+    /// `q.get_nowait()`: the next item if there is one.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_timeout`](Self::get_timeout).
+    pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
+        maybe(self.op(Op::Take(0))?)
+    }
+
+    /// `q.qsize()`.
+    ///
+    /// # Errors
+    ///
+    /// As for any request.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        count(self.op(Op::Len)?)
+    }
+
+    /// `q.empty()`.
+    ///
+    /// # Errors
+    ///
+    /// As for any request.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
     }
 }

@@ -2,7 +2,8 @@
 //! connection (as Python's), and the objects behind one lock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::wire::{Kind, Op, Request, Response};
 use crate::connection::{Address, Connection, Listener, RecvError};
@@ -26,6 +27,10 @@ enum Object {
     Dict(Dict),
     List(Vec<Vec<u8>>),
     Value(Vec<u8>),
+    /// The client holding it, if any.
+    Lock(Option<u64>),
+    Event(bool),
+    Queue(std::collections::VecDeque<Vec<u8>>),
 }
 
 impl Object {
@@ -34,6 +39,9 @@ impl Object {
             Kind::Dict => Object::Dict(Dict::default()),
             Kind::List => Object::List(Vec::new()),
             Kind::Value => Object::Value(init.unwrap_or_default()),
+            Kind::Lock => Object::Lock(None),
+            Kind::Event => Object::Event(false),
+            Kind::Queue => Object::Queue(Default::default()),
         }
     }
 
@@ -42,6 +50,9 @@ impl Object {
             Object::Dict(_) => Kind::Dict,
             Object::List(_) => Kind::List,
             Object::Value(_) => Kind::Value,
+            Object::Lock(_) => Kind::Lock,
+            Object::Event(_) => Kind::Event,
+            Object::Queue(_) => Kind::Queue,
         }
     }
 }
@@ -64,10 +75,20 @@ impl Objects {
     }
 }
 
-type Shared = Arc<Mutex<Objects>>;
+/// The objects, and the condition variable every blocking call (a lock
+/// acquire, an event wait, a queue take) waits on; any change that may end
+/// a wait notifies it.
+#[derive(Default)]
+struct State {
+    objects: Mutex<Objects>,
+    changed: Condvar,
+    next_client: std::sync::atomic::AtomicU64,
+}
 
-fn lock(objects: &Shared) -> MutexGuard<'_, Objects> {
-    objects.lock().unwrap_or_else(PoisonError::into_inner)
+type Shared = Arc<State>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, Objects> {
+    state.objects.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The server's body: binds `address` with `authkey`, says so on `ready`,
@@ -105,6 +126,27 @@ pub(crate) fn serve(
 /// Serves one client until it disconnects. A client killed mid-request
 /// ends only its own thread.
 fn client(mut conn: Connection<Response, Request>, objects: Shared) {
+    let me = objects
+        .next_client
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    // Whatever way this client goes, the locks it holds are released.
+    struct Gone(Shared, u64);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let mut objects = lock(&self.0);
+            for object in objects.by_id.values_mut() {
+                if let Object::Lock(holder) = object
+                    && *holder == Some(self.1)
+                {
+                    *holder = None;
+                }
+            }
+            drop(objects);
+            self.0.changed.notify_all();
+        }
+    }
+    let _gone = Gone(objects.clone(), me);
     loop {
         let request = match conn.recv() {
             Ok(r) => r,
@@ -157,18 +199,87 @@ fn client(mut conn: Connection<Response, Request>, objects: Shared) {
                     }
                 }
             }
-            Request::Call(id, kind, op) => match lock(&objects).by_id.get_mut(&id) {
-                None => Response::Error(format!("no object {id} on the server")),
-                Some(object) if object.kind() != kind => Response::Error(format!(
-                    "object {id} is a {:?}, not a {kind:?}",
-                    object.kind()
-                )),
-                Some(object) => apply(object, op),
-            },
+            Request::Call(id, kind, op) => call(&objects, me, id, kind, op),
         };
         if conn.send(response).is_err() {
             return;
         }
+    }
+}
+
+/// Runs one operation; a blocking one waits on the condition variable, at
+/// most its own limit.
+fn call(state: &Shared, me: u64, id: u64, kind: Kind, op: Op) -> Response {
+    let mut objects = lock(state);
+    let deadline = match &op {
+        Op::Acquire(ms) | Op::Wait(ms) | Op::Take(ms) => {
+            Instant::now().checked_add(Duration::from_millis(*ms))
+        }
+        _ => None,
+    };
+    loop {
+        let Some(object) = objects.by_id.get_mut(&id) else {
+            return Response::Error(format!("no object {id} on the server"));
+        };
+        if object.kind() != kind {
+            return Response::Error(format!(
+                "object {id} is a {:?}, not a {kind:?}",
+                object.kind()
+            ));
+        }
+        let ready = match (&*object, &op) {
+            (Object::Lock(holder), Op::Acquire(_)) => holder.is_none(),
+            (Object::Event(set), Op::Wait(_)) => *set,
+            (Object::Queue(q), Op::Take(_)) => !q.is_empty(),
+            _ => true,
+        };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if ready || left == Some(Duration::ZERO) {
+            let response = match (object, op) {
+                (Object::Lock(holder), Op::Acquire(_)) => {
+                    if ready {
+                        *holder = Some(me);
+                    }
+                    Response::Bool(ready)
+                }
+                (Object::Lock(holder), Op::Release) => {
+                    if *holder != Some(me) {
+                        return Response::Error(
+                            "release of a lock this client does not hold".into(),
+                        );
+                    }
+                    *holder = None;
+                    state.changed.notify_all();
+                    Response::Unit
+                }
+                (Object::Event(set), Op::Wait(_)) => Response::Bool(*set),
+                (Object::Event(set), Op::Set) => {
+                    *set = true;
+                    state.changed.notify_all();
+                    Response::Unit
+                }
+                (Object::Event(set), Op::Clear) => {
+                    *set = false;
+                    Response::Unit
+                }
+                (Object::Event(set), Op::IsSet) => Response::Bool(*set),
+                (Object::Queue(q), Op::Take(_)) => Response::Maybe(q.pop_front()),
+                (Object::Queue(q), Op::Put(item)) => {
+                    q.push_back(item);
+                    state.changed.notify_all();
+                    Response::Unit
+                }
+                (Object::Queue(q), Op::Len) => Response::Count(q.len() as u64),
+                (object, op) => apply(object, op),
+            };
+            return response;
+        }
+        let wait = left.unwrap_or(Duration::from_secs(1));
+        objects = state
+            .changed
+            .wait_timeout(objects, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 

@@ -10,6 +10,9 @@ pub(crate) enum Kind {
     Dict,
     List,
     Value,
+    Lock,
+    Event,
+    Queue,
 }
 
 /// A request from a proxy (or the owning [`Manager`](super::Manager)).
@@ -57,6 +60,19 @@ pub(crate) enum Op {
     Load,
     Store(Vec<u8>),
     Swap(Vec<u8>),
+    /// Lock: take it within the milliseconds given (the server waits at
+    /// most that long, so a call stays bounded); `Bool(taken)`.
+    Acquire(u64),
+    Release,
+    /// Event.
+    Set,
+    IsSet,
+    /// Event: wait at most the milliseconds given; `Bool(is_set)`.
+    Wait(u64),
+    /// Queue: `Unit`.
+    Put(Vec<u8>),
+    /// Queue: wait at most the milliseconds given; `Maybe(item)`.
+    Take(u64),
 }
 
 /// The answer to one request.

@@ -582,23 +582,9 @@ impl ExecutorMap<'_> {
         A: Serialize + 'static,
         I: IntoIterator<Item = A>,
     {
-        let deadline = self.timeout.and_then(crate::deadline::after);
-        let core = &self.executor.pool.core;
-        let entry = f.entry().offset();
-        let items: Vec<A> = iterable.into_iter().collect();
-        super::task::check_first::<F, _, _>(&items)
-            .map_err(|e| ExecutorError::from_pool(core, e.into()))?;
-        let (iter, job) = self
-            .executor
-            .pool
-            .submit_iter_seqs(entry, items, self.chunksize.unwrap_or(1), true)
-            .map_err(|e| ExecutorError::from_pool(core, e))?;
-        Ok(MapResults::new(
-            iter,
-            Arc::downgrade(core) as Weak<dyn Backlog>,
-            job,
-            deadline,
-        ))
+        // A one-argument call is a starmap over 1-tuples, which encode as
+        // the bare items do.
+        self.starmap(f, iterable.into_iter().map(|a| (a,)))
     }
 
     /// [`Executor::starmap`] with these options.
